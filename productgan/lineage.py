@@ -1,0 +1,46 @@
+"""Where an artefact came from: dataset version (data.dvc), git commit, params hash."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+def dataset_version(dvc_file: str | os.PathLike[str] = "data.dvc") -> str | None:
+    """The DVC hash of the tracked dataset (``outs[0].md5``, e.g. ``ab12….dir``), or None if untracked."""
+    path = Path(dvc_file)
+    if not path.is_file():
+        return None
+    with open(path, encoding="utf-8") as fh:
+        doc = yaml.safe_load(fh) or {}
+    outs = doc.get("outs") or []
+    return outs[0].get("md5") if outs else None
+
+
+def git_commit(cwd: str | os.PathLike[str] | None = None) -> str | None:
+    """HEAD's commit (with ``-dirty`` when the tree has changes), or None outside git (containers)."""
+    if os.environ.get("PRODUCTGAN_GIT_COMMIT"):
+        return os.environ["PRODUCTGAN_GIT_COMMIT"]
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True, timeout=10
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=cwd, capture_output=True, text=True, check=True, timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return f"{sha}-dirty" if dirty else sha
+
+
+def params_hash(params: Any) -> str:
+    """A short stable hash of a params mapping (or dataclass turned into a dict)."""
+    blob = json.dumps(params, sort_keys=True, default=str).encode("utf-8")
+    return hashlib.sha256(blob).hexdigest()[:16]

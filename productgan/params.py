@@ -1,0 +1,91 @@
+"""params.yaml as typed dataclasses.
+
+Every step owns a dataclass whose defaults equal the shipped ``params.yaml`` (a test keeps the two in step);
+``load_section`` fills it from the file, so a step also runs where no params.yaml exists (a container).
+Unknown keys are rejected with the file and the key named, never silently ignored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+T = TypeVar("T")
+
+PARAMS_ENV = "PRODUCTGAN_PARAMS"
+
+
+class ParamsError(ValueError):
+    """params.yaml holds something a step cannot use; the message names the file, key and fix."""
+
+
+def params_path(path: str | os.PathLike[str] | None = None) -> Path:
+    """The params file in use: the argument, else ``$PRODUCTGAN_PARAMS``, else ``./params.yaml``."""
+    return Path(path or os.environ.get(PARAMS_ENV) or "params.yaml")
+
+
+def load_params(path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+    """The whole params file as a dict; an empty dict when the file does not exist."""
+    p = params_path(path)
+    if not p.is_file():
+        return {}
+    with open(p, encoding="utf-8") as fh:
+        doc = yaml.safe_load(fh) or {}
+    if not isinstance(doc, dict):
+        raise ParamsError(f"{p}: expected a mapping of sections at the top level, got {type(doc).__name__}")
+    return doc
+
+
+def _coerce(value: Any, hint: Any, where: str) -> Any:
+    origin = typing.get_origin(hint)
+    if dataclasses.is_dataclass(hint) and isinstance(value, dict):
+        return from_dict(hint, value, where)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        if value is None:
+            return None
+        return _coerce(value, args[0], where) if len(args) == 1 else value
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint in (int, float, str, bool) and not isinstance(value, hint):
+        raise ParamsError(f"{where}: expected {hint.__name__}, got {value!r}")
+    if origin in (list, tuple) and isinstance(value, list | tuple):
+        (inner, *_) = typing.get_args(hint) or (Any,)
+        return type(value)(_coerce(v, inner, f"{where}[{i}]") for i, v in enumerate(value))
+    return value
+
+
+def from_dict(cls: type[T], data: dict[str, Any], where: str = "params") -> T:
+    """Build dataclass ``cls`` from ``data``; unknown keys and wrong scalar types raise ParamsError."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ParamsError(
+            f"{where}: unknown key(s) {', '.join(unknown)}; known keys are {', '.join(sorted(fields))}"
+        )
+    hints = typing.get_type_hints(cls)
+    kwargs = {k: _coerce(v, hints[k], f"{where}.{k}") for k, v in data.items()}
+    return cls(**kwargs)
+
+
+def load_section(
+    name: str,
+    cls: type[T],
+    path: str | os.PathLike[str] | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> T:
+    """Section ``name`` of params.yaml as ``cls``; ``overrides`` (CLI options, None = unset) win."""
+    p = params_path(path)
+    section = dict(load_params(p).get(name) or {})
+    section.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    return from_dict(cls, section, f"{p}:{name}")
+
+
+def to_dict(obj: Any) -> dict[str, Any]:
+    return dataclasses.asdict(obj)
