@@ -235,6 +235,25 @@ def test_flat_archive_is_one_category_named_after_it(tmp_path, photo_bytes):
     assert [f["path"] for f in m["files"]] == ["Ankle-boots/Ankle boots/a.png", "Ankle-boots/Ankle boots/b.png"]
 
 
+@pytest.mark.parametrize(
+    "members, expect",
+    [
+        # a wrapper folder around category folders, a README beside them (skipped: no category)
+        (["catalog/Bag/a.png", "catalog/Coat/b.png", "catalog/README.txt"], ["shop/Bag/a.png", "shop/Coat/b.png"]),
+        # one category folder wrapped: the category is the inner folder
+        (["catalog/Bag/a.png", "catalog/Bag/b.png"], ["shop/Bag/a.png", "shop/Bag/b.png"]),
+        # one category with a nested folder: not a wrapper
+        (["Bag/a.png", "Bag/side/b.png"], ["shop/Bag/a.png", "shop/Bag/side/b.png"]),
+        # one folder of photos: one category named after it
+        (["shoes/a.png", "shoes/b.png"], ["shop/shoes/a.png", "shop/shoes/b.png"]),
+    ],
+)
+def test_archive_wrapper_folder_rules(tmp_path, members, expect):
+    archive = _write_archive(tmp_path / "shop.tar", {m: b"x" + m.encode() for m in members})
+    ingest(archive, tmp_path / "data")
+    assert [f["path"] for f in manifest(tmp_path / "data")["files"]] == expect
+
+
 def _tar_member(tf: tarfile.TarFile, name: str, kind: bytes = tarfile.REGTYPE, data: bytes = b"", link: str = ""):
     info = tarfile.TarInfo(name)
     info.type = kind
@@ -321,6 +340,18 @@ def test_corrupt_archive_is_refused_with_its_name(tmp_path):
 
 
 # --- re-ingest, replacement and refusals of --out ----------------------------------------------------------
+
+
+def test_non_utf8_file_name_is_refused_and_reported(tmp_path, photo_bytes):
+    src = tmp_path / "shop"
+    make_shop(src, photo_bytes)
+    fd = os.open(os.fsencode(src / "Bag") + b"/caf\xe9.png", os.O_WRONLY | os.O_CREAT, 0o644)
+    os.write(fd, b"latin-1 name")
+    os.close(fd)
+    ingest(src, tmp_path / "data")
+    m = manifest(tmp_path / "data")
+    assert [(r["path"], r["reason"]) for r in m["refused"]] == [("Bag/caf\ufffd.png", "name is not valid UTF-8")]
+    assert len(m["files"]) == 4
 
 
 def test_reingest_is_byte_identical_and_replaces_atomically(tmp_path, photo_bytes):
@@ -545,7 +576,7 @@ def test_cli_prints_refusals_and_fails_cleanly(tmp_path, photo_bytes, monkeypatc
     other = tmp_path / "other"
     make_shop(other, photo_bytes, {"Coat": 1})
     res = runner.invoke(cli, ["ingest", "--source", str(other), "--out", "data"])
-    assert res.exit_code == 1 and "Error: ingest: --out data already holds" in res.output
+    assert res.exit_code == 1 and "Error: ingest: --out" in res.output and "already holds" in res.output
 
     res = runner.invoke(cli, ["ingest", "--source", str(other), "--out", "data", "--append", "--name", "bad/name"])
     assert res.exit_code == 1 and "source name 'bad/name'" in res.output

@@ -16,6 +16,7 @@ import os
 import secrets
 import shutil
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from productgan.io import atomic_write_json, dumps_json, read_json
 FORMAT = "productgan-dataset/1"
 MANIFEST = "manifest.json"
 _CHUNK = 1 << 20
+_WORKERS = 8
 
 
 @dataclass
@@ -170,7 +172,6 @@ def _copy_file(source: Source, f: PlannedFile, dest_root: Path, bar: Any) -> dic
     # Components were checked when planning; this is the last guard before a byte is written.
     if not os.path.normpath(dest).startswith(str(dest_root) + os.sep):
         raise IngestError(f"ingest: internal error: {f.dest!r} would be written outside {dest_root}")
-    dest.parent.mkdir(parents=True, exist_ok=True)
     h = hashlib.sha256()
     size = 0
     with source.open(f) as src, open(dest, "xb") as dst:  # "x": never overwrite what another entry wrote
@@ -207,12 +208,23 @@ def copy_plan(source: Source, plan: Plan, name: str, stage: Path) -> dict[str, A
     """Copy the planned files into ``stage/<name>/`` and return this source's manifest."""
     dest_root = (stage / name).resolve()
     dest_root.mkdir(parents=True)
+    for folder in sorted({(dest_root / f.dest).parent for f in plan.files}):
+        folder.mkdir(parents=True, exist_ok=True)
     total = sum(f.size or 0 for f in plan.files)
-    records = []
+    ordered = sorted(plan.files, key=lambda f: f.order)  # the source's order: tar.gz reads forwards only
     with _progress(total, f"ingest {name}") as bar:
-        for f in sorted(plan.files, key=lambda f: f.order):  # the source's order: tar.gz reads forwards only
-            rec = _copy_file(source, f, dest_root, bar)
-            records.append({"path": f"{name}/{f.dest}", "source": name, **rec})
+        if source.parallel_reads:
+            # Per-file cost is syscalls and waiting (open, fsync, S3 round trips), not Python: threads overlap it.
+            with ThreadPoolExecutor(max_workers=_WORKERS) as pool:
+                futures = [pool.submit(_copy_file, source, f, dest_root, bar) for f in ordered]
+                try:
+                    recs = [fut.result() for fut in futures]
+                except BaseException:
+                    pool.shutdown(wait=True, cancel_futures=True)
+                    raise
+        else:
+            recs = [_copy_file(source, f, dest_root, bar) for f in ordered]
+    records = [{"path": f"{name}/{f.dest}", "source": name, **rec} for f, rec in zip(ordered, recs, strict=True)]
     return _sorted_manifest(
         {
             "categories": plan.categories,
@@ -239,7 +251,10 @@ def run_ingest(
     params: IngestParams, append: bool = False, name: str | None = None, s3_page_size: int | None = None
 ) -> IngestResult:
     """Ingest ``params.source`` into ``params.out`` (see the module docstring for the rules)."""
-    out = Path(params.out)
+    shown_out = Path(params.out)
+    out = Path(os.path.abspath(params.out))  # "." and "x/.." become real names: the temp folder goes beside
+    if out.parent == out:
+        raise IngestError(f"ingest: --out {params.out} is the filesystem root; choose a dataset folder")
     with open_source(params.source, params.s3_endpoint_url, params.s3_max_attempts, s3_page_size) as source:
         name = name or source.default_name
         why = check_source_name(name)
@@ -278,7 +293,7 @@ def run_ingest(
         finally:
             shutil.rmtree(stage, ignore_errors=True)
     return IngestResult(
-        out=out,
+        out=shown_out,
         name=name,
         action=action,
         files=len(new["files"]),

@@ -63,6 +63,7 @@ class Source(ABC):
     kind: str
     uri: str
     default_name: str
+    parallel_reads: bool = False  # may several threads call open() at once (folders, S3; not a tar stream)
 
     @abstractmethod
     def plan(self) -> Plan: ...
@@ -84,12 +85,22 @@ class Source(ABC):
         self.close()
 
 
-def _strip_wrapper(paths: list[str]) -> str | None:
-    """The single top-level folder every path sits under (an archive's wrapper folder), or None."""
+def _wrapper_folder(paths: list[str]) -> str | None:
+    """The top-level folder an archive wraps its category folders in, or None.
+
+    All files must sit under one top-level folder, and that folder must look like a wrapper: it holds no
+    file directly, or it holds two or more subfolders. So ``catalog/{Bag,Coat}/x.png`` (and a README beside
+    them) is a wrapper, while ``Bag/a.png`` + ``Bag/side/b.png`` is one category with a nested folder.
+    """
+    if not paths or not all("/" in p for p in paths):
+        return None
     tops = {p.split("/", 1)[0] for p in paths}
-    if len(tops) == 1 and all("/" in p for p in paths):
-        return tops.pop()
-    return None
+    if len(tops) != 1:
+        return None
+    inner = [p.split("/", 1)[1] for p in paths]
+    loose = any("/" not in p for p in inner)
+    subfolders = {p.split("/", 1)[0] for p in inner if "/" in p}
+    return tops.pop() if subfolders and (not loose or len(subfolders) >= 2) else None
 
 
 def plan_photos(listed: Iterable[Listed], root_category: str, strip_wrapper: bool = False) -> Plan:
@@ -97,8 +108,8 @@ def plan_photos(listed: Iterable[Listed], root_category: str, strip_wrapper: boo
 
     ``<category>/<file>`` (deeper folders: the first-level folder is the category, the rest of the path is
     kept); with no subfolders at all, every file belongs to one category named ``root_category``. Archives
-    (``strip_wrapper``) may wrap that layout in one top-level folder, which is then dropped (its name becomes
-    ``root_category``). Files lying loose beside category folders have no category and are skipped.
+    (``strip_wrapper``) may wrap that layout in one top-level folder, which is then dropped (see
+    ``_wrapper_folder``). Files lying loose beside category folders have no category and are skipped.
     """
     refused: list[tuple[str, str]] = []
     skipped: list[tuple[str, str]] = []
@@ -119,7 +130,7 @@ def plan_photos(listed: Iterable[Listed], root_category: str, strip_wrapper: boo
         accepted.append((rel, item, order))
 
     if strip_wrapper and accepted:
-        wrapper = _strip_wrapper([rel for rel, _, _ in accepted])
+        wrapper = _wrapper_folder([rel for rel, _, _ in accepted])
         if wrapper is not None:
             root_category = wrapper
             accepted = [(rel.split("/", 1)[1], item, order) for rel, item, order in accepted]

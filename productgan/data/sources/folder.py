@@ -31,6 +31,7 @@ def _special_reason(mode: int) -> str:
 
 class FolderSource(Source):
     kind = "folder"
+    parallel_reads = True
 
     def __init__(self, path: str | os.PathLike[str]):
         given = Path(path)

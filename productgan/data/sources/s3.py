@@ -2,7 +2,8 @@
 
 The endpoint comes from params ``ingest.s3_endpoint_url``, else ``AWS_ENDPOINT_URL`` / ``AWS_ENDPOINT_URL_S3``
 (botocore reads those itself); region and credentials from the environment or the standard AWS config.
-Throttling and 5xx answers are retried by botocore's "standard" retry mode (``ingest.s3_max_attempts``).
+Throttling and 5xx answers are retried by botocore's "standard" retry mode (exponential backoff with jitter),
+up to ``ingest.s3_max_attempts`` attempts per request in all.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ def parse_s3_uri(uri: str) -> tuple[str, str]:
 
 class S3Source(Source):
     kind = "s3"
+    parallel_reads = True
 
     def __init__(self, uri: str, endpoint_url: str | None = None, max_attempts: int = 8, page_size: int | None = None):
         import boto3
@@ -39,7 +41,9 @@ class S3Source(Source):
         self.default_name = sanitize_source_name(last)
         self._root_category = last
         self._page_size = page_size
-        config = Config(retries={"mode": "standard", "max_attempts": max_attempts})
+        # total_max_attempts counts the first try too (botocore's "max_attempts" key counts only retries),
+        # so params ingest.s3_max_attempts means what its name says.
+        config = Config(retries={"mode": "standard", "total_max_attempts": max_attempts})
         self._client = boto3.client("s3", endpoint_url=endpoint_url or None, config=config)
 
     def _error(self, what: str, exc: Exception) -> IngestError:
