@@ -26,7 +26,7 @@ def ingest(source: str | None, out: str | None, append: bool, name: str | None) 
     paths are refused; OS junk (.DS_Store, __MACOSX/, ._*, hidden files) is skipped; both are listed in
     the manifest.
     """
-    from productgan.data.ingest import IngestError, IngestParams, manifest_summary, run_ingest
+    from productgan.data.ingest import IngestError, IngestParams, run_ingest, summary
     from productgan.params import load_section
 
     params = load_section("ingest", IngestParams, overrides={"source": source, "out": out})
@@ -41,5 +41,5 @@ def ingest(source: str | None, out: str | None, append: bool, name: str | None) 
     if len(result.skipped) > _MAX_SHOWN_SKIPPED:
         more = len(result.skipped) - _MAX_SHOWN_SKIPPED
         click.echo(f"ingest: ... and {more} more skipped (see manifest.json)", err=True)
-    click.echo(manifest_summary(result))
+    click.echo(summary(result))
     click.echo(f"ingest: categories: {', '.join(result.categories)}")

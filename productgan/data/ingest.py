@@ -24,7 +24,7 @@ from typing import Any
 from productgan.data.safety import check_source_name
 from productgan.data.sources import open_source
 from productgan.data.sources.base import IngestError, Plan, PlannedFile, Source
-from productgan.io import atomic_write_json, dumps_json, read_json
+from productgan.io import atomic_write_json, read_json
 
 FORMAT = "productgan-dataset/1"
 MANIFEST = "manifest.json"
@@ -224,6 +224,8 @@ def copy_plan(source: Source, plan: Plan, name: str, stage: Path) -> dict[str, A
                     raise
         else:
             recs = [_copy_file(source, f, dest_root, bar) for f in ordered]
+    for dirpath, _, _ in os.walk(dest_root, topdown=False):  # directory entries reach the disk before the rename
+        _fsync_dir(Path(dirpath))
     records = [{"path": f"{name}/{f.dest}", "source": name, **rec} for f, rec in zip(ordered, recs, strict=True)]
     return _sorted_manifest(
         {
@@ -322,8 +324,7 @@ def _commit(
     if existing is None or not append:
         # A fresh dataset, or the same single source again (checked before copying): the staged folder
         # becomes --out.
-        (stage / MANIFEST).write_text(dumps_json(new), encoding="utf-8")
-        _fsync_dir(stage / name)
+        atomic_write_json(stage / MANIFEST, new)
         _fsync_dir(stage)
         if existing is None:
             if out.exists():
@@ -351,7 +352,6 @@ def _commit(
             "change it. Pass another --name to add this as a new source, or re-ingest into a new --out."
         )
     merged = merge_manifests(existing, new)
-    _fsync_dir(stage / name)
     # The folder first, then the manifest: a crash in between leaves data/<name>/ unlisted, which the next
     # run reports (it never deletes it) instead of a manifest pointing at files that are not there.
     os.rename(stage / name, out / name)
@@ -360,7 +360,7 @@ def _commit(
     return "appended"
 
 
-def manifest_summary(result: IngestResult) -> str:
+def summary(result: IngestResult) -> str:
     mb = result.bytes / 1e6
     return (
         f"ingest: {result.action} {result.out} ({result.name}): {result.files} files, {mb:.1f} MB, "

@@ -40,7 +40,8 @@ class FolderSource(Source):
         # The folder the user named may itself be a link (e.g. a mount); links *inside* it are refused.
         self.root = given.resolve()
         self.uri = os.path.abspath(given)
-        self.default_name = sanitize_source_name(self.root.name)
+        self._root_category = Path(self.uri).name or "photos"  # the name the user sees, not the link target's
+        self.default_name = sanitize_source_name(self._root_category)
         self._skipped_dirs: list[tuple[str, str]] = []
 
     def local_path(self) -> str:
@@ -73,7 +74,7 @@ class FolderSource(Source):
 
     def plan(self) -> Plan:
         self._skipped_dirs = []
-        plan = plan_photos(list(self._walk()), root_category=self.root.name)
+        plan = plan_photos(list(self._walk()), root_category=self._root_category)
         plan.skipped = sorted(plan.skipped + self._skipped_dirs)
         return plan
 

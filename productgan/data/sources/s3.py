@@ -35,6 +35,8 @@ class S3Source(Source):
         import boto3
         from botocore.config import Config
 
+        if max_attempts < 1:
+            raise IngestError(f"ingest: params ingest.s3_max_attempts is {max_attempts}; it must be 1 or more")
         self.bucket, self.prefix = parse_s3_uri(uri)
         self.uri = f"s3://{self.bucket}/{self.prefix}"
         last = self.prefix.rstrip("/").rsplit("/", 1)[-1] if self.prefix else self.bucket
