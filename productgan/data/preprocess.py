@@ -27,13 +27,14 @@ from productgan.data.decode import DEFAULT_MAX_IMAGE_PIXELS, Refusal, decode_ima
 from productgan.data.idx import IdxError, parse_idx_header, read_idx_bytes
 from productgan.data.resize import BACKGROUNDS, RESOLUTIONS, fit_and_pad, fit_and_pad_grey_batch, to_channels
 from productgan.data.split import assign_split, pixel_digest
-from productgan.io import atomic_write_json, read_json, save_npy_atomic, sha256_bytes
+from productgan.io import atomic_write_json, read_json, save_npy_atomic, sha256_bytes, sha256_file
 from productgan.lineage import dataset_version
 from productgan.params import ParamsError
 
 INPUT_FORMAT = "productgan-dataset/1"
 OUTPUT_FORMAT = "productgan-prepared/1"
 FAILURE_REPORT = "refused.json"
+_COPY_CHUNK = 4096  # images copied at a time into the output arrays
 # the only files preprocess writes into --out; anything else there means --out is the wrong folder
 OUTPUT_FILES = {MANIFEST, FAILURE_REPORT} | {f"{s}_{k}.npy" for s in SPLITS for k in ("images", "labels")}
 
@@ -125,9 +126,10 @@ def run_preprocess(
     input_dir, out_dir = Path(input_dir).resolve(), Path(out_dir).resolve()
     manifest_path = input_dir / "manifest.json"
     manifest = _read_input_manifest(manifest_path)
+    manifest_sha256 = sha256_file(manifest_path)
     _check_out_dir(out_dir, input_dir)
     categories: list[str] = list(manifest["categories"])
-    sources = {s["name"]: s for s in manifest.get("sources", [])}
+    sources = {s.get("name"): s for s in manifest.get("sources") or [] if isinstance(s, dict)}
 
     run = _Run()
     files = sorted(manifest["files"], key=lambda f: f["path"])
@@ -169,14 +171,14 @@ def run_preprocess(
             "duplicates": len(run.duplicates),
         },
         "refused": sorted(run.refused, key=lambda r: r["path"]),
-        "duplicates": run.duplicates,
-        "dataset_hash": dataset_version(input_dir.parent / f"{input_dir.name}.dvc") or sha256_bytes(
-            manifest_path.read_bytes()
-        ),
-        "source_manifest_sha256": sha256_bytes(manifest_path.read_bytes()),
+        "duplicates": sorted(run.duplicates, key=lambda d: d["path"]),
+        # the DVC version of the input when it is tracked (data.dvc beside data/), else its manifest's hash
+        "dataset_hash": dataset_version(input_dir.parent / f"{input_dir.name}.dvc") or manifest_sha256,
+        "source_manifest_sha256": manifest_sha256,
         "params": dataclasses.asdict(params),
         "pillow": _pillow_version(),
     }
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
     try:
         for split in SPLITS:
@@ -217,6 +219,9 @@ def _read_input_manifest(path: Path) -> dict[str, Any]:
             raise PreprocessError(f"preprocess: {path}: missing list {key!r}; re-run ingest")
     if len(set(manifest["categories"])) != len(manifest["categories"]):
         raise PreprocessError(f"preprocess: {path}: categories has repeated names; re-run ingest")
+    for i, entry in enumerate(manifest["files"]):
+        if not isinstance(entry, dict) or not isinstance(entry.get("path"), str):
+            raise PreprocessError(f"preprocess: {path}: files[{i}] has no 'path'; re-run ingest")
     return manifest
 
 
@@ -397,10 +402,12 @@ def _write_split(
     labels = np.empty(n, dtype=np.int64)
     at = 0
     for batch, mask in chosen:
-        k = int(mask.sum())
-        images[at : at + k] = batch.images[mask]
-        labels[at : at + k] = batch.labels[mask]
-        at += k
+        for start in range(0, len(mask), _COPY_CHUNK):  # chunks: no full-size temporary from fancy indexing
+            part = mask[start : start + _COPY_CHUNK]
+            k = int(part.sum())
+            images[at : at + k] = batch.images[start : start + _COPY_CHUNK][part]
+            labels[at : at + k] = batch.labels[start : start + _COPY_CHUNK][part]
+            at += k
     images.flush()
     del images
     _fsync(images_path(tmp, split))
