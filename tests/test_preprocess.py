@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import random
 import shutil
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +22,7 @@ from PIL import Image
 from productgan.data.arrays import SPLITS, load_manifest, load_split
 from productgan.data.idx import IdxError, idx_bytes, read_idx, read_idx_bytes, write_idx
 from productgan.data.preprocess import PreprocessError, PreprocessParams, run_preprocess
+from productgan.data.split import assign_split
 from productgan.io import sha256_file
 from productgan.params import ParamsError, load_section
 
@@ -249,6 +252,39 @@ def test_out_must_be_a_preprocess_folder(tmp_path):
     with pytest.raises(PreprocessError, match="overlaps"):
         run_preprocess(data, data / "prepared", progress=False)
     assert (tmp_path / "home" / "thesis.tex").read_text() == "precious"
+
+
+def test_input_integrity_refusals(tmp_path, fmnist_small):
+    subset = _fm_subset(fmnist_small, 60, 20)
+    entries = fmnist_entries(subset) + _photos(30, seed=2)
+    data = write_dataset(tmp_path / "data", entries, FMNIST_CATEGORIES)
+    (data / _photos(30, seed=2)[0].path).write_bytes(b"edited after ingest")
+    (data / _photos(30, seed=2)[1].path).unlink()
+    test_images = data / f"{FMNIST_SOURCE}/t10k-images-idx3-ubyte.gz"
+    doc = json.loads((data / "manifest.json").read_text())
+    cut = idx_bytes(subset["test"][0][:, 0])[:200]  # a truncated gzip whose header still says 20 images
+    test_images.write_bytes(cut)
+    for f in doc["files"]:
+        if f["path"].endswith("t10k-images-idx3-ubyte.gz"):
+            f["sha256"], f["size"] = sha256_file(test_images), len(cut)
+    (data / "manifest.json").write_text(json.dumps(doc))
+
+    manifest = run_preprocess(data, tmp_path / "out", PreprocessParams(max_refused_fraction=0.5), progress=False)
+    reasons = {r["path"]: r["reason"] for r in manifest["refused"]}
+    assert "changed after ingest" in reasons[_photos(30, seed=2)[0].path]
+    assert "missing on disk" in reasons[_photos(30, seed=2)[1].path]
+    assert "gzip" in reasons[f"{FMNIST_SOURCE}/t10k-images-idx3-ubyte.gz"]
+    assert manifest["inputs"]["refused"] == 2 + 20  # the IDX file counts as the 20 images it declares
+    assert manifest["counts"]["test"]["total"] < 20  # the 20 IDX test images are gone, only photos remain
+
+
+def test_split_fractions_follow_params():
+    digests = [hashlib.sha256(str(i).encode()).digest() for i in range(20_000)]
+    unsplit = Counter(assign_split(d, None, 0.1, 0.2) for d in digests)
+    assert abs(unsplit["test"] / 20_000 - 0.2) < 0.02 and abs(unsplit["val"] / 20_000 - 0.08) < 0.02
+    official = Counter(assign_split(d, "train", 0.1, 0.2) for d in digests)
+    assert official["test"] == 0 and abs(official["val"] / 20_000 - 0.1) < 0.02
+    assert {assign_split(d, "test", 0.1, 0.2) for d in digests} == {"test"}
 
 
 # --- determinism ------------------------------------------------------------------------------------------------
