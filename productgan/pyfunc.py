@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, Schema
+from mlflow.types.schema import AnyType
 
 from productgan.api import GenerateParams
 
@@ -33,7 +34,8 @@ EDIT_COLUMNS: list[tuple[str, str]] = [
     ("brightness", "double"),
     ("scale", "double"),
     ("rotate", "double"),
-    ("flip", "boolean"),
+    # true/false; "any" because the server casts a boolean column with an absent cell (NaN) to True
+    ("flip", "any"),
     ("size", "double"),
     ("background", "string"),
 ]
@@ -56,8 +58,12 @@ OUTPUT_COLUMNS: list[tuple[str, str]] = [
 ]
 
 
+def _type(name: str) -> Any:
+    return AnyType() if name == "any" else name
+
+
 def model_signature() -> ModelSignature:
-    inputs = Schema([ColSpec(t, name, required=req) for name, t, req in INPUT_COLUMNS])
+    inputs = Schema([ColSpec(_type(t), name, required=req) for name, t, req in INPUT_COLUMNS])
     outputs = Schema([ColSpec(t, name) for name, t in OUTPUT_COLUMNS])
     return ModelSignature(inputs=inputs, outputs=outputs)
 
