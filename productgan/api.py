@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -304,7 +305,13 @@ def load(
     params: GenerateParams | None = None,
     dst: str | None = None,
 ) -> ProductGenerator:
-    """A ProductGenerator from a generator folder, a folder holding one, or an MLflow model/run URI."""
+    """A ProductGenerator from a generator folder, a folder holding one, or an MLflow model/run URI.
+
+    URIs are downloaded into ``dst``, else into a temporary folder removed once the weights are loaded.
+    """
+    if dst is None and _is_uri(str(model_uri_or_dir)) and not Path(str(model_uri_or_dir)).exists():
+        with tempfile.TemporaryDirectory(prefix="productgan-model-") as tmp:
+            return load(model_uri_or_dir, device, params, dst=tmp)
     folder = resolve_generator_dir(model_uri_or_dir, dst)
     generator, config = load_generator(folder, device)
     return ProductGenerator(generator, config, source=str(model_uri_or_dir), params=params)
