@@ -110,7 +110,7 @@ class ProductGANModel(mlflow.pyfunc.PythonModel):
         self.product = load(context.artifacts["generator"], device=config.get("device", "cpu"), params=params)
         self.generator, self.config = self.product.generator, self.product.config
 
-    def _parse(self, number: int, row: dict[str, Any]) -> dict[str, Any]:
+    def _parse(self, row: dict[str, Any]) -> dict[str, Any]:
         from productgan.api import RequestError
 
         category = _value(row, "category")
@@ -143,7 +143,7 @@ class ProductGANModel(mlflow.pyfunc.PythonModel):
         requests = []
         for number, row in enumerate(records):
             try:
-                requests.append(self._parse(number, dict(row)))
+                requests.append(self._parse(dict(row)))
             except RequestError as exc:
                 where = f"request {number}: " if len(records) > 1 else ""
                 raise _invalid(f"{where}{exc}") from None

@@ -202,7 +202,7 @@ def interpolate(
 @_friendly
 def edit(photo: str, out_file: str, edits: dict[str, Any]) -> None:
     """Edit any product photo (or a generated image): colour, size, angle, resolution, background."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image, ImageOps, UnidentifiedImageError
 
     from productgan.edit import Edits, apply_edits
     from productgan.io import atomic_open
@@ -211,7 +211,7 @@ def edit(photo: str, out_file: str, edits: dict[str, Any]) -> None:
     try:
         with Image.open(photo) as src:
             src.load()
-            image = src
+            image = ImageOps.exif_transpose(src)  # phone photos: turn upright as they are shown
     except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
         raise click.ClickException(f"{photo}: not an image Pillow can read ({exc})") from None
     result = apply_edits(image, todo)
