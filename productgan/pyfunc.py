@@ -1,13 +1,19 @@
 """The generator as an MLflow pyfunc model: a table of requests in, PNG images (base64) out.
 
 Artifacts: ``generator`` = a generator folder (generator.safetensors + generator.json). Loading uses
-safetensors, never pickle. Request rows: category (name or index), seed, n, and optional edits.
+safetensors, never pickle. Request rows: ``category`` (name or index, as text), optional ``seed``, ``n``,
+``truncation`` and edits (``color``, ``hue_shift``, ``saturation``, ``brightness``, ``scale``, ``rotate``,
+``flip``, ``size``, ``background``; see productgan.edit.Edits). Output rows, one per image: ``image``
+(base64 PNG), ``category`` (name), ``seed``, ``index`` (0..n-1 within its request).
+
+A bad request raises MlflowException(INVALID_PARAMETER_VALUE): the scoring server answers HTTP 400 with
+the message (which request, what is wrong, what is allowed) and goes on serving.
+Limits come from GenerateParams (max_n, max_images), overridable with log_model(model_config={...}).
 """
 
 from __future__ import annotations
 
-import base64
-import io
+import dataclasses
 from typing import Any
 
 import mlflow.pyfunc
@@ -15,15 +21,34 @@ import numpy as np
 import pandas as pd
 from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, Schema
+from mlflow.types.schema import AnyType
 
-MAX_N = 64  # images per request row; bigger asks are refused with a message
+from productgan.api import GenerateParams
 
+MAX_N = GenerateParams.max_n  # images per request row; bigger asks are refused with a message
+
+EDIT_COLUMNS: list[tuple[str, str]] = [
+    ("color", "string"),
+    ("hue_shift", "double"),
+    ("saturation", "double"),
+    ("brightness", "double"),
+    ("scale", "double"),
+    ("rotate", "double"),
+    # true/false; "any" because the server casts a boolean column with an absent cell (NaN) to True
+    ("flip", "any"),
+    ("size", "double"),
+    ("background", "string"),
+]
 INPUT_COLUMNS: list[tuple[str, str, bool]] = [
     # (name, mlflow type, required)
     ("category", "string", True),
-    ("seed", "long", False),
-    ("n", "long", False),
+    # Whole numbers declared as doubles: when one row of a request leaves seed out, pandas turns the
+    # column into floats (NaN) and the server refuses that for a "long" column. JSON integers are cast
+    # to double by the server; predict checks they are whole. (A Python DataFrame must hold floats.)
+    ("seed", "double", False),
+    ("n", "double", False),
     ("truncation", "double", False),
+    *[(name, t, False) for name, t in EDIT_COLUMNS],
 ]
 OUTPUT_COLUMNS: list[tuple[str, str]] = [
     ("image", "string"),
@@ -33,54 +58,101 @@ OUTPUT_COLUMNS: list[tuple[str, str]] = [
 ]
 
 
+def _type(name: str) -> Any:
+    return AnyType() if name == "any" else name
+
+
 def model_signature() -> ModelSignature:
-    inputs = Schema([ColSpec(t, name, required=req) for name, t, req in INPUT_COLUMNS])
+    inputs = Schema([ColSpec(_type(t), name, required=req) for name, t, req in INPUT_COLUMNS])
     outputs = Schema([ColSpec(t, name) for name, t in OUTPUT_COLUMNS])
     return ModelSignature(inputs=inputs, outputs=outputs)
 
 
 def input_example() -> pd.DataFrame:
-    return pd.DataFrame([{"category": "0", "seed": 7, "n": 2, "truncation": 1.0}])
+    return pd.DataFrame([{"category": "0", "seed": 7.0, "n": 2.0, "truncation": 1.0}])
 
 
-def png_base64(image_chw: np.ndarray) -> str:
-    from PIL import Image
+def png_base64(image: Any) -> str:
+    """A PNG (base64 text) of a PIL image or a uint8 (C, H, W) array."""
+    from productgan.render import png_base64 as _png_base64
+    from productgan.render import to_pil
 
-    arr = image_chw[0] if image_chw.shape[0] == 1 else np.transpose(image_chw, (1, 2, 0))
-    buf = io.BytesIO()
-    Image.fromarray(arr).save(buf, format="PNG")
-    return base64.b64encode(buf.getvalue()).decode("ascii")
+    return _png_base64(image if not isinstance(image, np.ndarray) else to_pil(image))
+
+
+def _invalid(message: str) -> Exception:
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+
+    return MlflowException(message, error_code=INVALID_PARAMETER_VALUE)
+
+
+def _value(row: dict[str, Any], key: str) -> Any:
+    """A request cell, None when absent or empty (pandas fills absent optional cells with NaN/None)."""
+    value = row.get(key)
+    if value is None:
+        return None
+    try:
+        if pd.isna(value):
+            return None
+    except (TypeError, ValueError):
+        pass
+    return value.item() if isinstance(value, np.generic) else value
 
 
 class ProductGANModel(mlflow.pyfunc.PythonModel):
     def load_context(self, context: Any) -> None:
-        from productgan.gan.export import load_generator
+        from productgan.api import load
 
-        self.generator, self.config = load_generator(context.artifacts["generator"])
+        config = dict(getattr(context, "model_config", None) or {})
+        known = {f.name for f in dataclasses.fields(GenerateParams)}
+        params = GenerateParams(**{k: v for k, v in config.items() if k in known})
+        self.product = load(context.artifacts["generator"], device=config.get("device", "cpu"), params=params)
+        self.generator, self.config = self.product.generator, self.product.config
 
-    def _category_index(self, value: Any) -> int:
-        names = self.config.categories
-        text = str(value).strip()
-        if text in names:
-            return names.index(text)
-        if text.lstrip("-").isdigit() and 0 <= int(text) < len(names):
-            return int(text)
-        raise ValueError(f"unknown category {value!r}; known: {', '.join(names)} (or an index 0..{len(names) - 1})")
+    def _parse(self, row: dict[str, Any]) -> dict[str, Any]:
+        from productgan.api import RequestError
+
+        category = _value(row, "category")
+        if category is None:
+            raise RequestError("category is missing; give a category name or index")
+        seed, n, truncation = (_value(row, k) for k in ("seed", "n", "truncation"))
+        req = {
+            "category": self.product.categories[self.product.category_index(category)],
+            "seed": 0 if seed is None else seed,
+            "n": 1 if n is None else n,
+            "truncation": truncation,
+        }
+        req["n"], req["seed"], req["truncation"] = self.product.check_request(req["n"], req["seed"], truncation)
+        req["edits"] = self.product.parse_edits({name: _value(row, name) for name, _ in EDIT_COLUMNS})
+        return req
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
-        from productgan.gan.sample import generate_uint8
+        from productgan.api import RequestError
+        from productgan.render import png_base64 as encode
 
+        if isinstance(model_input, pd.DataFrame):
+            records = model_input.to_dict(orient="records")
+        elif isinstance(model_input, dict):
+            records = [model_input]
+        else:
+            records = list(model_input)
+        if not records:
+            raise _invalid("no requests: send at least one row with a category")
+        # validate every row before generating anything, so a bad row costs no compute
+        requests = []
+        for number, row in enumerate(records):
+            try:
+                requests.append(self._parse(dict(row)))
+            except RequestError as exc:
+                where = f"request {number}: " if len(records) > 1 else ""
+                raise _invalid(f"{where}{exc}") from None
+        total, limit = sum(r["n"] for r in requests), self.product.params.max_images
+        if total > limit:
+            raise _invalid(f"{total} images asked in one call; the limit is {limit}: split the request")
         rows = []
-        for req in model_input.to_dict(orient="records"):
-            idx = self._category_index(req["category"])
-            seed = int(req.get("seed") if pd.notna(req.get("seed")) else 0)
-            n = int(req.get("n") if pd.notna(req.get("n")) else 1)
-            if not 1 <= n <= MAX_N:
-                raise ValueError(f"n={n} is out of range; ask for 1..{MAX_N} images per request")
-            trunc = req.get("truncation")
-            trunc = float(trunc) if trunc is not None and pd.notna(trunc) else None
-            images = generate_uint8(self.generator, [idx] * n, seed, self.config.latent_dim, trunc)
-            for i, img in enumerate(images):
-                name = self.config.categories[idx]
-                rows.append({"image": png_base64(img), "category": name, "seed": seed, "index": i})
+        for req in requests:
+            images = self.product.generate(req["category"], req["n"], req["seed"], req["truncation"], req["edits"])
+            for i, image in enumerate(images):
+                rows.append({"image": encode(image), "category": req["category"], "seed": req["seed"], "index": i})
         return pd.DataFrame(rows, columns=[c for c, _ in OUTPUT_COLUMNS])

@@ -53,7 +53,8 @@ def write_prepared(root: Path, splits: dict[str, tuple[np.ndarray, np.ndarray]],
     for split, (x, y) in splits.items():
         np.save(root / f"{split}_images.npy", x)
         np.save(root / f"{split}_labels.npy", y)
-        counts[split] = {"total": int(len(y)), "per_category": {c: int((y == i).sum()) for i, c in enumerate(categories)}}
+        per_category = {c: int((y == i).sum()) for i, c in enumerate(categories)}
+        counts[split] = {"total": int(len(y)), "per_category": per_category}
     c, h = next(iter(splits.values()))[0].shape[1:3]
     atomic_write_json(root / "manifest.json", {
         "categories": categories, "resolution": int(h), "channels": int(c), "counts": counts,

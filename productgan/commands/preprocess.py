@@ -1,0 +1,53 @@
+"""`productgan preprocess`: an ingested data/ folder -> train/val/test arrays and a manifest."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.command()
+@click.option(
+    "--input", "input_dir", required=True, type=click.Path(file_okay=False, exists=True),
+    help="Folder written by `productgan ingest` (holds manifest.json).",
+)
+@click.option(
+    "--out", "out_dir", required=True, type=click.Path(file_okay=False),
+    help="Output folder; replaced as a whole when the step succeeds.",
+)
+@click.option(
+    "--resolution", type=click.Choice(["28", "32", "64", "128"]), default=None,
+    help="Side of the square images (default: params.yaml preprocess.resolution).",
+)
+@click.option(
+    "--channels", type=click.Choice(["1", "3"]), default=None,
+    help="1 = grey, 3 = RGB (default: params.yaml preprocess.channels).",
+)
+def preprocess(input_dir: str, out_dir: str, resolution: str | None, channels: str | None) -> None:
+    """Decode, validate, dedupe, resize and split images into memory-mappable arrays.
+
+    Writes OUT/{train,val,test}_images.npy (uint8 N×C×H×W), OUT/{split}_labels.npy (int64) and
+    OUT/manifest.json (counts, categories, refused files with reasons, duplicates, dataset hash, params).
+    """
+    from productgan.data.preprocess import PreprocessError, PreprocessParams, run_preprocess
+    from productgan.params import ParamsError, load_section
+
+    overrides = {
+        "resolution": int(resolution) if resolution else None,
+        "channels": int(channels) if channels else None,
+    }
+    try:
+        params = load_section("preprocess", PreprocessParams, overrides=overrides)
+        manifest = run_preprocess(input_dir, out_dir, params)
+    except (PreprocessError, ParamsError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    counts = manifest["counts"]
+    inputs = manifest["inputs"]
+    click.echo(
+        f"preprocess: {inputs['images']} images -> {out_dir} at {params.resolution}x{params.resolution}x"
+        f"{params.channels}: train {counts['train']['total']}, val {counts['val']['total']}, "
+        f"test {counts['test']['total']}; refused {inputs['refused']}, duplicates dropped {inputs['duplicates']}"
+    )
+    for r in manifest["refused"][:5]:
+        click.echo(f"  refused {r['path']}: {r['reason']}", err=True)
+    if len(manifest["refused"]) > 5:
+        click.echo(f"  ... {len(manifest['refused']) - 5} more refused: see {out_dir}/manifest.json", err=True)

@@ -1,0 +1,414 @@
+"""Edits for product images (generated or photographed): colour, size, angle, resolution, background.
+
+Pure functions on PIL images. Every edit needs to know which pixels are the product: ``product_mask``
+takes the background to be the median colour of the image border (black for Fashion-MNIST, white for
+shop photos) and makes a soft mask from each pixel's distance to it; images with an alpha channel use
+their alpha instead. Order of work in ``apply_edits``: colour (recolour, hue, saturation, brightness),
+then geometry about the product's centre (scale, rotate, flip), then output size, then background.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageColor, ImageOps
+
+# Soft-mask ramp: a pixel whose largest channel difference from the background is <= MASK_LOW is
+# background (0), >= MASK_HIGH is product (1), linear between. Wide enough to ignore JPEG noise and
+# paper texture, narrow enough to keep dark shading of a product on black.
+MASK_LOW = 10.0
+MASK_HIGH = 40.0
+BORDER = 2  # border width (px) sampled for the background colour
+MAX_SIZE = 4096  # largest output side; bigger asks are refused (memory)
+BACKGROUNDS = ("white", "transparent")
+# Rec. 601 luma weights (the W3C "color" blend mode uses the same): what the eye reads as shading.
+_LUMA = np.array([0.3, 0.59, 0.11])
+
+
+class EditError(ValueError):
+    """An edit that cannot be done as asked; the message says which value and what is allowed."""
+
+
+@dataclass(frozen=True)
+class Edits:
+    """What to change; None / False means leave it as it is.
+
+    color: target colour of the product (``#rgb``, ``#rrggbb`` or a CSS name): hue and saturation are
+        set to the target's and the product's mean luminance moved to the target's, shading kept.
+    hue_shift: degrees added to the product's hue (after ``color``).
+    saturation, brightness: factors (1 = unchanged, 0 = grey / black) for the product only.
+    scale: product size factor within the same canvas, about the product's centre.
+    rotate: degrees counter-clockwise about the product's centre. flip: mirror left-right.
+    size: output resolution: the longer side in pixels, aspect kept, Lanczos resampling.
+    background: ``white`` (composite on white) or ``transparent`` (RGBA, alpha = product mask).
+    """
+
+    color: str | None = None
+    hue_shift: float | None = None
+    saturation: float | None = None
+    brightness: float | None = None
+    scale: float | None = None
+    rotate: float | None = None
+    flip: bool = False
+    size: int | None = None
+    background: str | None = None
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+    @classmethod
+    def from_mapping(cls, values: dict[str, Any]) -> Edits:
+        """Edits from a request row or CLI options: missing / None / NaN values mean "no edit"."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise EditError(f"unknown edit(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}")
+        clean = {k: v for k, v in values.items() if not _missing(v)}
+        try:
+            for key in ("hue_shift", "saturation", "brightness", "scale", "rotate"):
+                if key in clean:
+                    clean[key] = float(clean[key])
+            if "size" in clean:
+                size = float(clean["size"])
+                if not size.is_integer():
+                    raise EditError(f"size={clean['size']!r} must be a whole number of pixels")
+                clean["size"] = int(size)
+        except (TypeError, ValueError) as exc:
+            if isinstance(exc, EditError):
+                raise
+            raise EditError(f"edit values must be numbers: {exc}") from None
+        if "flip" in clean:
+            clean["flip"] = _as_bool(clean["flip"])
+        for key in ("color", "background"):
+            if key in clean:
+                clean[key] = str(clean[key]).strip() or None
+        return cls(**clean)
+
+    def is_empty(self) -> bool:
+        return self == Edits()
+
+    @property
+    def wants_colour(self) -> bool:
+        return self.color is not None or self.hue_shift is not None or self.saturation is not None
+
+
+def _missing(value: Any) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, float) and math.isnan(value):
+        return True
+    try:  # pandas NA / NaT and numpy NaN scalars
+        return bool(value != value)
+    except (TypeError, ValueError):
+        return False
+
+
+def _as_bool(value: Any) -> bool:
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in ("1", "true", "yes", "on"):
+            return True
+        if text in ("0", "false", "no", "off", ""):
+            return False
+        raise EditError(f"flip={value!r} is not a yes/no value; use true or false")
+    return bool(value)
+
+
+def validate(edits: Edits) -> None:
+    """Raise EditError naming the first value that is out of range or malformed."""
+    if edits.color is not None:
+        parse_color(edits.color)
+    for key in ("hue_shift", "saturation", "brightness", "scale", "rotate"):
+        value = getattr(edits, key)
+        if value is not None and not math.isfinite(value):
+            raise EditError(f"{key}={value!r} must be a finite number")
+    if edits.saturation is not None and not 0 <= edits.saturation <= 10:
+        raise EditError(f"saturation={edits.saturation} is out of range; use a factor in 0..10 (1 = unchanged)")
+    if edits.brightness is not None and not 0 <= edits.brightness <= 10:
+        raise EditError(f"brightness={edits.brightness} is out of range; use a factor in 0..10 (1 = unchanged)")
+    if edits.scale is not None and not 0.05 <= edits.scale <= 10:
+        raise EditError(f"scale={edits.scale} is out of range; use a factor in 0.05..10 (1 = unchanged)")
+    if edits.size is not None and not 1 <= edits.size <= MAX_SIZE:
+        raise EditError(f"size={edits.size} is out of range; use 1..{MAX_SIZE} pixels")
+    if edits.background is not None and edits.background not in BACKGROUNDS:
+        raise EditError(f"background={edits.background!r} is not known; use one of {', '.join(BACKGROUNDS)}")
+
+
+def parse_color(text: str) -> tuple[int, int, int]:
+    """``#rgb``, ``#rrggbb``, ``rgb(…)`` or a CSS colour name -> (r, g, b); EditError when malformed."""
+    try:
+        rgb = ImageColor.getrgb(str(text).strip())
+    except (ValueError, AttributeError):
+        raise EditError(
+            f"color={text!r} is not a colour; use #rgb, #rrggbb (e.g. '#aa3355') or a CSS name (e.g. 'navy')"
+        ) from None
+    return int(rgb[0]), int(rgb[1]), int(rgb[2])
+
+
+# --- colour spaces (vectorised, floats in [0, 1]) ------------------------------------------------------
+
+
+def rgb_to_hsv(rgb: np.ndarray) -> np.ndarray:
+    """(..., 3) RGB in [0, 1] -> (..., 3) HSV with hue in degrees [0, 360)."""
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    mx, mn = rgb.max(-1), rgb.min(-1)
+    chroma = mx - mn
+    safe = np.where(chroma > 0, chroma, 1.0)
+    h = np.where(mx == r, ((g - b) / safe) % 6, np.where(mx == g, (b - r) / safe + 2, (r - g) / safe + 4))
+    h = np.where(chroma > 0, h * 60.0, 0.0) % 360.0
+    s = np.where(mx > 0, chroma / np.where(mx > 0, mx, 1.0), 0.0)
+    return np.stack([h, s, mx], -1)
+
+
+def hsv_to_rgb(hsv: np.ndarray) -> np.ndarray:
+    h, s, v = hsv[..., 0] % 360.0, hsv[..., 1], hsv[..., 2]
+    c = v * s
+    hp = h / 60.0
+    x = c * (1 - np.abs(hp % 2 - 1))
+    z = np.zeros_like(h)
+    sector = np.floor(hp).astype(int) % 6
+    choices = [
+        np.stack(t, -1) for t in ((c, x, z), (x, c, z), (z, c, x), (z, x, c), (x, z, c), (c, z, x))
+    ]
+    rgb = np.choose(sector[..., None], choices)
+    return rgb + (v - c)[..., None]
+
+
+def mean_hue(image: Image.Image, mask: np.ndarray | None = None) -> float | None:
+    """The product's mean hue in degrees: the circular mean weighted by chroma (x mask).
+
+    Grey pixels have no hue and weigh nothing; None when the image holds no colour at all.
+    """
+    rgb = np.asarray(image.convert("RGB"), dtype=np.float64) / 255.0
+    hsv = rgb_to_hsv(rgb)
+    weight = rgb.max(-1) - rgb.min(-1)
+    if mask is not None:
+        weight = weight * mask
+    angle = np.deg2rad(hsv[..., 0])
+    x, y = float((weight * np.cos(angle)).sum()), float((weight * np.sin(angle)).sum())
+    if math.hypot(x, y) < 1e-9:
+        return None
+    return math.degrees(math.atan2(y, x)) % 360.0
+
+
+def hue_distance(a: float, b: float) -> float:
+    """Smallest angle between two hues in degrees (0..180)."""
+    d = abs(a - b) % 360.0
+    return min(d, 360.0 - d)
+
+
+def _lum(rgb: np.ndarray) -> np.ndarray:
+    return rgb @ _LUMA
+
+
+def _set_lum(rgb: np.ndarray, lum: np.ndarray) -> np.ndarray:
+    """W3C compositing SetLum + ClipColor: give ``rgb`` luminance ``lum``; hue is kept exactly, chroma is
+    reduced only where a channel would leave [0, 1]."""
+    c = rgb + (lum - _lum(rgb))[..., None]
+    lum = _lum(c)[..., None]
+    n, x = c.min(-1, keepdims=True), c.max(-1, keepdims=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        low = np.where(n < 0, lum + (c - lum) * lum / np.where(lum - n != 0, lum - n, 1.0), c)
+        x = low.max(-1, keepdims=True)
+        high = np.where(x > 1, lum + (low - lum) * (1 - lum) / np.where(x - lum != 0, x - lum, 1.0), low)
+    return np.clip(high, 0.0, 1.0)
+
+
+# --- the product mask --------------------------------------------------------------------------------
+
+
+def background_color(image: Image.Image, border: int = BORDER) -> tuple[int, ...]:
+    """Median colour of the image border (one value per channel of ``image``)."""
+    arr = np.asarray(image)
+    if arr.ndim == 2:
+        arr = arr[..., None]
+    b = max(1, min(border, arr.shape[0] // 2, arr.shape[1] // 2))
+    ring = np.concatenate(
+        [arr[:b].reshape(-1, arr.shape[2]), arr[-b:].reshape(-1, arr.shape[2]),
+         arr[:, :b].reshape(-1, arr.shape[2]), arr[:, -b:].reshape(-1, arr.shape[2])]
+    )
+    return tuple(int(v) for v in np.median(ring, axis=0).round())
+
+
+def product_mask(image: Image.Image, background: tuple[int, ...] | None = None) -> np.ndarray:
+    """Soft product mask (H, W) float in [0, 1]: alpha when the image has one, else the distance to the
+    background colour (``background`` or the border's median colour)."""
+    if image.mode in ("RGBA", "LA"):
+        return np.asarray(image.getchannel("A"), dtype=np.float64) / 255.0
+    arr = np.asarray(image, dtype=np.float64)
+    if arr.ndim == 2:
+        arr = arr[..., None]
+    bg = np.asarray(background if background is not None else background_color(image), dtype=np.float64)
+    dist = np.abs(arr - bg[: arr.shape[2]]).max(-1)
+    return np.clip((dist - MASK_LOW) / (MASK_HIGH - MASK_LOW), 0.0, 1.0)
+
+
+def mask_bbox(mask: np.ndarray, threshold: float = 0.5) -> tuple[int, int, int, int] | None:
+    """(left, top, right, bottom) of the pixels above ``threshold`` (right/bottom exclusive); None if empty."""
+    ys, xs = np.nonzero(mask > threshold)
+    if len(xs) == 0:
+        return None
+    return int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
+
+
+# --- the working state -------------------------------------------------------------------------------
+
+
+@dataclass
+class _Work:
+    """The image being edited: colour pixels (mode L or RGB), the product mask (mode L) and the
+    background colour geometry fills with. ``alpha`` says the mask came from the input's alpha."""
+
+    pixels: Image.Image
+    mask: Image.Image
+    fill: tuple[int, ...]
+    alpha: bool
+
+    def centre(self) -> tuple[float, float]:
+        box = mask_bbox(np.asarray(self.mask, dtype=np.float64) / 255.0)
+        if box is None:
+            return self.pixels.width / 2.0, self.pixels.height / 2.0
+        return (box[0] + box[2]) / 2.0, (box[1] + box[3]) / 2.0
+
+
+def _start(image: Image.Image) -> _Work:
+    if image.mode == "P":
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+    if image.mode in ("RGBA", "LA", "PA"):
+        image = image.convert("RGBA" if image.mode != "LA" else "LA")
+        mask = image.getchannel("A")
+        pixels = image.convert("RGB" if image.mode == "RGBA" else "L")
+        return _Work(pixels, mask, (0,) * len(pixels.getbands()), alpha=True)
+    if image.mode not in ("L", "RGB"):
+        image = image.convert("L" if image.mode in ("1", "I", "I;16", "F") else "RGB")
+    fill = background_color(image)
+    mask = product_mask(image, fill)
+    return _Work(image, Image.fromarray((mask * 255).round().astype(np.uint8), "L"), fill, alpha=False)
+
+
+def _to_rgb(work: _Work) -> None:
+    if work.pixels.mode != "RGB":
+        work.pixels = work.pixels.convert("RGB")
+        work.fill = (work.fill[0],) * 3
+
+
+# --- the edits ---------------------------------------------------------------------------------------
+
+
+def _colour(work: _Work, edits: Edits) -> None:
+    _to_rgb(work)
+    rgb = np.asarray(work.pixels, dtype=np.float64) / 255.0
+    m = np.asarray(work.mask, dtype=np.float64) / 255.0
+    out = rgb
+    if edits.color is not None:
+        target = np.asarray(parse_color(edits.color), dtype=np.float64) / 255.0
+        lum = _lum(rgb)
+        weight = m.sum()
+        mean_lum = float((lum * m).sum() / weight) if weight > 0 else float(lum.mean())
+        # shading kept as each pixel's offset from the product's mean luminance, centred on the target's
+        new_lum = np.clip(lum - mean_lum + float(_lum(target)), 0.0, 1.0)
+        out = _set_lum(np.broadcast_to(target, rgb.shape), new_lum)
+    if edits.hue_shift is not None or edits.saturation is not None:
+        hsv = rgb_to_hsv(out)
+        if edits.hue_shift is not None:
+            hsv[..., 0] = (hsv[..., 0] + edits.hue_shift) % 360.0
+        if edits.saturation is not None:
+            hsv[..., 1] = np.clip(hsv[..., 1] * edits.saturation, 0.0, 1.0)
+        out = hsv_to_rgb(hsv)
+    blended = rgb * (1 - m[..., None]) + out * m[..., None]
+    work.pixels = Image.fromarray((blended * 255).round().clip(0, 255).astype(np.uint8), "RGB")
+
+
+def _brightness(work: _Work, factor: float) -> None:
+    arr = np.asarray(work.pixels, dtype=np.float64)
+    m = np.asarray(work.mask, dtype=np.float64) / 255.0
+    if arr.ndim == 3:
+        m = m[..., None]
+    out = arr * (1 - m) + np.clip(arr * factor, 0, 255) * m
+    work.pixels = Image.fromarray(out.round().astype(np.uint8), work.pixels.mode)
+
+
+def _scale(work: _Work, factor: float) -> None:
+    cx, cy = work.centre()
+    w, h = work.pixels.size
+    sw, sh = max(1, round(w * factor)), max(1, round(h * factor))
+    # the product centre maps onto itself: offset = c - c * factor
+    ox, oy = round(cx - cx * sw / w), round(cy - cy * sh / h)
+    scaled = work.pixels.resize((sw, sh), Image.Resampling.LANCZOS)
+    scaled_mask = work.mask.resize((sw, sh), Image.Resampling.LANCZOS)
+    pixels = Image.new(work.pixels.mode, (w, h), _fill(work))
+    mask = Image.new("L", (w, h), 0)
+    pixels.paste(scaled, (ox, oy))
+    mask.paste(scaled_mask, (ox, oy))
+    if factor < 1:
+        # the shrunk rectangle carries the old background; blend it into the fill so no seam shows
+        pixels = Image.composite(pixels, Image.new(work.pixels.mode, (w, h), _fill(work)), mask)
+    work.pixels, work.mask = pixels, mask
+
+
+def _rotate(work: _Work, degrees: float) -> None:
+    centre = work.centre()
+    kw = {"resample": Image.Resampling.BICUBIC, "center": centre}
+    work.pixels = work.pixels.rotate(degrees, fillcolor=_fill(work), **kw)
+    work.mask = work.mask.rotate(degrees, fillcolor=0, **kw)
+
+
+def _flip(work: _Work) -> None:
+    work.pixels = ImageOps.mirror(work.pixels)
+    work.mask = ImageOps.mirror(work.mask)
+
+
+def _resize(work: _Work, size: int) -> None:
+    w, h = work.pixels.size
+    k = size / max(w, h)
+    new = (max(1, round(w * k)), max(1, round(h * k)))
+    if new != (w, h):
+        work.pixels = work.pixels.resize(new, Image.Resampling.LANCZOS)
+        work.mask = work.mask.resize(new, Image.Resampling.LANCZOS)
+
+
+def _fill(work: _Work) -> int | tuple[int, ...]:
+    return work.fill[0] if work.pixels.mode == "L" else tuple(work.fill[:3])
+
+
+def _finish(work: _Work, background: str | None) -> Image.Image:
+    if background == "white":
+        white = Image.new(work.pixels.mode, work.pixels.size, 255 if work.pixels.mode == "L" else (255, 255, 255))
+        return Image.composite(work.pixels, white, work.mask)
+    if background == "transparent" or work.alpha:
+        out = work.pixels.convert("RGBA")
+        out.putalpha(work.mask)
+        return out
+    return work.pixels
+
+
+def apply_edits(image: Image.Image, edits: Edits | None = None, **kwargs: Any) -> Image.Image:
+    """``image`` with ``edits`` (or keyword edits) applied; the input is not changed.
+
+    Output mode: L or RGB like the input (grey becomes RGB when a colour edit is asked), RGBA when the
+    input had alpha or ``background='transparent'``.
+    """
+    if edits is None:
+        edits = Edits.from_mapping(kwargs)
+    elif kwargs:
+        edits = dataclasses.replace(edits, **kwargs)
+    if edits.is_empty():
+        return image.copy()
+    work = _start(image)
+    if edits.wants_colour:
+        _colour(work, edits)
+    if edits.brightness is not None:
+        _brightness(work, edits.brightness)
+    if edits.scale is not None and edits.scale != 1:
+        _scale(work, edits.scale)
+    if edits.rotate:
+        _rotate(work, edits.rotate)
+    if edits.flip:
+        _flip(work)
+    if edits.size is not None:
+        _resize(work, edits.size)
+    return _finish(work, edits.background)

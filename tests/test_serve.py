@@ -1,0 +1,182 @@
+"""A round trip through `mlflow models serve`: register the pyfunc model in a temp SQLite registry, serve
+models:/product-gan@champion on 127.0.0.1, POST requests, decode the PNGs; bad requests get a 400 with a
+clear message and the server keeps serving. Also productgan.load() of the same registered model."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from productgan.render import decode_png_base64
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[1]
+CATEGORIES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+MODEL_URI = "models:/product-gan@champion"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def registered(tmp_path_factory) -> Iterator[tuple[str, Path]]:
+    """A tiny generator logged as the pyfunc model and registered as product-gan@champion (SQLite)."""
+    import mlflow
+    import torch
+    from mlflow import MlflowClient
+
+    from productgan.gan.config import GeneratorConfig
+    from productgan.gan.export import save_generator
+    from productgan.gan.networks import build_generator
+    from productgan.pyfunc import ProductGANModel, input_example, model_signature
+
+    root = tmp_path_factory.mktemp("serve")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    torch.manual_seed(0)
+    cfg = GeneratorConfig(resolution=28, channels=1, latent_dim=32, base_channels=16, categories=CATEGORIES)
+    generator_dir = save_generator(build_generator(cfg).eval(), cfg, root / "generator")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLFLOW_TRACKING_URI", uri)
+        client = MlflowClient(uri)
+        experiment = client.create_experiment("serve-test", artifact_location=(root / "artifacts").as_uri())
+        with mlflow.start_run(experiment_id=experiment):
+            info = mlflow.pyfunc.log_model(
+                name="generator",
+                python_model=ProductGANModel(),
+                artifacts={"generator": str(generator_dir)},
+                signature=model_signature(),
+                input_example=input_example(),
+                registered_model_name="product-gan",
+            )
+        client.set_registered_model_alias("product-gan", "champion", info.registered_model_version)
+        yield uri, root
+
+
+@pytest.fixture(scope="module")
+def server(registered) -> Iterator[str]:
+    uri, root = registered
+    port = free_port()
+    env = dict(os.environ)
+    env["MLFLOW_TRACKING_URI"] = uri
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])  # it runs uvicorn
+    log = open(root / "serve.log", "wb")  # noqa: SIM115 - closed in teardown
+    cmd = [sys.executable, "-m", "mlflow", "models", "serve", "-m", MODEL_URI, "--env-manager", "local",
+           "--host", "127.0.0.1", "--port", str(port)]
+    proc = subprocess.Popen(cmd, env=env, cwd=root, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"mlflow models serve exited ({proc.returncode}):\n{(root / 'serve.log').read_text()}")
+            try:
+                with urllib.request.urlopen(f"{url}/ping", timeout=2) as resp:
+                    if resp.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"server not up after 120 s:\n{(root / 'serve.log').read_text()}")
+            time.sleep(0.5)
+        yield url
+    finally:
+        # the server runs `exec uvicorn` under it: stop the whole process group this test started
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        log.close()
+
+
+def post(url: str, records: list[dict[str, Any]]) -> tuple[int, dict[str, Any]]:
+    body = json.dumps({"dataframe_records": records}).encode()
+    req = urllib.request.Request(f"{url}/invocations", data=body, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())
+
+
+def test_round_trip_returns_pngs_that_match_the_python_api(server, registered):
+    import productgan
+
+    status, body = post(server, [
+        {"category": "Dress", "seed": 7, "n": 3, "color": "#aa3355", "rotate": 15},
+        {"category": "1", "seed": 2},
+        {"category": "Bag", "size": 64, "background": "transparent", "flip": True},
+    ])
+    assert status == 200, body
+    rows = body["predictions"]
+    assert [(r["category"], r["seed"], r["index"]) for r in rows] == [
+        ("Dress", 7, 0), ("Dress", 7, 1), ("Dress", 7, 2), ("Trouser", 2, 0), ("Bag", 0, 0)
+    ]
+    images = [decode_png_base64(r["image"]) for r in rows]
+    assert [(i.mode, i.size) for i in images] == [("RGB", (28, 28))] * 3 + [("L", (28, 28)), ("RGBA", (64, 64))]
+
+    # the same seed gives the same images, whether served or generated in Python from the registry
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLFLOW_TRACKING_URI", registered[0])
+        product = productgan.load(MODEL_URI)
+    assert product.categories == CATEGORIES
+    local = product.generate(category="Dress", n=3, seed=7, color="#aa3355", rotate=15)
+    for served, mine in zip(images[:3], local, strict=True):
+        assert np.array_equal(np.asarray(served), np.asarray(mine))
+    status, again = post(server, [{"category": "Dress", "seed": 7, "n": 3, "color": "#aa3355", "rotate": 15}])
+    assert [r["image"] for r in again["predictions"]] == [r["image"] for r in rows[:3]]
+
+
+@pytest.mark.parametrize(
+    "records, message",
+    [
+        ([{"category": "Hat"}], "unknown category 'Hat'; known: T-shirt/top, Trouser"),
+        ([{"category": "Bag", "n": 1000}], "n=1000 is out of range; ask for 1..64"),
+        ([{"category": "Bag", "color": "#zz3355"}], "color='#zz3355' is not a colour"),
+        ([{"category": "Bag"}, {"category": "Bag", "scale": 0}], "request 1: scale=0.0 is out of range"),
+        ([{"category": "Bag", "n": 64}] * 5, "320 images asked in one call; the limit is 256"),
+    ],
+)
+def test_bad_requests_get_a_clear_400_and_the_server_keeps_serving(server, records, message):
+    status, body = post(server, records)
+    assert status == 400
+    assert message in body["message"]
+    assert "Traceback" not in json.dumps(body)
+    status, body = post(server, [{"category": "Coat", "seed": 1}])
+    assert status == 200 and len(body["predictions"]) == 1
+
+
+def test_pyfunc_in_python(registered):
+    import mlflow.pyfunc
+    import pandas as pd
+    from mlflow.exceptions import MlflowException
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLFLOW_TRACKING_URI", registered[0])
+        model = mlflow.pyfunc.load_model(MODEL_URI)
+    requests = pd.DataFrame([{"category": "Sandal", "seed": 3.0, "n": 2.0, "flip": True}, {"category": "7"}])
+    out = model.predict(requests)
+    assert list(out.columns) == ["image", "category", "seed", "index"]
+    assert list(out["category"]) == ["Sandal", "Sandal", "Sneaker"]
+    assert decode_png_base64(out["image"][0]).size == (28, 28)
+    with pytest.raises(MlflowException, match="unknown category 'Hat'"):
+        model.predict(pd.DataFrame([{"category": "Hat"}]))
