@@ -19,7 +19,6 @@ if dvc pull data.dvc 2>/dev/null; then
   exit 0
 fi
 echo ">> data/ not on the DVC remote: ingesting '$source_'"
-rm -rf data
 python -m productgan ingest --source "$source_" --out data
 if [ -f data.dvc ] && git cat-file -e HEAD:data.dvc 2>/dev/null; then
   # the recorded version: the fresh ingest must reproduce it exactly
