@@ -17,7 +17,7 @@ help:
 	@echo "make run    - install, get data/ (DVC remote or ingest), dvc repro: ingest -> ... -> register"
 	@echo "make test   - install, then the test suite (pytest)"
 	@echo "make lint   - ruff"
-	@echo "make bench  - benchmarks, results in benchmarks/RESULTS.md"
+	@echo "make bench  - every benchmarks/bench_*.py (prints tables; curated into benchmarks/RESULTS.md)"
 
 $(FMNIST_DIR)/train-images-idx3-ubyte.gz:
 	@echo ">> installing Debian package dataset-fashion-mnist (the real Fashion-MNIST)"
@@ -50,7 +50,7 @@ lint: install
 	$(VENV)/bin/ruff check .
 
 bench: install
-	$(PY) -m benchmarks.run
+	set -e; for f in benchmarks/bench_*.py; do echo ">> $$f"; PYTHONPATH=$(CURDIR) $(PY) $$f; done
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
