@@ -1,0 +1,37 @@
+"""train: prepared arrays -> the generator folder (a Model), with the training run logged to MLflow."""
+
+from kfp import dsl
+from kfp.dsl import Dataset, Input, Metrics, Model, Output
+from kfp.dsl.python_component import PythonComponent
+
+
+def train(
+    params: str, dataset_version: str, prepared: Input[Dataset], generator: Output[Model], metrics: Output[Metrics]
+):
+    """``productgan train --data PREPARED --out GENERATOR`` with the run's params (recipe, steps, ...)."""
+    import json
+    import os
+
+    from components.runtime import flatten_numbers, require_tracking_uri, run_step, step_workdir
+
+    require_tracking_uri("train")
+    work = step_workdir(params, dataset_version)
+    run_step("train", ["--data", prepared.path, "--out", generator.path], work)
+
+    # metrics/train.json is written relative to the step's working directory (as under `dvc repro`).
+    train_metrics = os.path.join(work, "metrics", "train.json")
+    if os.path.isfile(train_metrics):
+        with open(train_metrics, encoding="utf-8") as fh:
+            for name, value in flatten_numbers(json.load(fh)).items():
+                metrics.log_metric(name, value)
+    run_json = os.path.join(generator.path, "run.json")
+    if os.path.isfile(run_json):
+        with open(run_json, encoding="utf-8") as fh:
+            run = json.load(fh)
+        generator.metadata["mlflow_run_id"] = run.get("run_id")
+        generator.metadata["mlflow_experiment_id"] = run.get("experiment_id")
+    generator.metadata["dataset_version"] = dataset_version
+
+
+def component(image: str) -> PythonComponent:
+    return dsl.component(train, base_image=image, install_kfp_package=False)

@@ -1,0 +1,151 @@
+"""The product GAN pipeline (KFP v2): ingest -> retrain-check -> [preprocess -> train -> evaluate -> register].
+
+The steps are the components in ``components/``, each running ``python -m productgan <step>`` in the project
+image. The whole params.yaml travels as the ``params`` parameter (default: the file at compile time), so a
+Kubeflow run and ``dvc repro`` use the same settings. ``retrain-check`` ends the run early when neither the
+dataset version, the code nor the params changed since a model was trained from them.
+
+Cluster settings sit next to the task they concern: CPU/memory requests on every step, a GPU with node
+selector and toleration on train, retries on ingest and register, credentials from Kubernetes Secrets and
+endpoints from a ConfigMap as environment variables. ``kfp.local`` ignores those settings (with a warning),
+so the very same pipeline runs locally (``productgan pipeline run-local``).
+"""
+
+# No `from __future__ import annotations` here: KFP reads the pipeline function's annotations as real types.
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from kfp import compiler, dsl, kubernetes
+from kfp.dsl import PipelineTask
+from kfp.dsl.graph_component import GraphComponent
+
+from components import check, evaluate, ingest, preprocess, register, train
+from components.runtime import parse_params
+from pipelines.settings import PipelineParams, Resources, pipeline_params
+from productgan.params import params_path
+
+STEP_TASKS = ("ingest", "preprocess", "train", "evaluate", "register")
+CHECK_TASK = "retrain-check"
+CONDITION_NAME = "retrain"
+# ConfigMap keys (infra/k8s) exposed to every step under the same names.
+CONFIG_KEYS = ("MLFLOW_TRACKING_URI", "AWS_ENDPOINT_URL")
+S3_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+MLFLOW_KEYS = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
+
+
+def default_params_text(path: str | os.PathLike[str] | None = None) -> str:
+    """The params file in use (``--params``, ``$PRODUCTGAN_PARAMS`` or ./params.yaml) as text."""
+    p = params_path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"{p}: no params file; run from the repository root or pass --params FILE")
+    return p.read_text(encoding="utf-8")
+
+
+def params_argument(params: dict[str, Any]) -> str:
+    """The ``params`` pipeline parameter: params.yaml as one-line JSON (JSON is YAML, so steps read it as is).
+
+    One line because the KFP compiler copies parameter defaults into the IR file's header comment verbatim;
+    a multi-line default there would break the YAML file."""
+    return json.dumps(params, ensure_ascii=False)
+
+
+def _resources(task: PipelineTask, res: Resources) -> PipelineTask:
+    return task.set_cpu_request(res.cpu).set_memory_request(res.memory)
+
+
+def _env_from_cluster(task: PipelineTask, cfg: PipelineParams, secret: str | None, keys: tuple[str, ...]) -> None:
+    kubernetes.use_config_map_as_env(task, cfg.config_map, {k: k for k in CONFIG_KEYS})
+    if secret:
+        kubernetes.use_secret_as_env(task, secret, {k: k for k in keys})
+
+
+def _retries(task: PipelineTask, cfg: PipelineParams) -> PipelineTask:
+    # Transient failures (S3 throttling, a restarting MLflow server) are what these two steps meet.
+    return task.set_retry(
+        num_retries=cfg.retries, backoff_duration=cfg.retry_backoff, backoff_factor=2.0, backoff_max_duration="3600s"
+    )
+
+
+def build_pipeline(params_text: str | None = None, image: str | None = None) -> GraphComponent:
+    """The pipeline with ``params_text`` (default: the params file) as the ``params`` default.
+
+    ``image`` overrides ``pipeline.image`` (the image every step runs in; tag it with the git commit)."""
+    params = parse_params(default_params_text() if params_text is None else params_text)
+    cfg = pipeline_params(params)
+    default = params_argument(params)
+    image = image or cfg.image
+    ingest_op, check_op = ingest.component(image), check.component(image)
+    preprocess_op, train_op = preprocess.component(image), train.component(image)
+    evaluate_op, register_op = evaluate.component(image), register.component(image)
+    res = cfg.resources
+
+    def product_gan(params: str = default, dataset_version: str = "", force: bool = False):
+        # ingest looks at the outside world (the source may have changed): never served from the cache.
+        ingested = ingest_op(params=params, dataset_version=dataset_version).set_caching_options(False)
+        _retries(_resources(ingested, res.ingest), cfg)
+        _env_from_cluster(ingested, cfg, cfg.s3_secret, S3_KEYS)
+        version = ingested.outputs["dataset_version"]
+
+        # reads the registry's current state: never cached either.
+        checked = check_op(params=params, dataset_version=version, force=force).set_caching_options(False)
+        _resources(checked, res.retrain_check)
+        _env_from_cluster(checked, cfg, cfg.mlflow_secret, MLFLOW_KEYS)
+
+        with dsl.If(checked.outputs["retrain"] == True, name=CONDITION_NAME):  # noqa: E712 (a KFP condition)
+            prepared = preprocess_op(params=params, dataset_version=version, data=ingested.outputs["data"])
+            _resources(prepared, res.preprocess)
+            _env_from_cluster(prepared, cfg, None, ())
+
+            trained = train_op(params=params, dataset_version=version, prepared=prepared.outputs["prepared"])
+            _resources(trained, res.train)
+            trained.set_accelerator_type(cfg.gpu_type).set_accelerator_limit(cfg.gpus)
+            kubernetes.add_node_selector(trained, cfg.gpu_node_label, cfg.gpu_node_value)
+            kubernetes.add_toleration(trained, key=cfg.gpu_taint, operator="Exists", effect="NoSchedule")
+            _env_from_cluster(trained, cfg, cfg.mlflow_secret, MLFLOW_KEYS)
+
+            evaluated = evaluate_op(
+                params=params,
+                dataset_version=version,
+                generator=trained.outputs["generator"],
+                prepared=prepared.outputs["prepared"],
+            )
+            _resources(evaluated, res.evaluate)
+            _env_from_cluster(evaluated, cfg, cfg.mlflow_secret, MLFLOW_KEYS)
+
+            registered = register_op(
+                params=params,
+                dataset_version=version,
+                generator=trained.outputs["generator"],
+                evaluation=evaluated.outputs["evaluation"],
+                prepared=prepared.outputs["prepared"],
+            )
+            _retries(_resources(registered, res.register), cfg)
+            _env_from_cluster(registered, cfg, cfg.mlflow_secret, MLFLOW_KEYS)
+
+    product_gan.__doc__ = (
+        "Product photos -> a registered class-conditional GAN. params: params.yaml content; dataset_version: "
+        "empty = the source's current data, a DVC hash (….dir) = the version the source must hold; "
+        "force: retrain even when nothing changed."
+    )
+    return dsl.pipeline(product_gan, name=cfg.name, description="productgan: ingest, preprocess, train, evaluate, "
+                        "register a class-conditional product-image GAN (retrains only on new data, code or params)")
+
+
+def compile_pipeline(out: str | os.PathLike[str], params_text: str | None = None, image: str | None = None) -> Path:
+    """Write the pipeline IR YAML to ``out``."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    compiler.Compiler().compile(build_pipeline(params_text, image), package_path=str(out))
+    return out
+
+
+def pipeline_inputs(pipeline: GraphComponent) -> dict[str, str]:
+    """The pipeline's parameters and their IR types (STRING, BOOLEAN, ...)."""
+    spec: dict[str, Any] = pipeline.pipeline_spec.root.input_definitions.parameters
+    from kfp.pipeline_spec import pipeline_spec_pb2
+
+    kinds = pipeline_spec_pb2.ParameterType.ParameterTypeEnum
+    return {name: kinds.Name(p.parameter_type) for name, p in spec.items()}

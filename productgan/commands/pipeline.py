@@ -1,0 +1,148 @@
+"""`productgan pipeline compile|run-local` and `productgan submit`: the Kubeflow pipeline from the command line."""
+
+from __future__ import annotations
+
+import click
+
+_PARAM_HELP = (
+    "SECTION.KEY=VALUE overrides params.yaml (e.g. train.steps=200); NAME=VALUE sets a pipeline parameter "
+    "(dataset_version, force). Repeatable."
+)
+
+
+def _fail(exc: Exception) -> click.ClickException:
+    return click.ClickException(str(exc))
+
+
+@click.group()
+def pipeline() -> None:
+    """The Kubeflow pipeline: ingest -> retrain-check -> preprocess -> train -> evaluate -> register."""
+
+
+@pipeline.command("compile")
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False), help="Pipeline IR YAML to write.")
+@click.option("--image", default=None, help="Image every step runs in (default: params pipeline.image).")
+@click.option("--param", "assignments", multiple=True, metavar="KEY=VALUE", help="SECTION.KEY=VALUE override "
+              "of params.yaml baked into the `params` default (e.g. train.steps=200). Repeatable.")
+def compile_(out: str, image: str | None, assignments: tuple[str, ...]) -> None:
+    """Write the pipeline IR YAML (upload it in the KFP UI, or use `productgan submit`)."""
+    from components.runtime import parse_params
+    from pipelines.overrides import OverrideError, apply_overrides, parse_assignment, yaml_value
+    from pipelines.product_gan import compile_pipeline, default_params_text, params_argument
+    from productgan.params import ParamsError
+
+    try:
+        text = default_params_text()
+        if assignments:
+            pairs = [parse_assignment(a) for a in assignments]
+            plain = [k for k, _ in pairs if "." not in k]
+            if plain:
+                raise OverrideError(f"--param {plain[0]}: compile takes SECTION.KEY=VALUE (params.yaml) overrides")
+            params = apply_overrides(parse_params(text), [(k, yaml_value(k, v)) for k, v in pairs])
+            text = params_argument(params)
+        path = compile_pipeline(out, text, image)
+    except (OverrideError, ParamsError, FileNotFoundError, ValueError) as exc:
+        raise _fail(exc) from exc
+    click.echo(f"pipeline: wrote {path}")
+
+
+@pipeline.command("run-local")
+@click.option("--source", default=None, help="What ingest reads (default: a small photo folder cut from the real "
+              "Fashion-MNIST, --per-category images per category).")
+@click.option("--workdir", default="runs/kfp-local", show_default=True, type=click.Path(file_okay=False),
+              help="Artifacts (pipeline_root/), the tiny source and mlflow.db (unless MLFLOW_TRACKING_URI is set).")
+@click.option("--per-category", default=30, show_default=True, type=click.IntRange(1, 6000))
+@click.option("--full", is_flag=True, help="Use params.yaml as is instead of the tiny configuration.")
+@click.option("--param", "assignments", multiple=True, metavar="KEY=VALUE", help=_PARAM_HELP)
+def run_local(source: str | None, workdir: str, per_category: int, full: bool, assignments: tuple[str, ...]) -> None:
+    """Run the whole pipeline here with kfp.local (tiny configuration by default; CI runs it).
+
+    Run it twice: the second run finds nothing new and ends after retrain-check."""
+    from pipelines.local import run_local as _run_local
+    from pipelines.overrides import OverrideError
+    from pipelines.product_gan import default_params_text
+    from productgan.params import ParamsError
+
+    try:
+        result = _run_local(workdir, default_params_text(), source, assignments, tiny=not full,
+                            per_category=per_category)
+    except (OverrideError, ParamsError, FileNotFoundError) as exc:
+        raise _fail(exc) from exc
+    except RuntimeError as exc:  # kfp.local: "Task ... finished with status FAILURE"; the task log is above
+        raise click.ClickException(f"pipeline run-local: {exc}") from exc
+    verdict = "trained, evaluated and registered" if result.retrained else "ended early: nothing new"
+    click.echo(f"pipeline run-local: {verdict}")
+    click.echo(f"  artifacts: {result.run_dir}")
+    click.echo(f"  MLflow:    {result.tracking_uri}  (mlflow ui --backend-store-uri {result.tracking_uri})")
+
+
+@click.command()
+@click.option("--host", required=True, envvar="KF_PIPELINES_ENDPOINT",
+              help="KFP API endpoint, e.g. http://localhost:8080 (kubectl port-forward svc/ml-pipeline-ui).")
+@click.option("--experiment", default=None, help="KFP experiment (default: params pipeline.experiment).")
+@click.option("--param", "assignments", multiple=True, metavar="KEY=VALUE", help=_PARAM_HELP)
+@click.option("--image", default=None, help="Image every step runs in (default: params pipeline.image).")
+@click.option("--run-name", default=None, help="Display name of a one-off run.")
+@click.option("--schedule", "cron", default=None, metavar="CRON",
+              help="Create a recurring run instead: 5-field cron ('0 3 * * 1' = Mondays 03:00) or KFP's 6 fields.")
+@click.option("--name", default=None, help="Recurring run name (default: '<pipeline name> retraining').")
+@click.option("--max-concurrency", type=int, default=None,
+              help="Recurring run: at most this many runs at once, 1-10 (default: params pipeline.max_concurrency).")
+@click.option("--catchup/--no-catchup", default=False, show_default=True,
+              help="Recurring run: backfill intervals missed while paused.")
+@click.option("--pause", "pause", default=None, metavar="NAME|ID", help="Pause (disable) a recurring run.")
+@click.option("--resume", "resume", default=None, metavar="NAME|ID", help="Resume (enable) a recurring run.")
+@click.option("--namespace", default=None, help="Kubeflow profile namespace (multi-user deployments).")
+@click.option("--token", default=None, envvar="KFP_TOKEN", help="Bearer token for the KFP API ($KFP_TOKEN).")
+@click.option("--service-account", default=None, help="Kubernetes service account the run's pods use.")
+def submit(
+    host: str,
+    experiment: str | None,
+    assignments: tuple[str, ...],
+    image: str | None,
+    run_name: str | None,
+    cron: str | None,
+    name: str | None,
+    max_concurrency: int | None,
+    catchup: bool,
+    pause: str | None,
+    resume: str | None,
+    namespace: str | None,
+    token: str | None,
+    service_account: str | None,
+) -> None:
+    """Start a pipeline run on Kubeflow; with --schedule, a recurring run (scheduled retraining).
+
+    Scheduled runs end early when neither the data, the code nor the params changed since the last model.
+    """
+    from pipelines import submit as sub
+    from pipelines.cron import CronError
+    from pipelines.overrides import OverrideError
+    from pipelines.product_gan import default_params_text
+    from pipelines.settings import pipeline_params
+    from productgan.params import ParamsError
+
+    if pause and resume:
+        raise click.UsageError("--pause and --resume: give one")
+    if (pause or resume) and (cron or assignments):
+        raise click.UsageError("--pause/--resume change an existing recurring run; drop --schedule and --param")
+    try:
+        kfp_client = sub.client(host, namespace, token)
+        if pause or resume:
+            rid = sub.set_enabled(kfp_client, pause or resume, enabled=bool(resume), namespace=namespace)
+            click.echo(f"submit: recurring run {pause or resume} ({rid}) {'resumed' if resume else 'paused'}")
+            return
+        prepared = sub.prepare(default_params_text(), assignments, image)
+        cfg = pipeline_params(prepared.params)
+        experiment = experiment or cfg.experiment
+        if cron:
+            rid = sub.schedule(
+                kfp_client, prepared, experiment, name or f"{cfg.name} retraining", cron,
+                max_concurrency or cfg.max_concurrency, catchup, namespace, service_account,
+            )
+            click.echo(f"submit: recurring run {name or cfg.name + ' retraining'} ({rid}) in experiment {experiment}")
+        else:
+            run_id = sub.submit_run(kfp_client, prepared, experiment, run_name, namespace, service_account)
+            click.echo(f"submit: run {run_id} in experiment {experiment}")
+    except (sub.SubmitError, CronError, OverrideError, ParamsError, FileNotFoundError) as exc:
+        raise _fail(exc) from exc
