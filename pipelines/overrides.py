@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Iterable
 from typing import Any
 
 import yaml
+
+_FLOAT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
 
 
 class OverrideError(ValueError):
@@ -25,9 +28,12 @@ def parse_assignment(text: str) -> tuple[str, str]:
 def yaml_value(key: str, raw: str) -> Any:
     """A params.yaml value from text, typed as YAML types it (``200``, ``true``, ``1e-4``, ``null``, ``[1, 2]``)."""
     try:
-        return yaml.safe_load(raw) if raw.strip() else ""
+        value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError as exc:
         raise OverrideError(f"--param {key}={raw}: value is not valid YAML ({exc})") from exc
+    if isinstance(value, str) and _FLOAT.match(value.strip()):
+        return float(value)  # PyYAML (YAML 1.1) reads 1e-4 as text; everyone means the number
+    return value
 
 
 def typed_argument(key: str, raw: str, kind: str) -> Any:
