@@ -1,0 +1,125 @@
+"""Retraining semantics: train only when the (dataset version, code, params) triple has not been trained yet."""
+
+from __future__ import annotations
+
+import types
+
+import pytest
+
+from components import check
+from components.runtime import parse_params
+from pipelines.product_gan import params_argument
+from productgan.lineage import params_hash
+
+DATA_A, DATA_B = "a" * 32 + ".dir", "b" * 32 + ".dir"
+CODE = "0123456789abcdef0123456789abcdef01234567"
+PARAMS = {"train": {"steps": 3}, "register": {}}
+
+
+@pytest.fixture(scope="module")
+def tracking_uri(tmp_path_factory):
+    """One SQLite tracking DB for the module (creating one costs seconds); each test has its own model name."""
+    import os
+
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
+    old = os.environ.get("MLFLOW_TRACKING_URI")
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+    MlflowClient().search_registered_models()  # create the schema once
+    yield uri
+    if old is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = old
+
+
+@pytest.fixture()
+def name(request) -> str:
+    return f"product-gan-{request.node.name}"
+
+
+@pytest.fixture()
+def registry(tracking_uri, tmp_path, name):
+    """Adds model versions tagged the way the register step tags them."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+
+    def add(dataset_version: str, git_commit: str, phash: str, champion: bool) -> str:
+        if not client.search_registered_models(f"name = '{name}'"):
+            client.create_registered_model(name)
+        source = tmp_path / "artifacts" / dataset_version
+        source.mkdir(parents=True, exist_ok=True)
+        tags = {"dataset_version": dataset_version, "git_commit": git_commit, "params_hash": phash}
+        mv = client.create_model_version(name, str(source), tags=tags)
+        if champion:
+            client.set_registered_model_alias(name, "champion", mv.version)
+        return str(mv.version)
+
+    return add
+
+
+def test_no_model_yet_means_train(registry, name):
+    decision = check.retrain_decision(name, DATA_A, CODE, params_hash(PARAMS))
+    assert decision.retrain and "is registered yet" in decision.reason and name in decision.reason
+
+
+def test_same_data_code_and_params_as_the_champion_ends_early(registry, name):
+    version = registry(DATA_A, CODE, params_hash(PARAMS), champion=True)
+    decision = check.retrain_decision(name, DATA_A, CODE, params_hash(PARAMS))
+    assert not decision.retrain and decision.matching_version == version
+    assert "nothing new" in decision.reason and "champion" in decision.reason
+
+
+@pytest.mark.parametrize(
+    ("data", "code", "params", "changed"),
+    [
+        (DATA_B, CODE, PARAMS, "dataset_version"),
+        (DATA_A, "f" * 40, PARAMS, "git_commit"),
+        (DATA_A, CODE, {"train": {"steps": 4}, "register": {}}, "params_hash"),
+    ],
+)
+def test_new_data_code_or_params_means_train(registry, name, data, code, params, changed):
+    registry(DATA_A, CODE, params_hash(PARAMS), champion=True)
+    decision = check.retrain_decision(name, data, code, params_hash(params))
+    assert decision.retrain
+    assert decision.reason.startswith("changed since version 1:") and changed in decision.reason
+    assert all(k not in decision.reason for k in check.LINEAGE_TAGS if k != changed)
+
+
+def test_a_candidate_that_lost_to_the_champion_is_not_trained_again(registry, name):
+    registry(DATA_A, CODE, params_hash(PARAMS), champion=True)
+    loser = registry(DATA_B, CODE, params_hash(PARAMS), champion=False)  # new data, worse model: not promoted
+    decision = check.retrain_decision(name, DATA_B, CODE, params_hash(PARAMS))
+    assert not decision.retrain and decision.matching_version == loser
+    assert "did not beat the champion" in decision.reason
+
+
+def test_force_dirty_or_unknown_code_always_train(registry, name):
+    registry(DATA_A, CODE, params_hash(PARAMS), champion=True)
+    assert check.retrain_decision(name, DATA_A, CODE, params_hash(PARAMS), force=True).retrain
+    dirty = check.retrain_decision(name, DATA_A, f"{CODE}-dirty", params_hash(PARAMS))
+    assert dirty.retrain and "uncommitted changes" in dirty.reason
+    unknown = check.retrain_decision(name, DATA_A, None, params_hash(PARAMS))
+    assert unknown.retrain and "code version" in unknown.reason
+
+
+def test_the_component_body_decides_and_says_so(registry, name, tmp_path, monkeypatch):
+    """The KFP component function itself (what runs in the pod), with lineage from the image's environment."""
+    monkeypatch.setenv("PRODUCTGAN_GIT_COMMIT", CODE)
+    text = params_argument({**PARAMS, "register": {"model_name": name}})
+    registry(DATA_A, CODE, params_hash(parse_params(text)), champion=True)
+    summary = types.SimpleNamespace(path=str(tmp_path / "summary.md"))
+
+    out = check.retrain_check(params=text, dataset_version=DATA_A, force=False, summary=summary)
+    assert out.retrain is False and "nothing new" in out.reason
+    md = (tmp_path / "summary.md").read_text()
+    assert "**Nothing to do**" in md and DATA_A in md and CODE in md
+
+    out = check.retrain_check(params=text, dataset_version=DATA_B, force=False, summary=summary)
+    assert out.retrain is True and "**Retrain**" in (tmp_path / "summary.md").read_text()
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")  # restored by monkeypatch
+    with pytest.raises(RuntimeError, match="MLFLOW_TRACKING_URI is not set"):
+        check.retrain_check(params=text, dataset_version=DATA_A, force=False, summary=summary)
