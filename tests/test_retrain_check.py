@@ -6,7 +6,7 @@ import types
 
 import pytest
 
-from components import check
+from components import check, retrain
 from components.runtime import parse_params
 from pipelines.product_gan import params_argument
 from productgan.lineage import params_hash
@@ -61,13 +61,13 @@ def registry(tracking_uri, tmp_path, name):
 
 
 def test_no_model_yet_means_train(registry, name):
-    decision = check.retrain_decision(name, DATA_A, CODE, params_hash(PARAMS))
+    decision = retrain.retrain_decision(name, DATA_A, CODE, params_hash(PARAMS))
     assert decision.retrain and "is registered yet" in decision.reason and name in decision.reason
 
 
 def test_same_data_code_and_params_as_the_champion_ends_early(registry, name):
     version = registry(DATA_A, CODE, params_hash(PARAMS), champion=True)
-    decision = check.retrain_decision(name, DATA_A, CODE, params_hash(PARAMS))
+    decision = retrain.retrain_decision(name, DATA_A, CODE, params_hash(PARAMS))
     assert not decision.retrain and decision.matching_version == version
     assert "nothing new" in decision.reason and "champion" in decision.reason
 
@@ -82,26 +82,26 @@ def test_same_data_code_and_params_as_the_champion_ends_early(registry, name):
 )
 def test_new_data_code_or_params_means_train(registry, name, data, code, params, changed):
     registry(DATA_A, CODE, params_hash(PARAMS), champion=True)
-    decision = check.retrain_decision(name, data, code, params_hash(params))
+    decision = retrain.retrain_decision(name, data, code, params_hash(params))
     assert decision.retrain
     assert decision.reason.startswith("changed since version 1:") and changed in decision.reason
-    assert all(k not in decision.reason for k in check.LINEAGE_TAGS if k != changed)
+    assert all(k not in decision.reason for k in retrain.LINEAGE_TAGS if k != changed)
 
 
 def test_a_candidate_that_lost_to_the_champion_is_not_trained_again(registry, name):
     registry(DATA_A, CODE, params_hash(PARAMS), champion=True)
     loser = registry(DATA_B, CODE, params_hash(PARAMS), champion=False)  # new data, worse model: not promoted
-    decision = check.retrain_decision(name, DATA_B, CODE, params_hash(PARAMS))
+    decision = retrain.retrain_decision(name, DATA_B, CODE, params_hash(PARAMS))
     assert not decision.retrain and decision.matching_version == loser
     assert "did not beat the champion" in decision.reason
 
 
 def test_force_dirty_or_unknown_code_always_train(registry, name):
     registry(DATA_A, CODE, params_hash(PARAMS), champion=True)
-    assert check.retrain_decision(name, DATA_A, CODE, params_hash(PARAMS), force=True).retrain
-    dirty = check.retrain_decision(name, DATA_A, f"{CODE}-dirty", params_hash(PARAMS))
+    assert retrain.retrain_decision(name, DATA_A, CODE, params_hash(PARAMS), force=True).retrain
+    dirty = retrain.retrain_decision(name, DATA_A, f"{CODE}-dirty", params_hash(PARAMS))
     assert dirty.retrain and "uncommitted changes" in dirty.reason
-    unknown = check.retrain_decision(name, DATA_A, None, params_hash(PARAMS))
+    unknown = retrain.retrain_decision(name, DATA_A, None, params_hash(PARAMS))
     assert unknown.retrain and "code version" in unknown.reason
 
 

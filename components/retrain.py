@@ -1,0 +1,79 @@
+"""The retraining decision: has this (dataset version, code version, params) triple been trained already?
+
+A run trains only when the triple is new: no registered model version carries it yet. Comparing with every
+version, not only the champion, matters: a model trained on new data that lost to the champion stays a
+non-promoted version, and the next scheduled run must not train the very same thing again.
+
+Runs inside the pod (imported by the retrain-check component's body), so no kfp import here: the KFP
+executor's partial import of kfp.dsl makes component modules unimportable at run time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+# Model version tags the register step sets (the lineage of the generator it registers).
+LINEAGE_TAGS = ("dataset_version", "git_commit", "params_hash")
+DEFAULT_MODEL_NAME = "product-gan"
+
+
+@dataclasses.dataclass(frozen=True)
+class Decision:
+    retrain: bool
+    reason: str
+    matching_version: str | None = None  # the registered version trained from exactly this triple
+
+
+def model_name(params: dict) -> str:
+    register = params.get("register") or {}
+    return str(register.get("model_name") or DEFAULT_MODEL_NAME)
+
+
+def retrain_decision(
+    name: str, dataset_version: str | None, git_commit: str | None, params_hash: str, force: bool = False
+) -> Decision:
+    """Decide against the MLflow registry at ``MLFLOW_TRACKING_URI`` whether this run must train."""
+    if force:
+        return Decision(True, "forced (force=true)")
+    if not dataset_version or not git_commit:
+        missing = "dataset version" if not dataset_version else "code version (git commit)"
+        return Decision(True, f"{missing} unknown, so an unchanged run cannot be proven")
+    if git_commit.endswith("-dirty"):
+        return Decision(True, f"code {git_commit} has uncommitted changes, so it is not identified by its commit")
+
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    client = MlflowClient()
+    try:
+        versions = client.search_model_versions(f"name = '{name}'")
+    except MlflowException as exc:
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+            versions = []
+        else:
+            raise
+    if not versions:
+        return Decision(True, f"no version of model {name!r} is registered yet")
+
+    current = {"dataset_version": dataset_version, "git_commit": git_commit, "params_hash": params_hash}
+    for mv in sorted(versions, key=lambda v: int(v.version), reverse=True):
+        if all(mv.tags.get(k) == current[k] for k in LINEAGE_TAGS):
+            aliases = ", ".join(getattr(mv, "aliases", None) or []) or "no alias: it did not beat the champion"
+            return Decision(
+                False,
+                f"nothing new: version {mv.version} of {name!r} ({aliases}) was trained from this dataset "
+                f"version, code and params",
+                str(mv.version),
+            )
+
+    latest = max(versions, key=lambda v: int(v.version))
+    try:
+        reference = client.get_model_version_by_alias(name, "champion")
+    except MlflowException:
+        reference = latest
+    changed = [
+        f"{k} {reference.tags.get(k) or '(not recorded)'} -> {current[k]}"
+        for k in LINEAGE_TAGS
+        if reference.tags.get(k) != current[k]
+    ]
+    return Decision(True, f"changed since version {reference.version}: " + "; ".join(changed))
