@@ -3,19 +3,16 @@
 The decision itself is ``components.retrain.retrain_decision``; this module is the KFP component around it.
 """
 
-from typing import NamedTuple
-
 from kfp import dsl
 from kfp.dsl import Markdown, Output
 from kfp.dsl.python_component import PythonComponent
 
 
-def retrain_check(params: str, dataset_version: str, force: bool, summary: Output[Markdown]) -> NamedTuple(
-    "CheckOutputs", [("retrain", bool), ("reason", str)]
-):
-    """Compare this run's dataset version, code version and params with the registered model versions."""
-    from collections import namedtuple
+def retrain_check(params: str, dataset_version: str, force: bool, summary: Output[Markdown]) -> bool:
+    """Compare this run's dataset version, code version and params with the registered model versions.
 
+    Returns whether to train (a single, unnamed output: kfp.local resolves conditions only on ``Output``);
+    the reason is in the markdown summary and its metadata."""
     from components.retrain import model_name, retrain_decision
     from components.runtime import parse_params, require_tracking_uri
     from productgan.lineage import git_commit, params_hash
@@ -36,8 +33,9 @@ def retrain_check(params: str, dataset_version: str, force: bool, summary: Outpu
     )
     with open(summary.path, "w", encoding="utf-8") as fh:
         fh.write(text)
+    summary.metadata.update({"retrain": decision.retrain, "reason": decision.reason})
     print(f">> retrain-check: {'RETRAIN' if decision.retrain else 'SKIP'}: {decision.reason}", flush=True)
-    return namedtuple("CheckOutputs", ["retrain", "reason"])(decision.retrain, decision.reason)
+    return decision.retrain
 
 
 def component(image: str) -> PythonComponent:

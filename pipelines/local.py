@@ -29,10 +29,22 @@ FASHION_MNIST_CATEGORIES = (
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
 )
 
-# The tiny configuration: seconds per step on a CPU. Keys belong to the steps' params sections.
+# The tiny configuration: seconds per step on a CPU (keys of the steps' own params sections).
 TINY: dict[str, Any] = {
     "preprocess.resolution": 28,
     "preprocess.channels": 1,
+    "train.steps": 3,
+    "train.batch_size": 16,
+    "train.latent_dim": 32,
+    "train.log_every": 1,
+    "train.default.g_channels": 8,
+    "train.default.d_channels": 8,
+    "evaluate.n": 100,
+    "evaluate.batch_size": 50,
+    "evaluate.kid_subsets": 5,
+    "evaluate.kid_subset_size": 20,
+    "evaluate.classifier_steps": 20,
+    "evaluate.grid_per_category": 2,
 }
 
 

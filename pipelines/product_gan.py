@@ -94,7 +94,7 @@ def build_pipeline(params_text: str | None = None, image: str | None = None) -> 
         _resources(checked, res.retrain_check)
         _env_from_cluster(checked, cfg, cfg.mlflow_secret, MLFLOW_KEYS)
 
-        with dsl.If(checked.outputs["retrain"] == True, name=CONDITION_NAME):  # noqa: E712 (a KFP condition)
+        with dsl.If(checked.outputs["Output"] == True, name=CONDITION_NAME):  # noqa: E712 (a KFP condition)
             prepared = preprocess_op(params=params, dataset_version=version, data=ingested.outputs["data"])
             _resources(prepared, res.preprocess)
             _env_from_cluster(prepared, cfg, None, ())

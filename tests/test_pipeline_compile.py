@@ -92,9 +92,9 @@ def test_run_ends_early_when_the_check_finds_nothing_new(compiled):
     ctask = tasks[condition][0]
     assert ctask["taskInfo"]["name"] == "retrain"
     cond = ctask["triggerPolicy"]["condition"]
-    assert "pipelinechannel--retrain-check-retrain" in cond and cond.rstrip().endswith("== true")
-    params = ctask["inputs"]["parameters"]["pipelinechannel--retrain-check-retrain"]
-    assert params["taskOutputParameter"] == {"outputParameterKey": "retrain", "producerTask": "retrain-check"}
+    assert "pipelinechannel--retrain-check-Output" in cond and cond.rstrip().endswith("== true")
+    params = ctask["inputs"]["parameters"]["pipelinechannel--retrain-check-Output"]
+    assert params["taskOutputParameter"] == {"outputParameterKey": "Output", "producerTask": "retrain-check"}
     # the check and ingest look at the outside world: never served from the cache
     for name in ("ingest", "retrain-check"):
         assert tasks[name][0]["cachingOptions"].get("enableCache") is not True

@@ -110,15 +110,15 @@ def test_the_component_body_decides_and_says_so(registry, name, tmp_path, monkey
     monkeypatch.setenv("PRODUCTGAN_GIT_COMMIT", CODE)
     text = params_argument({**PARAMS, "register": {"model_name": name}})
     registry(DATA_A, CODE, params_hash(parse_params(text)), champion=True)
-    summary = types.SimpleNamespace(path=str(tmp_path / "summary.md"))
+    summary = types.SimpleNamespace(path=str(tmp_path / "summary.md"), metadata={})
 
     out = check.retrain_check(params=text, dataset_version=DATA_A, force=False, summary=summary)
-    assert out.retrain is False and "nothing new" in out.reason
+    assert out is False and "nothing new" in summary.metadata["reason"]
     md = (tmp_path / "summary.md").read_text()
     assert "**Nothing to do**" in md and DATA_A in md and CODE in md
 
     out = check.retrain_check(params=text, dataset_version=DATA_B, force=False, summary=summary)
-    assert out.retrain is True and "**Retrain**" in (tmp_path / "summary.md").read_text()
+    assert out is True and "**Retrain**" in (tmp_path / "summary.md").read_text()
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI")  # restored by monkeypatch
     with pytest.raises(RuntimeError, match="MLFLOW_TRACKING_URI is not set"):
