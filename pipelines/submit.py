@@ -45,6 +45,8 @@ def prepare(params_text: str, assignments: Sequence[str] = (), image: str | None
 
 
 def client(host: str, namespace: str | None = None, token: str | None = None) -> Any:
+    """A KFP client. Auth: ``token`` if given; else, inside a pod, the projected service-account token at
+    ``$KF_PIPELINES_SA_TOKEN_PATH`` (multi-user Kubeflow; the CronJob mounts one); else none (standalone KFP)."""
     import warnings
 
     import kfp
@@ -52,8 +54,11 @@ def client(host: str, namespace: str | None = None, token: str | None = None) ->
     kwargs: dict[str, Any] = {"host": host}
     if namespace:
         kwargs["namespace"] = namespace
+    token_path = os.environ.get("KF_PIPELINES_SA_TOKEN_PATH", "")
     if token:
         kwargs["existing_token"] = token
+    elif token_path and os.path.isfile(token_path):
+        kwargs["credentials"] = kfp.client.ServiceAccountTokenVolumeCredentials(token_path)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="This client only works with", category=FutureWarning)
         return kfp.Client(**kwargs)

@@ -31,6 +31,7 @@ class FakeKFP:
         self.recurring: dict[str, dict] = {}
         self.runs: dict[str, dict] = {}
         self.unhandled: list[tuple[str, str]] = []
+        self.auth: list[str | None] = []  # Authorization header of each request
 
     def calls(self, method: str, path: str) -> list[dict | None]:
         return [b for m, p, _, b in self.requests if m == method and p == f"{API}{path}"]
@@ -89,6 +90,7 @@ def kfp_server(monkeypatch, tmp_path):
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length) if length else b""
             body = json.loads(raw) if raw else None
+            fake.auth.append(self.headers.get("Authorization"))
             status, payload = fake.handle(method, url.path, parse_qs(url.query), body)
             data = json.dumps(payload).encode()
             self.send_response(status)
@@ -111,7 +113,7 @@ def kfp_server(monkeypatch, tmp_path):
     thread.start()
     # No stray kfp context (~/.config/kfp) or endpoint from the environment.
     monkeypatch.setenv("HOME", str(tmp_path))
-    for var in ("KF_PIPELINES_ENDPOINT", "KF_PIPELINES_UI_ENDPOINT", "KFP_TOKEN"):
+    for var in ("KF_PIPELINES_ENDPOINT", "KF_PIPELINES_UI_ENDPOINT", "KFP_TOKEN", "KF_PIPELINES_SA_TOKEN_PATH"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("PRODUCTGAN_PARAMS", str(REPO / "params.yaml"))
     fake.url = f"http://127.0.0.1:{server.server_address[1]}"
@@ -200,6 +202,22 @@ def test_pause_and_resume_by_name_or_id(kfp_server):
 
     res = submit(kfp_server, "--pause", "no-such-schedule")
     assert res.exit_code != 0 and "no recurring run is named or has id 'no-such-schedule'" in res.output
+
+
+def test_auth_with_a_token_or_the_pods_service_account_token(kfp_server, tmp_path, monkeypatch):
+    assert submit(kfp_server).exit_code == 0
+    assert set(kfp_server.auth) == {None}  # standalone KFP: no credentials sent
+
+    kfp_server.auth.clear()
+    assert submit(kfp_server, "--token", "t0ken").exit_code == 0
+    assert set(kfp_server.auth) == {"Bearer t0ken"}
+
+    token_file = tmp_path / "token"  # what the CronJob projects (audience pipelines.kubeflow.org)
+    token_file.write_text("projected-sa-token")
+    monkeypatch.setenv("KF_PIPELINES_SA_TOKEN_PATH", str(token_file))
+    kfp_server.auth.clear()
+    assert submit(kfp_server).exit_code == 0
+    assert set(kfp_server.auth) == {"Bearer projected-sa-token"}
 
 
 @pytest.mark.parametrize(
