@@ -29,8 +29,8 @@ def evaluate(
     )
 
     require_tracking_uri("evaluate")
-    work = step_workdir(params, dataset_version)
-    run_step("evaluate", ["--generator", generator.path, "--data", prepared.path, "--out", evaluation.path], work)
+    with step_workdir(params, dataset_version) as work:
+        run_step("evaluate", ["--generator", generator.path, "--data", prepared.path, "--out", evaluation.path], work)
 
     with open(os.path.join(evaluation.path, "metrics.json"), encoding="utf-8") as fh:
         numbers = flatten_numbers(json.load(fh))

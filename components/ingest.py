@@ -21,8 +21,8 @@ def ingest(params: str, dataset_version: str, data: Output[Dataset]) -> NamedTup
     from components.runtime import dvc_dir_version, is_dvc_version, parse_params, run_step, step_workdir
 
     source = (parse_params(params).get("ingest") or {}).get("source") or "fashion-mnist"
-    work = step_workdir(params)
-    run_step("ingest", ["--source", source, "--out", data.path], work)
+    with step_workdir(params) as work:
+        run_step("ingest", ["--source", source, "--out", data.path], work)
 
     actual = dvc_dir_version(data.path)
     if is_dvc_version(dataset_version) and dataset_version != actual:

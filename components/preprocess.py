@@ -15,8 +15,8 @@ def preprocess(params: str, dataset_version: str, data: Input[Dataset], prepared
 
     from components.runtime import run_step, step_workdir
 
-    work = step_workdir(params, dataset_version)
-    run_step("preprocess", ["--input", data.path, "--out", prepared.path], work)
+    with step_workdir(params, dataset_version) as work:
+        run_step("preprocess", ["--input", data.path, "--out", prepared.path], work)
     manifest_path = os.path.join(prepared.path, "manifest.json")
     with open(manifest_path, encoding="utf-8") as fh:
         manifest = json.load(fh)

@@ -24,16 +24,15 @@ def register(
     from components.runtime import require_tracking_uri, run_step, step_workdir
 
     require_tracking_uri("register")
-    work = step_workdir(params, dataset_version)
     metrics_file = os.path.join(evaluation.path, "metrics.json")
-    run_step("register", ["--generator", generator.path, "--metrics", metrics_file, "--data", prepared.path], work)
-
-    # metrics/register.json is written relative to the step's working directory (as under `dvc repro`).
-    result_path = os.path.join(work, "metrics", "register.json")
-    result = {}
-    if os.path.isfile(result_path):
-        with open(result_path, encoding="utf-8") as fh:
-            result = json.load(fh)
+    with step_workdir(params, dataset_version) as work:
+        run_step("register", ["--generator", generator.path, "--metrics", metrics_file, "--data", prepared.path], work)
+        # metrics/register.json is written relative to the step's working directory (as under `dvc repro`).
+        result_path = os.path.join(work, "metrics", "register.json")
+        result = {}
+        if os.path.isfile(result_path):
+            with open(result_path, encoding="utf-8") as fh:
+                result = json.load(fh)
     body = json.dumps(result, indent=2, sort_keys=True) if result else "(the register step wrote no register.json)"
     with open(decision.path, "w", encoding="utf-8") as fh:
         fh.write(f"# productgan registration\n\nDataset version `{dataset_version}`.\n\n```json\n{body}\n```\n")

@@ -11,13 +11,15 @@ Only the standard library and productgan's light modules are imported at the top
 from __future__ import annotations
 
 import base64
+import contextlib
 import math
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,18 +44,22 @@ def parse_params(text: str) -> dict[str, Any]:
     return doc
 
 
-def step_workdir(params_text: str, dataset_version: str = "") -> Path:
-    """A fresh working directory for one step: ``params.yaml`` from the run, and ``data.dvc`` naming the
-    dataset version so the step's lineage (``productgan.lineage.dataset_version()``) records it even though
-    no DVC checkout exists inside a pod."""
+@contextlib.contextmanager
+def step_workdir(params_text: str, dataset_version: str = "") -> Iterator[Path]:
+    """A fresh working directory for one step, removed afterwards: ``params.yaml`` from the run, and
+    ``data.dvc`` naming the dataset version so the step's lineage (``productgan.lineage.dataset_version()``)
+    records it although no DVC checkout exists inside a pod. Relative outputs of the step (metrics/,
+    checkpoints/) land here; read them before the block ends."""
     work = Path(tempfile.mkdtemp(prefix="productgan-step-"))
-    params = parse_params(params_text)
-    (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
-    if dataset_version:
-        (work / "data.dvc").write_text(
-            yaml.safe_dump({"outs": [{"md5": dataset_version, "path": "data"}]}, sort_keys=False), encoding="utf-8"
-        )
-    return work
+    try:
+        params = parse_params(params_text)
+        (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
+        if dataset_version:
+            dvc = {"outs": [{"md5": dataset_version, "path": "data"}]}
+            (work / "data.dvc").write_text(yaml.safe_dump(dvc, sort_keys=False), encoding="utf-8")
+        yield work
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def run_step(step: str, args: Sequence[str], work: Path) -> None:

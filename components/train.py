@@ -15,15 +15,16 @@ def train(
     from components.runtime import flatten_numbers, require_tracking_uri, run_step, step_workdir
 
     require_tracking_uri("train")
-    work = step_workdir(params, dataset_version)
-    run_step("train", ["--data", prepared.path, "--out", generator.path], work)
-
-    # metrics/train.json is written relative to the step's working directory (as under `dvc repro`).
-    train_metrics = os.path.join(work, "metrics", "train.json")
-    if os.path.isfile(train_metrics):
-        with open(train_metrics, encoding="utf-8") as fh:
-            for name, value in flatten_numbers(json.load(fh)).items():
-                metrics.log_metric(name, value)
+    with step_workdir(params, dataset_version) as work:
+        run_step("train", ["--data", prepared.path, "--out", generator.path], work)
+        # metrics/train.json is written relative to the step's working directory (as under `dvc repro`).
+        train_metrics = os.path.join(work, "metrics", "train.json")
+        numbers = {}
+        if os.path.isfile(train_metrics):
+            with open(train_metrics, encoding="utf-8") as fh:
+                numbers = flatten_numbers(json.load(fh))
+    for name, value in numbers.items():
+        metrics.log_metric(name, value)
     run_json = os.path.join(generator.path, "run.json")
     if os.path.isfile(run_json):
         with open(run_json, encoding="utf-8") as fh:

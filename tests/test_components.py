@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 import types
 from pathlib import Path
 
@@ -22,6 +23,9 @@ def _artifact(path: Path) -> types.SimpleNamespace:
 def test_ingest_reports_the_version_data_dvc_records(tmp_path, fmnist_dir, monkeypatch):
     """The pipeline and `make run` agree on the dataset version: the DVC hash of the ingested folder."""
     monkeypatch.setenv("PRODUCTGAN_FASHION_MNIST", str(fmnist_dir))
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     recorded = dataset_version(REPO / "data.dvc")
     assert is_dvc_version(recorded)
     params = params_argument({"ingest": {"source": "fashion-mnist"}})
@@ -38,6 +42,7 @@ def test_ingest_reports_the_version_data_dvc_records(tmp_path, fmnist_dir, monke
         ingest.ingest(params=params, dataset_version="0" * 32 + ".dir", data=_artifact(tmp_path / "d3"))
     # a git revision is recorded, not checked
     assert ingest.ingest(params=params, dataset_version="v1.2", data=_artifact(tmp_path / "d4")).dataset_version
+    assert not list(scratch.iterdir())  # each step's working directory is removed, failed or not
 
 
 def test_a_failing_step_names_itself_and_how_to_reproduce(tmp_path):
