@@ -86,6 +86,11 @@ def require_tracking_uri(step: str) -> str:
     return uri
 
 
+def redact_uri(uri: str) -> str:
+    """``http://user:pw@host`` -> ``http://***@host``: a URI safe to print in logs and summaries."""
+    return re.sub(r"//[^/@]*@", "//***@", uri)
+
+
 def is_dvc_version(value: str) -> bool:
     """True for a DVC directory hash such as ``0123…cdef.dir`` (what ``data.dvc`` records)."""
     return bool(_DVC_MD5.match(value or ""))

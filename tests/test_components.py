@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from components import ingest
-from components.runtime import flatten_numbers, is_dvc_version, metrics_table
+from components.runtime import flatten_numbers, is_dvc_version, metrics_table, redact_uri
 from pipelines.product_gan import params_argument
 from productgan.lineage import dataset_version
 
@@ -51,6 +51,11 @@ def test_a_failing_step_names_itself_and_how_to_reproduce(tmp_path):
     with pytest.raises(StepError, match=r"step ingest: `productgan ingest` exited with code \d+.*Reproduce outside"):
         ingest.ingest(params=params_argument({"ingest": {"source": str(tmp_path / "missing")}}), dataset_version="",
                       data=_artifact(tmp_path / "data"))
+
+
+def test_uris_are_printed_without_credentials():
+    assert redact_uri("http://admin:s3cret@mlflow:5000/x") == "http://***@mlflow:5000/x"
+    assert redact_uri("sqlite:////tmp/mlflow.db") == "sqlite:////tmp/mlflow.db"
 
 
 def test_metrics_helpers():
