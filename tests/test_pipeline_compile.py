@@ -238,3 +238,13 @@ def test_component_bodies_import_only_kfp_free_modules(compiled):
             imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
             imported |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
             assert not {m for m in imported if m.split(".")[0] == "kfp"}, f"{name}: {module} imports kfp"
+
+
+def test_params_pipeline_section_equals_its_dataclass_defaults():
+    import dataclasses
+
+    from pipelines.settings import PipelineParams
+    from productgan.params import load_section
+
+    loaded = load_section("pipeline", PipelineParams, REPO / "params.yaml")
+    assert dataclasses.asdict(loaded) == dataclasses.asdict(PipelineParams())
