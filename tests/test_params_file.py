@@ -20,6 +20,7 @@ SECTIONS = {
     "ingest": "productgan.data.ingest:IngestParams",
     "preprocess": "productgan.data.preprocess:PreprocessParams",
     "generate": "productgan.api:GenerateParams",
+    "pipeline": "pipelines.settings:PipelineParams",
 }
 
 
