@@ -1,0 +1,58 @@
+"""Scores for promotion: champion and challenger measured in the same step, on the same data, by the same code.
+
+A scorer is any callable ``score(generator_dir, data_dir) -> {metric: value}``. Tests pass a deterministic
+fake; the default calls the evaluation library (``productgan.metrics``), imported only when used.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+Scorer = Callable[[Path, Path], dict[str, float]]
+
+
+def default_scorer(generator_dir: Path, data_dir: Path) -> dict[str, float]:
+    """The evaluation step's own scoring of one generator on a prepared folder (same extractor, same n)."""
+    from productgan.metrics.evaluate import evaluate_generator
+
+    return evaluate_generator(generator_dir, data_dir)
+
+
+def numeric_metrics(doc: Any, prefix: str = "") -> dict[str, float]:
+    """The numbers in a metrics file, flattened (``{"a": {"b": 1}}`` -> ``{"a.b": 1.0}``); text is skipped."""
+    out: dict[str, float] = {}
+    if isinstance(doc, dict):
+        for key, value in doc.items():
+            out.update(numeric_metrics(value, f"{prefix}{key}."))
+    elif isinstance(doc, bool):
+        pass
+    elif isinstance(doc, int | float):
+        out[prefix.rstrip(".")] = float(doc)
+    return out
+
+
+def is_finite(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def version_generator_dir(model_name: str, version: str, dst: str | Path | None = None) -> Path:
+    """Download a registered version and return its generator folder (the pyfunc artifact ``generator``)."""
+    import mlflow
+
+    dst = Path(dst or tempfile.mkdtemp(prefix=f"productgan-{model_name}-v{version}-"))
+    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{model_name}/{version}", dst_path=str(dst)))
+    with open(local / "MLmodel", encoding="utf-8") as fh:
+        mlmodel = yaml.safe_load(fh)
+    artifacts = mlmodel.get("flavors", {}).get("python_function", {}).get("artifacts", {})
+    if "generator" not in artifacts:
+        raise FileNotFoundError(
+            f"register: version {version} of {model_name!r} has no 'generator' artifact in its MLmodel; "
+            "it was not logged by `productgan register`"
+        )
+    return local / artifacts["generator"]["path"]
