@@ -76,7 +76,7 @@ class PromotionLock:
         self.expires_at = time.time() + self.lease_s
         owner = f"{whoami()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         ticket = self.client.create_model_version(
-            self.name, source=f"lock:{self.name}", tags={"owner": owner, "expires_at": f"{self.expires_at:.3f}"}
+            self.name, source=f"lock:///{self.name}", tags={"owner": owner, "expires_at": f"{self.expires_at:.3f}"}
         )
         self.ticket = int(ticket.version)
         deadline = time.monotonic() + self.timeout_s

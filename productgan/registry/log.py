@@ -1,9 +1,10 @@
 """Log a trained generator as an MLflow pyfunc model and register it as a new version with its lineage.
 
-The model is ``productgan.pyfunc.ProductGANModel`` with the generator folder (safetensors weights + config
-with category names) as artifact ``generator``, a signature, an input example, pinned pip requirements and
-the ``productgan`` package itself as ``code_paths`` -- so ``mlflow.pyfunc.load_model`` works in any process
-with those requirements, productgan installed or not. Nothing is pickled but the small model class reference.
+The model is ``productgan.pyfunc.ProductGANModel`` (logged as code: ``model_code.py``) with the generator
+folder (safetensors weights + config with category names) as artifact ``generator``, a signature, an input
+example, pinned pip requirements and the ``productgan`` package itself as ``code_paths`` -- so
+``mlflow.pyfunc.load_model`` works in any process with those requirements, productgan installed or not.
+Nothing is pickled.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from productgan.io import read_json, sha256_file
 from productgan.lineage import dataset_version, git_commit, params_hash
 from productgan.registry.scoring import numeric_metrics
 
+MODEL_CODE = Path(__file__).with_name("model_code.py")  # builds ProductGANModel at load time: no pickle
 MODEL_ARTIFACT = "generator"  # the logged model's name in its run, and the pyfunc artifact key
 GENERATOR_FILES = ("generator.safetensors", "generator.json")
 # What ProductGANModel needs at load and predict time (versions pinned from this environment).
@@ -171,12 +173,12 @@ def log_and_register(model_name: str, generator_dir: Path, tags: dict[str, str])
     """Log the pyfunc model into the active run and register it as a new version; returns (version, model_uri)."""
     import mlflow
 
-    from productgan.pyfunc import ProductGANModel, input_example, model_signature
+    from productgan.pyfunc import input_example, model_signature
 
     with tempfile.TemporaryDirectory(prefix="productgan-register-") as tmp:
         info = mlflow.pyfunc.log_model(
             name=MODEL_ARTIFACT,
-            python_model=ProductGANModel(),
+            python_model=str(MODEL_CODE),
             artifacts={MODEL_ARTIFACT: str(_staged_generator(generator_dir, Path(tmp)))},
             code_paths=[str(_staged_code(Path(tmp)))],
             signature=model_signature(),

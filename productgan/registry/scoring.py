@@ -42,12 +42,12 @@ def is_finite(value: Any) -> bool:
 
 
 def version_generator_dir(model_name: str, version: str, dst: str | Path | None = None) -> Path:
-    """Download a registered version and return its generator folder (the pyfunc artifact ``generator``)."""
-    import mlflow
+    """Download only the generator folder (the pyfunc artifact ``generator``) of a registered version."""
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
     dst = Path(dst or tempfile.mkdtemp(prefix=f"productgan-{model_name}-v{version}-"))
-    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{model_name}/{version}", dst_path=str(dst)))
-    with open(local / "MLmodel", encoding="utf-8") as fh:
+    repo = get_artifact_repository(f"models:/{model_name}/{version}")
+    with open(repo.download_artifacts("MLmodel", str(dst)), encoding="utf-8") as fh:
         mlmodel = yaml.safe_load(fh)
     artifacts = mlmodel.get("flavors", {}).get("python_function", {}).get("artifacts", {})
     if "generator" not in artifacts:
@@ -55,4 +55,4 @@ def version_generator_dir(model_name: str, version: str, dst: str | Path | None 
             f"register: version {version} of {model_name!r} has no 'generator' artifact in its MLmodel; "
             "it was not logged by `productgan register`"
         )
-    return local / artifacts["generator"]["path"]
+    return Path(repo.download_artifacts(artifacts["generator"]["path"], str(dst)))
