@@ -3,8 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
 
 import click
+
+
+def _quiet_downloads() -> None:
+    # MLflow's per-file artifact progress bars flood logs (dvc, Kubeflow): only on a terminal
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "true" if sys.stderr.isatty() else "false")
 
 
 @click.command()
@@ -28,6 +35,7 @@ def register(
     from productgan.registry.log import RegistrationError
     from productgan.registry.register import register_generator
 
+    _quiet_downloads()
     cfg = load_register_config(overrides={"model_name": model_name})
     try:
         result = register_generator(generator_dir, metrics_file, data_dir=data_dir, cfg=cfg)

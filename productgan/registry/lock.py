@@ -72,12 +72,16 @@ class PromotionLock:
     def acquire(self) -> PromotionLock:
         from mlflow.exceptions import MlflowException
 
-        self._ensure_queue()
         self.expires_at = time.time() + self.lease_s
         owner = f"{whoami()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        ticket = self.client.create_model_version(
-            self.name, source=f"lock:///{self.name}", tags={"owner": owner, "expires_at": f"{self.expires_at:.3f}"}
-        )
+        tags = {"owner": owner, "expires_at": f"{self.expires_at:.3f}"}
+        try:
+            ticket = self.client.create_model_version(self.name, source=f"lock:///{self.name}", tags=tags)
+        except MlflowException as exc:  # the first lock ever taken for this model: create its queue
+            if not _is_error(exc, "RESOURCE_DOES_NOT_EXIST"):
+                raise
+            self._ensure_queue()
+            ticket = self.client.create_model_version(self.name, source=f"lock:///{self.name}", tags=tags)
         self.ticket = int(ticket.version)
         deadline = time.monotonic() + self.timeout_s
         while True:
@@ -107,7 +111,8 @@ class PromotionLock:
                 )
             if self.expires_at - time.time() < self.lease_s / 2:
                 self._renew()  # a waiter is alive: keep our place in the queue
-            time.sleep(self.poll_s * (0.5 + random.random()))
+            # waiters further back poll less often, so the holder's requests are not crowded out
+            time.sleep(min(2.0, self.poll_s * len(live)) * (0.5 + random.random()))
 
     def _renew(self) -> None:
         self.expires_at = time.time() + self.lease_s

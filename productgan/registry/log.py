@@ -28,6 +28,8 @@ GENERATOR_FILES = ("generator.safetensors", "generator.json")
 # What ProductGANModel needs at load and predict time (versions pinned from this environment).
 RUNTIME_REQUIREMENTS = ("mlflow", "torch", "safetensors", "numpy", "pandas", "pillow")
 MAX_METRIC_TAGS = 40
+# bundled productgan code leaves out what a model never needs: the command line and bytecode
+CODE_EXCLUDE = ("__pycache__", "*.pyc", "commands", "cli.py", "__main__.py")
 
 
 class RegistrationError(RuntimeError):
@@ -165,7 +167,7 @@ def _staged_code(into: Path) -> Path:
 
     src = Path(productgan.__file__).resolve().parent
     dst = into / "code" / "productgan"
-    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns(*CODE_EXCLUDE))
     return dst
 
 

@@ -84,13 +84,19 @@ def now_iso() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def snapshot(client: Any, name: str) -> tuple[dict[str, str], list[dict[str, str]]]:
+    """The model's aliases and champion history, read in one request."""
+    model = client.get_registered_model(name)
+    raw = model.tags.get(HISTORY_TAG)
+    return {k: str(v) for k, v in (model.aliases or {}).items()}, (json.loads(raw) if raw else [])
+
+
 def aliases(client: Any, name: str) -> dict[str, str]:
-    return {k: str(v) for k, v in (client.get_registered_model(name).aliases or {}).items()}
+    return snapshot(client, name)[0]
 
 
 def history(client: Any, name: str) -> list[dict[str, str]]:
-    raw = client.get_registered_model(name).tags.get(HISTORY_TAG)
-    return json.loads(raw) if raw else []
+    return snapshot(client, name)[1]
 
 
 def _write_history(client: Any, name: str, entries: list[dict[str, str]]) -> None:
@@ -139,11 +145,10 @@ def _move_champion(
     client: Any, lock: PromotionLock, name: str, version: str, action: str, reason: str, by: str
 ) -> str | None:
     """Point ``champion`` at ``version`` and record it; returns the previous champion. Caller holds ``lock``."""
-    before = aliases(client, name)
+    before, entries = snapshot(client, name)
     previous = before.get(CHAMPION)
     lock.check()
     client.set_registered_model_alias(name, CHAMPION, version)
-    entries = history(client, name)
     at = now_iso()
     if action == "rollback":
         while entries and entries[-1]["version"] != version:
@@ -153,9 +158,8 @@ def _move_champion(
     _write_history(client, name, entries)
     if before.get(CHALLENGER) == version:  # the challenger has become champion: nothing is waiting any more
         client.delete_registered_model_alias(name, CHALLENGER)
-    record = {"action": action, "at": at, "by": by, "reason": reason, "previous": previous or "none"}
-    for key, value in record.items():
-        client.set_model_version_tag(name, version, f"champion.{key}", value)
+    event = {"action": action, "at": at, "by": by, "reason": reason, "previous": previous or "none"}
+    client.set_model_version_tag(name, version, "champion.event", json.dumps(event, sort_keys=True))
     if previous and previous != version:
         client.set_model_version_tag(
             name, previous, "champion.replaced", json.dumps({"by_version": version, "action": action, "at": at,
@@ -191,10 +195,10 @@ def rollback(client: Any, cfg: RegisterConfig, reason: str | None = None) -> dic
     name = cfg.model_name
     by = whoami()
     with _lock(client, cfg) as lock:
-        current = aliases(client, name).get(CHAMPION)
+        current_aliases, entries = snapshot(client, name)
+        current = current_aliases.get(CHAMPION)
         if current is None:
             raise PromotionError(f"promote --rollback: {name!r} has no champion to roll back")
-        entries = history(client, name)
         while entries and entries[-1]["version"] == current:
             entries.pop()
         if not entries:
@@ -272,7 +276,8 @@ def promote_new_version(
     by = whoami()
     problem = training_problem(client, name, version)
     if problem:
-        return _record(client, name, version, Decision("refused", problem), None, None, "none", by)
+        current = aliases(client, name).get(CHAMPION)
+        return _record(client, name, version, Decision("refused", problem), None, None, "none", by, "none", current)
     with _lock(client, cfg) as lock:
         lock.check()
         client.set_registered_model_alias(name, CHALLENGER, version)
@@ -315,8 +320,9 @@ def promote_new_version(
                 decision = decide(scores(version), champion_scores, cfg)
             if decision.promoted:
                 _move_champion(client, lock, name, version, "auto", decision.reason, by)
+            final = version if decision.promoted else champion
             return _record(client, name, version, decision, scores(version), champion_scores,
-                           champion or "none", by, scored_on)
+                           champion or "none", by, scored_on, final)
     raise AssertionError("unreachable: the last try scores under the lock")
 
 
@@ -329,7 +335,8 @@ def _record(
     champion: dict[str, float] | None,
     champion_version: str,
     by: str,
-    scored_on: str = "none",
+    scored_on: str,
+    champion_after: str | None,
 ) -> dict[str, Any]:
     score_doc = {"challenger": _clean(challenger), "champion": _clean(champion)}
     tags = {
@@ -337,16 +344,14 @@ def _record(
         "promotion.reason": decision.reason,
         "promotion.champion_version": champion_version,
         "promotion.scores": json.dumps(score_doc, sort_keys=True),
-        "promotion.scored_on": scored_on,
-        "promotion.at": now_iso(),
-        "promotion.by": by,
+        "promotion.record": json.dumps({"scored_on": scored_on, "at": now_iso(), "by": by}, sort_keys=True),
     }
     for key, value in tags.items():
         client.set_model_version_tag(name, version, key, value)
     return {
         "model_name": name,
         "version": version,
-        "champion_version": aliases(client, name).get(CHAMPION),
+        "champion_version": champion_after,
         "decision": decision.decision,
         "reason": decision.reason,
         "scores": score_doc,
@@ -356,5 +361,5 @@ def _record(
 
 def status(client: Any, cfg: RegisterConfig) -> dict[str, Any]:
     """Champion, challenger and the recorded history of ``cfg.model_name`` (read-only)."""
-    name = cfg.model_name
-    return {"model_name": name, "aliases": aliases(client, name), "history": history(client, name)}
+    current_aliases, entries = snapshot(client, cfg.model_name)
+    return {"model_name": cfg.model_name, "aliases": current_aliases, "history": entries}
