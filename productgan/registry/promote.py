@@ -86,7 +86,19 @@ def now_iso() -> str:
 
 def snapshot(client: Any, name: str) -> tuple[dict[str, str], list[dict[str, str]]]:
     """The model's aliases and champion history, read in one request."""
-    model = client.get_registered_model(name)
+    from mlflow.exceptions import MlflowException
+
+    try:
+        model = client.get_registered_model(name)
+    except MlflowException as exc:
+        if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+            raise
+        import mlflow
+
+        raise PromotionError(
+            f"model {name!r} is not registered in {mlflow.get_registry_uri()}; run `productgan register` first "
+            "(or set MLFLOW_TRACKING_URI to the store that holds it)"
+        ) from exc
     raw = model.tags.get(HISTORY_TAG)
     return {k: str(v) for k, v in (model.aliases or {}).items()}, (json.loads(raw) if raw else [])
 

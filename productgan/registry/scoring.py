@@ -1,7 +1,8 @@
 """Scores for promotion: champion and challenger measured in the same step, on the same data, by the same code.
 
-A scorer is any callable ``score(generator_dir, data_dir) -> {metric: value}``. Tests pass a deterministic
-fake; the default calls the evaluation library (``productgan.metrics``), imported only when used.
+A scorer is any callable ``score(generator_dir, data_dir) -> {metric: value}`` (values that are not numbers,
+e.g. nested per-category tables, are ignored). Tests pass a deterministic fake; the default calls the
+evaluation library (``productgan.metrics.evaluate.evaluate_generator``), imported only when used.
 """
 
 from __future__ import annotations
@@ -17,11 +18,17 @@ import yaml
 Scorer = Callable[[Path, Path], dict[str, float]]
 
 
-def default_scorer(generator_dir: Path, data_dir: Path) -> dict[str, float]:
-    """The evaluation step's own scoring of one generator on a prepared folder (same extractor, same n)."""
-    from productgan.metrics.evaluate import evaluate_generator
+def default_scorer(generator_dir: Path, data_dir: Path) -> dict[str, Any]:
+    """The evaluation step's own scoring (``evaluate`` section of params.yaml: same extractors, same n, same
+    real-statistics cache) of one generator folder on a prepared folder."""
+    from productgan.gan.export import load_generator
+    from productgan.metrics.evaluate import EvaluateParams, evaluate_generator
+    from productgan.params import load_section
 
-    return evaluate_generator(generator_dir, data_dir)
+    params = load_section("evaluate", EvaluateParams)
+    params.validate()
+    generator, config = load_generator(generator_dir)
+    return evaluate_generator(generator, config, data_dir, params)
 
 
 def numeric_metrics(doc: Any, prefix: str = "") -> dict[str, float]:
