@@ -200,6 +200,39 @@ def test_eight_processes_register_and_promote_at_once(server_url, client_env, tm
     assert not c.search_model_versions(f"name='{lock_model_name(name)}'")  # all lock tickets released
 
 
+def test_lock_is_mutually_exclusive(server_url, client_env):
+    """Read-modify-write of a counter under the lock from 6 threads x 2 rounds: no update is lost."""
+    import threading
+
+    from productgan.registry import store
+    from productgan.registry.lock import PromotionLock
+
+    client_env.setenv("MLFLOW_TRACKING_URI", server_url)
+    c = store.client()
+    name = "lock-stress"
+    c.create_registered_model(name, tags={"counter": "0"})
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            for _ in range(2):
+                with PromotionLock(c, name, lease_s=60, timeout_s=120, poll_s=0.05):
+                    value = int(c.get_registered_model(name).tags["counter"])
+                    time.sleep(0.05)  # widen the window a lost update would need
+                    c.set_registered_model_tag(name, "counter", str(value + 1))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert c.get_registered_model(name).tags["counter"] == "12"
+    assert not c.search_model_versions(f"name='{lock_model_name(name)}'")
+
+
 def _start_together(root: Path, procs: list[subprocess.Popen]) -> None:
     deadline = time.monotonic() + 300
     while sum((root / f"w{i}" / "ready").exists() for i in range(len(procs))) < len(procs):

@@ -98,14 +98,13 @@ class PromotionLock:
                             raise
                 else:
                     live.append(v)
-            if not live:
-                self._renew()
+            if not live:  # our lease has at least lease_s / 2 left: waiters renew it at half-time
                 return self
             if time.monotonic() > deadline:
                 holder = min(live, key=lambda v: int(v.version))
                 self.release()
                 raise LockTimeout(
-                    f"register: waited {self.timeout_s:.0f}s for the promotion lock of {self.name!r}, held by "
+                    f"waited {self.timeout_s:.0f}s for the promotion lock of {self.name!r}, held by "
                     f"{holder.tags.get('owner')} (ticket {holder.version}); retry later, or delete that version of "
                     f"{self.name!r} if its owner is gone"
                 )
@@ -121,7 +120,7 @@ class PromotionLock:
     def check(self) -> None:
         """Call before a write: refuses to act on a lease that has run out (another process may now hold it)."""
         if self.ticket is None or time.time() > self.expires_at:
-            raise LockTimeout(f"register: the promotion lock lease on {self.name!r} ran out; nothing was changed")
+            raise LockTimeout(f"the promotion lock lease on {self.name!r} ran out; nothing was changed")
 
     def release(self) -> None:
         from mlflow.exceptions import MlflowException
