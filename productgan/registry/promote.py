@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import math
 import numbers
+import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -298,6 +299,23 @@ def promote_new_version(
         from productgan.registry.scoring import default_scorer
 
         scorer = default_scorer
+    with tempfile.TemporaryDirectory(prefix="productgan-promote-") as downloads:
+        return _decide_under_lock(client, cfg, version, by, challenger_dir, data_dir, scorer, recorded_scores,
+                                  Path(downloads))
+
+
+def _decide_under_lock(
+    client: Any,
+    cfg: RegisterConfig,
+    version: str,
+    by: str,
+    challenger_dir: Path,
+    data_dir: Path | None,
+    scorer: Scorer | None,
+    recorded_scores: dict[str, float],
+    downloads: Path,
+) -> dict[str, Any]:
+    name = cfg.model_name
     cache: dict[str, dict[str, float]] = {}
 
     def scores(v: str) -> dict[str, float]:
@@ -305,7 +323,7 @@ def promote_new_version(
             if data_dir is None:
                 cache[v] = dict(recorded_scores)
             else:
-                folder = challenger_dir if v == version else version_generator_dir(name, v)
+                folder = challenger_dir if v == version else version_generator_dir(name, v, downloads / v)
                 cache[v] = {k: float(x) for k, x in scorer(Path(folder), data_dir).items()
                             if isinstance(x, numbers.Real) and not isinstance(x, bool)}
         return cache[v]

@@ -53,6 +53,7 @@ def version_generator_dir(model_name: str, version: str, dst: str | Path | None 
     from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
     dst = Path(dst or tempfile.mkdtemp(prefix=f"productgan-{model_name}-v{version}-"))
+    dst.mkdir(parents=True, exist_ok=True)
     repo = get_artifact_repository(f"models:/{model_name}/{version}")
     with open(repo.download_artifacts("MLmodel", str(dst)), encoding="utf-8") as fh:
         mlmodel = yaml.safe_load(fh)
