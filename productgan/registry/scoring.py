@@ -1,0 +1,66 @@
+"""Scores for promotion: champion and challenger measured in the same step, on the same data, by the same code.
+
+A scorer is any callable ``score(generator_dir, data_dir) -> {metric: value}`` (values that are not numbers,
+e.g. nested per-category tables, are ignored). Tests pass a deterministic fake; the default calls the
+evaluation library (``productgan.metrics.evaluate.evaluate_generator``), imported only when used.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+Scorer = Callable[[Path, Path], dict[str, float]]
+
+
+def default_scorer(generator_dir: Path, data_dir: Path) -> dict[str, Any]:
+    """The evaluation step's own scoring (``evaluate`` section of params.yaml: same extractors, same n, same
+    real-statistics cache) of one generator folder on a prepared folder."""
+    from productgan.gan.export import load_generator
+    from productgan.metrics.evaluate import EvaluateParams, evaluate_generator
+    from productgan.params import load_section
+
+    params = load_section("evaluate", EvaluateParams)
+    params.validate()
+    generator, config = load_generator(generator_dir)
+    return evaluate_generator(generator, config, data_dir, params)
+
+
+def numeric_metrics(doc: Any, prefix: str = "") -> dict[str, float]:
+    """The numbers in a metrics file, flattened (``{"a": {"b": 1}}`` -> ``{"a.b": 1.0}``); text is skipped."""
+    out: dict[str, float] = {}
+    if isinstance(doc, dict):
+        for key, value in doc.items():
+            out.update(numeric_metrics(value, f"{prefix}{key}."))
+    elif isinstance(doc, bool):
+        pass
+    elif isinstance(doc, int | float):
+        out[prefix.rstrip(".")] = float(doc)
+    return out
+
+
+def is_finite(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def version_generator_dir(model_name: str, version: str, dst: str | Path | None = None) -> Path:
+    """Download only the generator folder (the pyfunc artifact ``generator``) of a registered version."""
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+    dst = Path(dst or tempfile.mkdtemp(prefix=f"productgan-{model_name}-v{version}-"))
+    dst.mkdir(parents=True, exist_ok=True)
+    repo = get_artifact_repository(f"models:/{model_name}/{version}")
+    with open(repo.download_artifacts("MLmodel", str(dst)), encoding="utf-8") as fh:
+        mlmodel = yaml.safe_load(fh)
+    artifacts = mlmodel.get("flavors", {}).get("python_function", {}).get("artifacts", {})
+    if "generator" not in artifacts:
+        raise FileNotFoundError(
+            f"register: version {version} of {model_name!r} has no 'generator' artifact in its MLmodel; "
+            "it was not logged by `productgan register`"
+        )
+    return Path(repo.download_artifacts(artifacts["generator"]["path"], str(dst)))

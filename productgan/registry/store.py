@@ -1,0 +1,67 @@
+"""Which tracking store the registry talks to, and a safe first use of a fresh SQLite store.
+
+The URI is MLflow's own choice: ``$MLFLOW_TRACKING_URI`` if set, else ``sqlite:///mlflow.db`` in the
+working directory. Two processes that open a *fresh* SQLite file at once race on the schema migration
+(alembic: "expected to match one row"); ``ensure_store`` creates the schema under an exclusive file lock
+beside the database, once per process, so any number of processes may start together.
+"""
+
+from __future__ import annotations
+
+import fcntl
+from pathlib import Path
+from typing import Any
+
+_READY: set[str] = set()
+
+
+def tracking_uri() -> str:
+    import mlflow
+
+    return mlflow.get_tracking_uri()
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The database file behind a ``sqlite:///`` URI (None for other stores and in-memory SQLite)."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    path = uri[len("sqlite:///"):].split("?", 1)[0]
+    return None if path in ("", ":memory:") else Path(path)
+
+
+def ensure_store(uri: str | None = None) -> str:
+    """Make the tracking and registry schema exist (SQLite: created once, under a file lock). Returns the URI."""
+    uri = uri or tracking_uri()
+    if uri in _READY:
+        return uri
+    db = sqlite_path(uri)
+    if db is not None:
+        db.parent.mkdir(parents=True, exist_ok=True)
+        with open(f"{db}.init-lock", "a+b") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                _touch_schema(uri)
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+    _READY.add(uri)
+    return uri
+
+
+def _touch_schema(uri: str) -> None:
+    # Opening both stores runs the migrations and creates the default experiment; MLflow caches the stores
+    # per URI, so later calls in this process reuse them.
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    client.search_experiments(max_results=1)
+    client.search_registered_models(max_results=1)
+
+
+def client() -> Any:
+    """An MlflowClient for MLflow's current tracking and registry stores (made ready first)."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    ensure_store(mlflow.get_tracking_uri())
+    ensure_store(mlflow.get_registry_uri())
+    return MlflowClient()
