@@ -27,7 +27,12 @@ def fetch_generator(uri: str, dst: str | os.PathLike[str]) -> Path:
     (the folder holding generator.json; the pyfunc model logs it as artifact ``generator``)."""
     import mlflow.artifacts
 
-    root = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dst)))
+    from mlflow.exceptions import MlflowException
+
+    try:
+        root = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dst)))
+    except (MlflowException, OSError) as exc:
+        raise FileNotFoundError(f"evaluate: no generator at {uri}: {exc}") from exc
     found = sorted(root.rglob("generator.json"), key=lambda p: (len(p.parts), str(p)))
     if root.is_file() and root.name == "generator.json":
         found = [root]
