@@ -23,8 +23,16 @@ from productgan.metrics.evaluate import EvaluateParams, evaluate_samples
 from productgan.metrics.inception import WEIGHTS_ENV, InceptionWeightsMissing
 from productgan.params import ParamsError, load_section
 
-# Tiny but real: 200 test images as the reference, a classifier trained for 100 steps on 500 images.
-SMALL = dict(n=200, batch_size=200, classifier_steps=100, kid_subsets=20, kid_subset_size=100, grid_per_category=4)
+# Tiny but real: 200 test images as the reference, a classifier trained for 100 steps of 64 on 500 images.
+SMALL = dict(
+    n=200,
+    batch_size=200,
+    classifier_steps=100,
+    classifier_batch_size=64,
+    kid_subsets=20,
+    kid_subset_size=100,
+    grid_per_category=4,
+)
 
 
 def small_params(**kw) -> EvaluateParams:
@@ -174,70 +182,77 @@ def _small_params_file(tmp_path: Path) -> Path:
     return path
 
 
+def _tracking(tmp_path: Path, monkeypatch) -> tuple[str, object, str]:
+    """A SQLite tracking store in tmp_path with an experiment whose artifacts also stay in tmp_path."""
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    # what the command would otherwise setdefault() in this process
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
+    client = MlflowClient(uri)
+    exp = client.create_experiment("evaluate-test", artifact_location=(tmp_path / "artifacts").as_uri())
+    return uri, client, exp
+
+
 def test_cli_writes_metrics_and_grid_and_logs_to_training_run(
     prepared, cache_dir, tiny_generator_dir, tmp_path, cli_env, monkeypatch
 ):
-    import mlflow
-    from mlflow.tracking import MlflowClient
+    from PIL import Image
 
-    tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking)
-    mlflow.set_tracking_uri(tracking)
-    with mlflow.start_run() as run:
-        mlflow.log_param("recipe", "test")
-    (tiny_generator_dir / "run.json").write_text(json.dumps({"run_id": run.info.run_id, "tracking_uri": tracking}))
+    tracking, client, exp = _tracking(tmp_path, monkeypatch)
+    run_id = client.create_run(exp).info.run_id
+    client.set_terminated(run_id)
+    (tiny_generator_dir / "run.json").write_text(json.dumps({"run_id": run_id, "tracking_uri": tracking}))
 
     out = tmp_path / "eval"
     env = {**cli_env, "MLFLOW_TRACKING_URI": tracking, "PRODUCTGAN_CACHE": str(cache_dir)}
-    cmd = [sys.executable, "-m", "productgan", "--params", str(_small_params_file(tmp_path)), "evaluate",
-           "--generator", str(tiny_generator_dir), "--data", str(prepared), "--out", str(out), "--n", "80"]
-    res = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    args = ["--params", str(_small_params_file(tmp_path)), "evaluate", "--generator", str(tiny_generator_dir)]
+    args += ["--data", str(prepared), "--out", str(out), "--n", "80"]
+    res = subprocess.run(
+        [sys.executable, "-m", "productgan", *args], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300
+    )
     assert res.returncode == 0, res.stderr
     metrics = json.loads((out / "metrics.json").read_text())
     for key in ("fd_domain", "kid", "precision", "recall", "class_accuracy", "mode_collapse", "domain_classifier"):
         assert key in metrics
     assert metrics["meta"]["n_generated"] == 80  # --n wins over params
-    from PIL import Image
+    assert Image.open(out / "grid.png").size[1] == 10 * 28  # one row per category
 
-    grid = Image.open(out / "grid.png")
-    assert grid.size[1] == 10 * 28  # one row per category
-
-    logged = MlflowClient(tracking).get_run(run.info.run_id).data.metrics
+    logged = client.get_run(run_id).data.metrics
     assert logged["eval/fd_domain"] == pytest.approx(metrics["fd_domain"])
-    assert logged["eval/class_accuracy/T-shirt_top"] == pytest.approx(metrics["class_accuracy_per_category"]["T-shirt/top"])
-    assert {"metrics.json", "grid.png"} <= {Path(a.path).name for a in MlflowClient(tracking).list_artifacts(run.info.run_id, "eval")}
+    per_category = metrics["class_accuracy_per_category"]["T-shirt/top"]
+    assert logged["eval/class_accuracy/T-shirt_top"] == pytest.approx(per_category)
+    assert {"metrics.json", "grid.png"} <= {Path(a.path).name for a in client.list_artifacts(run_id, "eval")}
 
 
 def test_cli_accepts_mlflow_uri_and_warns_without_run(prepared, cache_dir, tiny_generator_dir, tmp_path, monkeypatch):
-    import mlflow
     from click.testing import CliRunner
-    from mlflow.tracking import MlflowClient
 
     from productgan.cli import cli
 
-    tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking)
+    _, client, exp = _tracking(tmp_path, monkeypatch)
+    run_id = client.create_run(exp).info.run_id  # laid out like the pyfunc model: artifacts/generator/
+    client.log_artifacts(run_id, str(tiny_generator_dir), "model/artifacts/generator")
     monkeypatch.setenv("PRODUCTGAN_CACHE", str(cache_dir))
+    monkeypatch.setenv("PRODUCTGAN_PARAMS", str(_small_params_file(tmp_path)))
     monkeypatch.chdir(tmp_path)
-    mlflow.set_tracking_uri(tracking)
-    with mlflow.start_run() as run:  # laid out like the pyfunc model: artifacts/generator/
-        mlflow.log_artifacts(str(tiny_generator_dir), "model/artifacts/generator")
-    params = _small_params_file(tmp_path)
     runner = CliRunner()
-    uri = f"runs:/{run.info.run_id}/model"
-    res = runner.invoke(cli, ["--params", str(params), "evaluate", "--generator", uri, "--data", str(prepared),
-                              "--out", str(tmp_path / "a")])
+
+    def evaluate(generator: str, out: str):
+        return runner.invoke(cli, ["evaluate", "--generator", generator, "--data", str(prepared), "--out", out])
+
+    res = evaluate(f"runs:/{run_id}/model", "a")
     assert res.exit_code == 0, res.output
-    assert "eval/fd_domain" in MlflowClient(tracking).get_run(run.info.run_id).data.metrics
+    assert "eval/fd_domain" in client.get_run(run_id).data.metrics
 
     # a plain folder without run.json: metrics are written, MLflow is skipped with a warning
-    res = runner.invoke(cli, ["--params", str(params), "evaluate", "--generator", str(tiny_generator_dir),
-                              "--data", str(prepared), "--out", str(tmp_path / "b")])
+    res = evaluate(str(tiny_generator_dir), "b")
     assert res.exit_code == 0, res.output
     assert (tmp_path / "b" / "metrics.json").is_file()
 
-    res = runner.invoke(cli, ["--params", str(params), "evaluate", "--generator", f"runs:/{run.info.run_id}/nothing",
-                              "--data", str(prepared), "--out", str(tmp_path / "c")])
+    res = evaluate(f"runs:/{run_id}/nothing", "c")
     assert res.exit_code != 0 and "no generator" in res.output
 
 

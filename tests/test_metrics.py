@@ -59,6 +59,18 @@ def test_frechet_matches_pytorch_fid_reference(d, n1, n2, same, _what):
     assert frechet_distance_features(a, b) == ours
 
 
+def test_frechet_exact_for_rank_deficient_covariances():
+    """With N < d the exact trace term is the nuclear norm of the centred data cross-product."""
+    rng = np.random.default_rng(11)
+    mix = rng.standard_normal((200, 200)) * 0.3
+    a, b = rng.standard_normal((40, 200)) @ mix, rng.standard_normal((50, 200)) @ mix
+    ac, bc = a - a.mean(0), b - b.mean(0)
+    nuclear = np.linalg.svd(ac @ bc.T / np.sqrt(39 * 49), compute_uv=False).sum()
+    (mu1, s1), (mu2, s2) = feature_stats(a), feature_stats(b)
+    exact = (mu1 - mu2) @ (mu1 - mu2) + np.trace(s1) + np.trace(s2) - 2 * nuclear
+    assert frechet_distance(mu1, s1, mu2, s2) == pytest.approx(exact, rel=1e-12)
+
+
 def test_frechet_nearly_singular_covariance():
     """Covariances with eigenvalues spanning 1e0..1e-12 (directions the features barely use)."""
     rng = np.random.default_rng(1)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -119,7 +120,9 @@ class InceptionExtractor:
         self.device = torch.device(device)
         self.batch_size = batch_size
         self.sha256 = sha256_file(self.weights)
-        self.module = torch.jit.load(str(self.weights), map_location=self.device).eval()
+        with warnings.catch_warnings():  # the weights are TorchScript; torch 2.x flags jit.load as deprecated
+            warnings.simplefilter("ignore", DeprecationWarning)
+            self.module = torch.jit.load(str(self.weights), map_location=self.device).eval()
         # NVIDIA's own export takes 0..255 images and normalises inside; fid-helper's takes normalised input.
         self.nvidia_layout = "return_features" in str(self.module.forward.schema)
         self.identity = f"inception-2015-12-05-{self.sha256[:16]}-tf1bilinear299"

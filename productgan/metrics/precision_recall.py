@@ -34,16 +34,6 @@ def knn_radii(features: np.ndarray, k: int = 3) -> np.ndarray:
     return np.sqrt(radii)
 
 
-def _share_inside(points: np.ndarray, centres: np.ndarray, radii: np.ndarray) -> float:
-    """Share of ``points`` within radius of at least one centre."""
-    c_sq, r_sq = _sq_norms(centres), radii**2
-    inside = 0
-    for start in range(0, len(points), _ROWS):
-        d2 = _pairwise_sq(points[start : start + _ROWS], centres, c_sq)
-        inside += int((d2 <= r_sq[None, :]).any(axis=1).sum())
-    return inside / len(points)
-
-
 def precision_recall(
     real: np.ndarray, fake: np.ndarray, k: int = 3, real_radii: np.ndarray | None = None
 ) -> tuple[float, float]:
@@ -52,4 +42,12 @@ def precision_recall(
     if real_radii is None:
         real_radii = knn_radii(real, k)
     fake_radii = knn_radii(fake, k)
-    return _share_inside(fake, real, real_radii), _share_inside(real, fake, fake_radii)
+    real_sq, real_r2, fake_r2 = _sq_norms(real), real_radii**2, fake_radii**2
+    realistic = 0  # generated points inside some real ball
+    covered = np.zeros(len(real), bool)  # real points inside some generated ball
+    # one pass over the generated × real distances serves both directions
+    for start in range(0, len(fake), _ROWS):
+        d2 = _pairwise_sq(fake[start : start + _ROWS], real, real_sq)
+        realistic += int((d2 <= real_r2[None, :]).any(axis=1).sum())
+        covered |= (d2 <= fake_r2[start : start + _ROWS, None]).any(axis=0)
+    return realistic / len(fake), float(covered.mean())

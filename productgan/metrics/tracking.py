@@ -26,7 +26,6 @@ def fetch_generator(uri: str, dst: str | os.PathLike[str]) -> Path:
     """Download the artifacts behind ``uri`` into ``dst`` and return the generator folder inside them
     (the folder holding generator.json; the pyfunc model logs it as artifact ``generator``)."""
     import mlflow.artifacts
-
     from mlflow.exceptions import MlflowException
 
     try:
