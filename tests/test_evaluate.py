@@ -218,6 +218,7 @@ def test_cli_writes_metrics_and_grid_and_logs_to_training_run(
     for key in ("fd_domain", "kid", "precision", "recall", "class_accuracy", "mode_collapse", "domain_classifier"):
         assert key in metrics
     assert metrics["meta"]["n_generated"] == 80  # --n wins over params
+    assert "seconds" not in metrics["meta"]  # timings are logged, the file stays reproducible
     assert Image.open(out / "grid.png").size[1] == 10 * 28  # one row per category
 
     logged = client.get_run(run_id).data.metrics

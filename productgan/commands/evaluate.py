@@ -62,6 +62,11 @@ def evaluate(generator_ref: str, data_dir: str, out_dir: str, n: int | None) -> 
             result = evaluate_generator(generator, config, data_dir, params, device=device)
         except (FileNotFoundError, ValueError, InceptionWeightsMissing) as exc:
             raise click.ClickException(str(exc)) from exc
+        # timings go to the log, not to metrics.json: the same generator and data give the same file
+        seconds = result["meta"].pop("seconds", {})
+        logging.getLogger("productgan.evaluate").info(
+            "evaluate: seconds %s", ", ".join(f"{k} {v:.1f}" for k, v in seconds.items())
+        )
         result["meta"]["generator_ref"] = generator_ref
         result["meta"]["git_commit"] = git_commit()
         atomic_write_json(out / "metrics.json", result)

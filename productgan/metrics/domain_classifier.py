@@ -3,7 +3,7 @@ the feature space of ``fd_domain``, KID, precision/recall and the diversity sign
 give ``class_accuracy`` of generated images.
 
 Why: Inception (ImageNet photos, 299 px) barely sees 28 px product silhouettes and costs ~11 GFLOP an
-image; this network knows the product categories and costs ~1 MFLOP. Training is seeded and runs on the CPU
+image; this network knows the product categories and costs ~7 MFLOP (28 px). Training is seeded and runs on the CPU
 (deterministic), and the weights are cached by (dataset hash, train-split content, this file's source,
 resolution, channels, hyper-parameters), so every evaluation of a dataset uses the same extractor.
 Numbers from it are NOT FID and must never be compared with published FIDs.
