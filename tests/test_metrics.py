@@ -187,3 +187,22 @@ def test_tf1_bilinear_resize_matches_references():
     np.testing.assert_allclose(ours, _nvidia_grid_resize(torch.from_numpy(img), 299).numpy(), atol=2e-2)
     same = resize_tf1_bilinear(torch.from_numpy(img), (28, 28)).numpy()
     np.testing.assert_array_equal(same, img)
+
+
+class _NvidiaLayoutInception(torch.nn.Module):
+    """Stands in for NVIDIA's own export: takes 0..255 images and a return_features flag."""
+
+    def forward(self, img: torch.Tensor, return_features: bool = False) -> torch.Tensor:
+        assert img.shape[1:] == (3, 299, 299)
+        return img.mean(dim=(1, 2, 3)).unsqueeze(1).repeat(1, 2048)
+
+
+def test_inception_accepts_nvidia_layout_with_0_255_input(tmp_path):
+    from productgan.metrics.inception import InceptionExtractor
+
+    path = tmp_path / "nvidia-inception.pt"
+    torch.jit.script(_NvidiaLayoutInception()).save(str(path))
+    ext = InceptionExtractor(path)
+    assert ext.nvidia_layout
+    images = np.full((2, 1, 28, 28), 200, np.uint8)
+    np.testing.assert_allclose(ext.features(images, progress=False), 200.0, rtol=1e-6)
