@@ -4,14 +4,14 @@ guard, checkpoints, and the MLflow run. Tiny networks and a few steps on real Fa
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import FMNIST_CATEGORIES, REPO, write_prepared
+from conftest import FMNIST_CATEGORIES, REPO
 from PIL import Image
+from train_helpers import prepared_at, small_prepared, tiny_params
 
 from productgan.gan.augment import DiffAugment, parse_policy
 from productgan.gan.checkpoint import checkpoint_path, list_checkpoints, load_latest, save_checkpoint
@@ -22,34 +22,10 @@ from productgan.gan.trainer import Trainer
 from productgan.io import read_json
 from productgan.params import load_section
 
-TINY = {"g_channels": 4, "d_channels": 4}
-
-
-def prepared_at(root: Path, images: np.ndarray, labels: np.ndarray, resolution: int, channels: int) -> Path:
-    """Real Fashion-MNIST images resized to ``resolution``, tinted to RGB when ``channels`` is 3."""
-    resized = np.stack([np.asarray(Image.fromarray(im[0]).resize((resolution, resolution), Image.BILINEAR))
-                        for im in images])[:, None]
-    if channels == 3:
-        resized = np.concatenate([resized, (resized * 0.8).astype(np.uint8), (resized * 0.5).astype(np.uint8)], 1)
-    return write_prepared(root, {"train": (resized, labels)}, FMNIST_CATEGORIES)
-
-
-def tiny_params(tmp: Path, **overrides) -> TrainParams:
-    recipe_over = overrides.pop("recipe_overrides", {})
-    p = TrainParams(
-        steps=2, batch_size=4, checkpoint_every=2, log_every=1, sample_every=2, sync_every=1, grid_columns=2,
-        checkpoint_dir=str(tmp / "ckpt"), metrics_file=str(tmp / "metrics.json"), plots_file=str(tmp / "plots.csv"),
-    )
-    p.baseline = dataclasses.replace(p.baseline, **TINY, **recipe_over)
-    p.default = dataclasses.replace(p.default, **TINY, **recipe_over)
-    return dataclasses.replace(p, **overrides)
-
 
 @pytest.fixture()
-def small_data(tmp_path: Path, fmnist_small) -> Path:
-    x, y = fmnist_small["train"]
-    return prepared_at(tmp_path / "prepared", x[:64], y[:64], 28, 1)
-
+def small_data(tmp_path, fmnist_small):
+    return small_prepared(tmp_path, fmnist_small)
 
 @pytest.mark.parametrize("recipe", ["baseline", "default"])
 @pytest.mark.parametrize("channels", [1, 3])
