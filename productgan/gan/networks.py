@@ -1,15 +1,27 @@
-"""Class-conditional generator and discriminator networks.
+"""Class-conditional generator and discriminator networks, one pair per ``arch``.
 
-``dcgan``: the classic DCGAN (Radford et al. 2015) with the class fed as an embedding concatenated to z
-(generator) and as a projection term (discriminator), BatchNorm in G, LeakyReLU in D.
+``dcgan`` (recipe ``baseline``): the classic DCGAN (Radford et al. 2015). G: z and a class embedding
+concatenated -> linear -> transposed convolutions with BatchNorm and ReLU -> tanh. D: strided convolutions
+with BatchNorm and LeakyReLU; the class enters as a projection term. Weights drawn from N(0, 0.02).
+
+``resnet`` (recipe ``default``): SNGAN/BigGAN-style residual networks (Miyato et al. 2018; Brock et al.
+2019). G: residual up-blocks with class-conditional BatchNorm (the class sets each BN's gain and bias).
+D: residual down-blocks, spectral norm on every layer, no normalisation, global sum pooling and a
+projection discriminator head (Miyato & Koyama 2018).
+
+Both generators follow the contract ``G(z (N, latent_dim), labels (N,) long) -> (N, C, H, W)`` in [-1, 1].
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils.parametrizations import spectral_norm
 
 from productgan.gan.config import GeneratorConfig, start_size
+
+# --------------------------------------------------------------------------------------------- dcgan
 
 
 class DCGANGenerator(nn.Module):
@@ -34,6 +46,7 @@ class DCGANGenerator(nn.Module):
             ]
         blocks += [nn.ConvTranspose2d(ch[n_up - 1], cfg.channels, 4, 2, 1), nn.Tanh()]
         self.net = nn.Sequential(*blocks)
+        dcgan_init_(self)
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         h = self.fc(torch.cat([z, self.embed(labels)], dim=1))
@@ -41,10 +54,11 @@ class DCGANGenerator(nn.Module):
 
 
 class DCGANDiscriminator(nn.Module):
-    def __init__(self, cfg: GeneratorConfig) -> None:
+    def __init__(self, cfg: GeneratorConfig, base_channels: int | None = None) -> None:
         super().__init__()
         s0, n_down = start_size(cfg.resolution)
-        ch = [cfg.base_channels * min(2**i, 8) for i in range(n_down)]
+        base = base_channels or cfg.base_channels
+        ch = [base * min(2**i, 8) for i in range(n_down)]
         layers: list[nn.Module] = []
         c_in = cfg.channels
         for i, c in enumerate(ch):
@@ -57,14 +71,136 @@ class DCGANDiscriminator(nn.Module):
         feat = c_in * s0 * s0
         self.out = nn.Linear(feat, 1)
         self.embed = nn.Embedding(max(cfg.num_classes, 1), feat)
+        dcgan_init_(self)
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         h = self.features(x)
         return self.out(h).squeeze(1) + (self.embed(labels) * h).sum(1)
 
 
-GENERATORS: dict[str, type[nn.Module]] = {"dcgan": DCGANGenerator}
-DISCRIMINATORS: dict[str, type[nn.Module]] = {"dcgan": DCGANDiscriminator}
+def dcgan_init_(module: nn.Module) -> None:
+    """The DCGAN paper's initialisation: conv/linear/embedding weights ~ N(0, 0.02), BN gains ~ N(1, 0.02)."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d | nn.ConvTranspose2d | nn.Linear | nn.Embedding):
+            nn.init.normal_(m.weight, 0.0, 0.02)
+            if getattr(m, "bias", None) is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm1d | nn.BatchNorm2d):
+            nn.init.normal_(m.weight, 1.0, 0.02)
+            nn.init.zeros_(m.bias)
+
+
+# -------------------------------------------------------------------------------------------- resnet
+
+
+class ConditionalBatchNorm2d(nn.Module):
+    """BatchNorm whose gain and bias come from the class (BigGAN / SNGAN-projection generators)."""
+
+    def __init__(self, channels: int, num_classes: int) -> None:
+        super().__init__()
+        self.bn = nn.BatchNorm2d(channels, affine=False)
+        self.gain = nn.Embedding(num_classes, channels)
+        self.bias = nn.Embedding(num_classes, channels)
+        nn.init.ones_(self.gain.weight)
+        nn.init.zeros_(self.bias.weight)
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        h = self.bn(x)
+        return h * self.gain(labels)[:, :, None, None] + self.bias(labels)[:, :, None, None]
+
+
+class GBlock(nn.Module):
+    """Residual up-block: CBN-ReLU-up-conv3-CBN-ReLU-conv3, shortcut up-conv1."""
+
+    def __init__(self, c_in: int, c_out: int, num_classes: int) -> None:
+        super().__init__()
+        self.bn1 = ConditionalBatchNorm2d(c_in, num_classes)
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, 1, 1)
+        self.bn2 = ConditionalBatchNorm2d(c_out, num_classes)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1)
+        self.skip = nn.Conv2d(c_in, c_out, 1)
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        h = F.interpolate(F.relu(self.bn1(x, labels)), scale_factor=2.0, mode="nearest")
+        h = self.conv2(F.relu(self.bn2(self.conv1(h), labels)))
+        return h + self.skip(F.interpolate(x, scale_factor=2.0, mode="nearest"))
+
+
+class ResNetGenerator(nn.Module):
+    def __init__(self, cfg: GeneratorConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        s0, n_up = start_size(cfg.resolution)
+        ch = [cfg.base_channels * min(2 ** (n_up - i), 8) for i in range(n_up + 1)]
+        self.s0, self.c0 = s0, ch[0]
+        n_cls = max(cfg.num_classes, 1)
+        self.embed = nn.Embedding(n_cls, cfg.latent_dim)
+        self.fc = nn.Linear(2 * cfg.latent_dim, ch[0] * s0 * s0)
+        self.blocks = nn.ModuleList(GBlock(ch[i], ch[i + 1], n_cls) for i in range(n_up))
+        self.bn_out = nn.BatchNorm2d(ch[-1])
+        self.conv_out = nn.Conv2d(ch[-1], cfg.channels, 3, 1, 1)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d | nn.Linear):
+                nn.init.xavier_uniform_(m.weight)
+                nn.init.zeros_(m.bias)
+
+    def forward(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        h = self.fc(torch.cat([z, self.embed(labels)], dim=1)).view(-1, self.c0, self.s0, self.s0)
+        for block in self.blocks:
+            h = block(h, labels)
+        return torch.tanh(self.conv_out(F.relu(self.bn_out(h))))
+
+
+class DBlock(nn.Module):
+    """Residual down-block with spectral norm; ``first`` skips the leading ReLU (it sees the image)."""
+
+    def __init__(self, c_in: int, c_out: int, down: bool, first: bool) -> None:
+        super().__init__()
+        self.first, self.down = first, down
+        self.conv1 = spectral_norm(nn.Conv2d(c_in, c_out, 3, 1, 1))
+        self.conv2 = spectral_norm(nn.Conv2d(c_out, c_out, 3, 1, 1))
+        self.skip = spectral_norm(nn.Conv2d(c_in, c_out, 1)) if (c_in != c_out or down) else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x if self.first else F.relu(x)
+        h = self.conv2(F.relu(self.conv1(h)))
+        if self.down:
+            h = F.avg_pool2d(h, 2)
+        s = x
+        if self.skip is not None:
+            # the first block pools before its 1x1 conv (cheaper, as in SNGAN's OptimizedBlock)
+            s = self.skip(F.avg_pool2d(s, 2)) if (self.first and self.down) else self.skip(s)
+            if self.down and not self.first:
+                s = F.avg_pool2d(s, 2)
+        return h + s
+
+
+class ResNetDiscriminator(nn.Module):
+    def __init__(self, cfg: GeneratorConfig, base_channels: int | None = None) -> None:
+        super().__init__()
+        s0, n_down = start_size(cfg.resolution)
+        base = base_channels or cfg.base_channels
+        ch = [base * min(2**i, 8) for i in range(n_down)]
+        blocks = [DBlock(cfg.channels, ch[0], down=True, first=True)]
+        blocks += [DBlock(ch[i - 1], ch[i], down=True, first=False) for i in range(1, n_down)]
+        blocks += [DBlock(ch[-1], ch[-1], down=False, first=False)]
+        self.blocks = nn.Sequential(*blocks)
+        self.out = spectral_norm(nn.Linear(ch[-1], 1))
+        self.embed = spectral_norm(nn.Embedding(max(cfg.num_classes, 1), ch[-1]))
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d | nn.Linear | nn.Embedding):
+                weight = m.parametrizations.weight.original if hasattr(m, "parametrizations") else m.weight
+                nn.init.xavier_uniform_(weight)
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        h = F.relu(self.blocks(x)).sum(dim=(2, 3))  # global sum pooling
+        return self.out(h).squeeze(1) + (self.embed(labels) * h).sum(1)
+
+
+# ------------------------------------------------------------------------------------------ registry
+
+GENERATORS: dict[str, type[nn.Module]] = {"dcgan": DCGANGenerator, "resnet": ResNetGenerator}
+DISCRIMINATORS: dict[str, type[nn.Module]] = {"dcgan": DCGANDiscriminator, "resnet": ResNetDiscriminator}
 
 
 def build_generator(cfg: GeneratorConfig) -> nn.Module:
@@ -73,7 +209,8 @@ def build_generator(cfg: GeneratorConfig) -> nn.Module:
     return GENERATORS[cfg.arch](cfg)
 
 
-def build_discriminator(cfg: GeneratorConfig) -> nn.Module:
+def build_discriminator(cfg: GeneratorConfig, base_channels: int | None = None) -> nn.Module:
+    """The discriminator that trains with ``cfg``'s generator; ``base_channels`` defaults to G's width."""
     if cfg.arch not in DISCRIMINATORS:
         raise ValueError(f"unknown discriminator arch {cfg.arch!r}; known: {sorted(DISCRIMINATORS)}")
-    return DISCRIMINATORS[cfg.arch](cfg)
+    return DISCRIMINATORS[cfg.arch](cfg, base_channels)

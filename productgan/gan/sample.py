@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import torch
 
@@ -47,3 +49,37 @@ def generate_uint8(
     for i in range(0, len(labels_t), batch_size):
         out.append(to_uint8(generator(z[i : i + batch_size].to(device), labels_t[i : i + batch_size].to(device))))
     return np.concatenate(out) if out else np.zeros((0,), np.uint8)
+
+
+def tile(images: np.ndarray, rows: int, pad: int = 2) -> np.ndarray:
+    """uint8 (rows*cols, C, H, W) -> one uint8 (H', W', C) picture, row-major, ``pad`` black pixels apart."""
+    n, c, h, w = images.shape
+    cols = max(1, -(-n // rows))
+    out = np.zeros((rows * (h + pad) + pad, cols * (w + pad) + pad, c), dtype=np.uint8)
+    for i, img in enumerate(images):
+        r, k = divmod(i, cols)
+        y, x = pad + r * (h + pad), pad + k * (w + pad)
+        out[y : y + h, x : x + w] = img.transpose(1, 2, 0)
+    return out
+
+
+@torch.no_grad()
+def category_grid(generator: torch.nn.Module, num_classes: int, columns: int, seed: int, latent_dim: int) -> np.ndarray:
+    """One row per category, ``columns`` samples each; column j uses the same latent in every row, so the
+    grid shows what the class changes. uint8 (H, W, C)."""
+    z = latents(seed, columns, latent_dim).repeat(num_classes, 1)
+    labels = torch.arange(num_classes).repeat_interleave(columns)
+    device = next(generator.parameters()).device
+    images = to_uint8(generator(z.to(device), labels.to(device)))
+    return tile(images, rows=num_classes)
+
+
+def save_png(image_hwc: np.ndarray, path: str | os.PathLike[str]) -> None:
+    """Write an (H, W, C) uint8 picture as PNG, atomically."""
+    from PIL import Image
+
+    from productgan.io import atomic_open
+
+    image = image_hwc[:, :, 0] if image_hwc.shape[2] == 1 else image_hwc
+    with atomic_open(path, "wb") as fh:
+        Image.fromarray(image).save(fh, format="PNG")

@@ -1,0 +1,39 @@
+"""`productgan train`: train the class-conditional GAN on a prepared dataset (params.yaml section `train`)."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+
+@click.command()
+@click.option("--data", "data_dir", required=True, type=click.Path(file_okay=False),
+              help="Prepared dataset folder (output of `productgan preprocess`).")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="Output folder: generator.safetensors + generator.json, run.json, grid.png.")
+@click.option("--recipe", type=click.Choice(["baseline", "default"]), default=None,
+              help="Training recipe (default: train.recipe in params.yaml).")
+@click.option("--steps", type=int, default=None, help="Optimisation steps (default: train.steps).")
+@click.option("--resume", is_flag=True,
+              help="Continue from the newest checkpoint in train.checkpoint_dir (and its MLflow run) when it was "
+                   "made with the same settings and data; otherwise start a new run.")
+def train(data_dir: str, out_dir: str, recipe: str | None, steps: int | None, resume: bool) -> None:
+    """Train the generator; checkpoints go to train.checkpoint_dir, metrics and plots to their files.
+
+    Data parallel: `torchrun --nproc_per_node N -m productgan train ...`. SIGTERM writes a checkpoint and
+    exits with 143; a diverged run is marked FAILED in MLflow and run.json and exits with 1.
+    """
+    from productgan.gan.recipes import TrainParams
+    from productgan.gan.trainer import Trainer
+    from productgan.params import ParamsError, load_section
+
+    try:
+        params = load_section("train", TrainParams, overrides={"recipe": recipe, "steps": steps})
+        params.validate()
+        trainer = Trainer(params, data_dir, out_dir, resume=resume)
+    except (ParamsError, ValueError, FileNotFoundError) as exc:
+        raise click.ClickException(f"train: {exc}") from exc
+    result = trainer.run()
+    if result.exit_code:
+        sys.exit(result.exit_code)

@@ -1,0 +1,146 @@
+"""Differentiable augmentation for data-efficient GANs (DiffAugment, Zhao et al. 2020).
+
+The same random transforms are applied to real and generated images before the discriminator sees them,
+and gradients flow through them to the generator, so D cannot memorise a few thousand photos without the
+augmentations leaking into the generated images. Everything is vectorised over the batch (no per-image
+Python) and draws from the ``torch.Generator`` it is given, so a run is reproducible and resumable.
+
+Each transform is applied to each image with probability ``p``. ``p`` is fixed, or adapted as in
+StyleGAN2-ADA (Karras et al. 2020): raised while the discriminator is over-confident on real images
+(E[sign D(real)] above ``target``), lowered otherwise. ``p`` lives on the device: no host synchronisation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+POLICIES = ("color", "translation", "cutout")
+
+
+def parse_policy(text: str) -> tuple[str, ...]:
+    """``"translation,cutout"`` -> ("translation", "cutout"); ``""`` / ``"none"`` -> ()."""
+    names = tuple(t.strip() for t in text.split(",") if t.strip() and t.strip() != "none")
+    unknown = [n for n in names if n not in POLICIES]
+    if unknown:
+        raise ValueError(f"unknown augmentation(s) {unknown}; use a comma list of {', '.join(POLICIES)}")
+    return names
+
+
+def _uniform(n: int, gen: torch.Generator, device: torch.device, low: float, high: float) -> torch.Tensor:
+    return torch.rand(n, 1, 1, 1, generator=gen, device=device) * (high - low) + low
+
+
+def _apply_mask(n: int, p: torch.Tensor, gen: torch.Generator, device: torch.device) -> torch.Tensor:
+    """(N,1,1,1) float mask, 1 where this transform is applied to that image."""
+    return (torch.rand(n, 1, 1, 1, generator=gen, device=device) < p).float()
+
+
+def color(x: torch.Tensor, p: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    n, dev = x.shape[0], x.device
+    on = _apply_mask(n, p, gen, dev)
+    x = x + on * (_uniform(n, gen, dev, -0.5, 0.5))  # brightness
+    if x.shape[1] > 1:  # saturation: no-op on grey images
+        mean = x.mean(dim=1, keepdim=True)
+        x = mean + (x - mean) * (1 + on * (_uniform(n, gen, dev, 0.0, 2.0) - 1))
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    return mean + (x - mean) * (1 + on * (_uniform(n, gen, dev, 0.5, 1.5) - 1))  # contrast
+
+
+def translation(x: torch.Tensor, p: torch.Tensor, gen: torch.Generator, ratio: float = 0.125) -> torch.Tensor:
+    """Shift each image by up to ``ratio`` of its size (integer pixels), edges repeated."""
+    n, _, h, w = x.shape
+    dev = x.device
+    on = _apply_mask(n, p, gen, dev).view(n, 1)
+    max_shift = torch.tensor([int(w * ratio + 0.5), int(h * ratio + 0.5)], device=dev, dtype=torch.float32)
+    shift = torch.floor(torch.rand(n, 2, generator=gen, device=dev) * (2 * max_shift + 1)) - max_shift
+    shift = shift * on * 2.0 / torch.tensor([w, h], device=dev, dtype=torch.float32)  # to [-1, 1] units
+    theta = torch.zeros(n, 2, 3, device=dev, dtype=torch.float32)
+    theta[:, 0, 0] = 1.0
+    theta[:, 1, 1] = 1.0
+    theta[:, :, 2] = shift
+    grid = F.affine_grid(theta, [n, x.shape[1], h, w], align_corners=False).to(x.dtype)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def cutout(x: torch.Tensor, p: torch.Tensor, gen: torch.Generator, ratio: float = 0.5) -> torch.Tensor:
+    """Blank a square of ``ratio`` x the image size at a random place (set to 0, mid-grey in [-1, 1])."""
+    n, _, h, w = x.shape
+    dev = x.device
+    on = _apply_mask(n, p, gen, dev).view(n, 1, 1)
+    ch, cw = int(h * ratio + 0.5), int(w * ratio + 0.5)
+    cy = torch.randint(0, h + (1 - ch % 2), (n, 1, 1), generator=gen, device=dev)
+    cx = torch.randint(0, w + (1 - cw % 2), (n, 1, 1), generator=gen, device=dev)
+    ys = torch.arange(h, device=dev).view(1, h, 1)
+    xs = torch.arange(w, device=dev).view(1, 1, w)
+    inside = ((ys - cy).abs() <= ch // 2) & ((xs - cx).abs() <= cw // 2)  # (N, H, W)
+    keep = 1.0 - inside.to(x.dtype) * on
+    return x * keep.unsqueeze(1)
+
+
+_OPS = {"color": color, "translation": translation, "cutout": cutout}
+
+
+class DiffAugment:
+    """Callable augmenter with state (``p`` and the adaptive-p statistics) that checkpoints can hold."""
+
+    def __init__(
+        self,
+        policy: tuple[str, ...],
+        device: torch.device,
+        p: float = 1.0,
+        ada_target: float = 0.0,
+        ada_interval: int = 4,
+        ada_speed_images: int = 100_000,
+    ) -> None:
+        self.policy = policy
+        self.ada_target = float(ada_target)
+        self.ada_interval = int(ada_interval)
+        self.ada_speed_images = int(ada_speed_images)
+        self.p = torch.tensor(float(p) if not self.adaptive else 0.0, device=device)
+        self._sign_sum = torch.zeros((), device=device)
+        self._count = torch.zeros((), device=device)
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.policy)
+
+    @property
+    def adaptive(self) -> bool:
+        return self.enabled and self.ada_target > 0
+
+    def __call__(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        for name in self.policy:
+            x = _OPS[name](x, self.p, gen)
+        return x
+
+    @torch.no_grad()
+    def observe(
+        self, real_logits: torch.Tensor, step: int, batch_images: int,
+        all_sum: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ) -> None:
+        """Feed D's logits on real images; every ``ada_interval`` steps adjust ``p`` (adaptive mode only).
+        ``all_sum`` sums the statistics over data-parallel ranks so every rank keeps the same ``p``."""
+        if not self.adaptive:
+            return
+        self._sign_sum += torch.sign(real_logits.float()).sum()
+        self._count += real_logits.numel()
+        if (step + 1) % self.ada_interval == 0:
+            stats = torch.stack([self._sign_sum, self._count])
+            if all_sum is not None:
+                stats = all_sum(stats)
+            rt = stats[0] / stats[1].clamp(min=1)
+            delta = torch.sign(rt - self.ada_target) * (batch_images * self.ada_interval / self.ada_speed_images)
+            self.p.copy_((self.p + delta).clamp(0.0, 1.0))
+            self._sign_sum.zero_()
+            self._count.zero_()
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {"p": self.p.detach().cpu(), "sign_sum": self._sign_sum.cpu(), "count": self._count.cpu()}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.p.copy_(state["p"])
+        self._sign_sum.copy_(state["sign_sum"])
+        self._count.copy_(state["count"])

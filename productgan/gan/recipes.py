@@ -1,0 +1,135 @@
+"""The ``train`` section of params.yaml as typed dataclasses, with the two recipes as presets.
+
+``TrainParams`` holds the run's knobs (steps, batch, checkpoints, logging, device); ``baseline`` and
+``default`` hold each recipe's knobs (networks, loss, optimiser, EMA, augmentation, R1). The defaults here
+equal params.yaml (a test keeps them in step), so the step also runs where no params.yaml exists.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+RECIPES = ("baseline", "default")
+SCHEDULES = ("constant", "linear", "cosine")
+PRECISIONS = ("bf16", "fp16", "fp32")
+
+
+@dataclass
+class RecipeParams:
+    arch: str = "dcgan"  # networks: dcgan | resnet (see productgan/gan/networks.py)
+    g_channels: int = 64  # generator width (channels of its last block)
+    d_channels: int = 64  # discriminator width (channels of its first block)
+    loss: str = "bce"  # bce (non-saturating) | hinge
+    lr_g: float = 2e-4
+    lr_d: float = 2e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    lr_schedule: str = "constant"  # constant | linear | cosine: decays to lr_final_factor × lr at the last step
+    lr_final_factor: float = 0.0
+    lr_warmup_steps: int = 0
+    grad_clip: float = 0.0  # clip each network's gradient norm to this; 0 = off
+    ema_decay: float = 0.0  # EMA of G's weights (exported instead of G); 0 = off
+    ema_start_step: int = 0  # the EMA copies G until this step
+    augment: str = "none"  # DiffAugment: none | auto | comma list of color,translation,cutout
+    augment_p: float = 1.0  # probability of each transform per image (start value when adaptive)
+    ada_target: float = 0.0  # > 0: adapt p so that E[sign D(real)] stays near this (StyleGAN2-ADA uses 0.6)
+    r1_gamma: float = 0.0  # R1 penalty weight on real images; 0 = off
+    r1_every: int = 16  # lazy R1: every this many steps (scaled up to keep its strength)
+
+
+@dataclass
+class BaselineRecipe(RecipeParams):
+    """The classic DCGAN recipe (Radford et al. 2015): non-saturating BCE, Adam(2e-4, 0.5, 0.999)."""
+
+
+@dataclass
+class DefaultRecipe(RecipeParams):
+    """SNGAN/BigGAN practice for small images: SN-ResNet + projection D, hinge loss, EMA, DiffAugment."""
+
+    arch: str = "resnet"
+    g_channels: int = 32
+    d_channels: int = 32
+    loss: str = "hinge"
+    lr_g: float = 2e-4
+    lr_d: float = 2e-4
+    beta1: float = 0.0
+    beta2: float = 0.9
+    lr_schedule: str = "linear"
+    lr_final_factor: float = 0.0
+    ema_decay: float = 0.999
+    ema_start_step: int = 200
+    augment: str = "auto"
+
+
+@dataclass
+class TrainParams:
+    recipe: str = "default"  # baseline | default
+    steps: int = 3000  # optimisation steps (each: one D and one G update)
+    max_minutes: float | None = None  # also stop after this much training time (all resumes together)
+    batch_size: int = 64  # images per step and per process
+    latent_dim: int = 128
+    seed: int = 0
+    device: str = "auto"  # auto (cuda when available) | cpu | cuda | cuda:N
+    num_threads: int = 0  # CPU threads per process; 0 = all cores shared among local processes
+    precision: str = "bf16"  # bf16 | fp16 | fp32 autocast; CPUs: bf16 only with native bf16, else fp32
+    compile: bool = False  # torch.compile the networks (pays off on GPUs for long runs)
+    channels_last: bool = True  # NHWC memory layout for images and convolutions
+    checkpoint_dir: str = "checkpoints/train"
+    checkpoint_every: int = 500  # steps
+    keep_checkpoints: int = 2
+    sync_every: int = 10  # steps between host checks (NaN guard, stop signals, time budget)
+    log_every: int = 50  # steps between loss/throughput logs (MLflow, progress bar, plots)
+    sample_every: int = 500  # steps between sample grids logged to MLflow
+    grid_columns: int = 10  # samples per category in the grid (one row per category)
+    grid_seed: int = 2024
+    max_restarts: int = 3  # divergence guard: restores of the last checkpoint before the run fails
+    restart_lr_factor: float = 0.5  # learning rates are multiplied by this at each restore
+    max_grad_norm: float = 1e4  # a gradient norm above this counts as divergence, like a NaN loss
+    augment_auto_below: int = 10000  # augment "auto": DiffAugment when the train split is smaller
+    auto_augment_policy: str = "translation,cutout"
+    experiment: str = "productgan"  # MLflow experiment
+    metrics_file: str = "metrics/train.json"
+    plots_file: str = "plots/train_loss.csv"
+    baseline: BaselineRecipe = field(default_factory=BaselineRecipe)
+    default: DefaultRecipe = field(default_factory=DefaultRecipe)
+
+    def recipe_params(self) -> RecipeParams:
+        if self.recipe not in RECIPES:
+            raise ValueError(f"params train.recipe={self.recipe!r} is unknown; use one of {RECIPES}")
+        return getattr(self, self.recipe)
+
+    def validate(self) -> None:
+        """Reject values the trainer cannot use, naming the key and the fix."""
+        r = self.recipe_params()
+        where = f"params train.{self.recipe}"
+        checks = [
+            (self.steps >= 0, "train.steps must be >= 0"),
+            (self.batch_size >= 1, "train.batch_size must be >= 1"),
+            (self.precision in PRECISIONS, f"train.precision must be one of {PRECISIONS}"),
+            (min(self.checkpoint_every, self.sync_every, self.log_every, self.sample_every) >= 1,
+             "train.checkpoint_every, sync_every, log_every and sample_every must be >= 1"),
+            (self.keep_checkpoints >= 1, "train.keep_checkpoints must be >= 1"),
+            (0 < self.restart_lr_factor <= 1, "train.restart_lr_factor must be in (0, 1]"),
+            (r.loss in ("bce", "hinge"), f"{where}.loss must be bce or hinge"),
+            (r.lr_schedule in SCHEDULES, f"{where}.lr_schedule must be one of {SCHEDULES}"),
+            (0 <= r.ema_decay < 1, f"{where}.ema_decay must be in [0, 1)"),
+            (0 <= r.augment_p <= 1, f"{where}.augment_p must be in [0, 1]"),
+            (r.r1_every >= 1, f"{where}.r1_every must be >= 1"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(f"{message} (fix params.yaml)")
+
+    def fingerprint_fields(self) -> dict[str, Any]:
+        """What a checkpoint must share with this run to be resumed by it (not steps or logging cadence)."""
+        return {
+            "recipe": self.recipe,
+            "recipe_params": dataclasses.asdict(self.recipe_params()),
+            "batch_size": self.batch_size,
+            "latent_dim": self.latent_dim,
+            "seed": self.seed,
+            "augment_auto_below": self.augment_auto_below,
+            "auto_augment_policy": self.auto_augment_policy,
+        }

@@ -1,0 +1,129 @@
+"""`productgan train`: both recipes at every resolution and channel count, reproducibility, the divergence
+guard, checkpoints, and the MLflow run. Tiny networks and a few steps on real Fashion-MNIST images."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from conftest import FMNIST_CATEGORIES, REPO
+from PIL import Image
+from train_helpers import prepared_at, small_prepared, tiny_params
+
+from productgan.gan.augment import DiffAugment, parse_policy
+from productgan.gan.checkpoint import checkpoint_path, list_checkpoints, load_latest, save_checkpoint
+from productgan.gan.export import load_generator
+from productgan.gan.recipes import TrainParams
+from productgan.gan.sample import generate_uint8
+from productgan.gan.trainer import Trainer
+from productgan.io import read_json
+from productgan.params import load_section
+
+
+@pytest.fixture()
+def small_data(tmp_path, fmnist_small):
+    return small_prepared(tmp_path, fmnist_small)
+
+@pytest.mark.parametrize("recipe", ["baseline", "default"])
+@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize("resolution", [28, 32, 64, 128])
+def test_each_recipe_trains_and_exports(tmp_path, monkeypatch, fmnist_small, recipe, channels, resolution):
+    monkeypatch.chdir(tmp_path)
+    x, y = fmnist_small["train"]
+    data = prepared_at(tmp_path / "prepared", x[:32], y[:32], resolution, channels)
+    # 32 images < augment_auto_below: the default recipe also runs DiffAugment here
+    result = Trainer(tiny_params(tmp_path, recipe=recipe), data, tmp_path / "gen", track=False).run()
+    assert result.status == "FINISHED" and result.step == 2
+    G, cfg = load_generator(tmp_path / "gen")
+    assert (cfg.resolution, cfg.channels, cfg.categories) == (resolution, channels, FMNIST_CATEGORIES)
+    assert cfg.meta["recipe"] == recipe and cfg.meta["step"] == 2
+    images = generate_uint8(G, [0, 9], seed=1, latent_dim=cfg.latent_dim)
+    assert images.shape == (2, channels, resolution, resolution)
+    grid = np.asarray(Image.open(tmp_path / "gen" / "grid.png"))
+    assert grid.shape[0] == 10 * (resolution + 2) + 2  # one row per category
+    assert read_json(tmp_path / "gen" / "run.json")["status"] == "FINISHED"
+
+
+def test_seeded_runs_are_reproducible_on_cpu(tmp_path, monkeypatch, small_data):
+    monkeypatch.chdir(tmp_path)
+    states = []
+    for i, seed in enumerate([3, 3, 4]):
+        p = tiny_params(tmp_path / f"r{i}", steps=3, seed=seed)
+        trainer = Trainer(p, small_data, tmp_path / f"g{i}", track=False)
+        assert trainer.run().status == "FINISHED"
+        states.append(trainer.ema.state_dict())
+    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
+    assert not all(torch.equal(states[0][k], states[2][k]) for k in states[0])
+
+
+def test_lr_schedule_and_restart_scale(tmp_path, small_data):
+    p = tiny_params(tmp_path, steps=100, recipe_overrides={"lr_schedule": "linear", "lr_warmup_steps": 10,
+                                                           "lr_final_factor": 0.1})
+    t = Trainer(p, small_data, tmp_path / "g", track=False)
+    assert t.lr_factor(0) == pytest.approx(0.1)
+    assert t.lr_factor(10) == pytest.approx(1.0)
+    assert t.lr_factor(100) == pytest.approx(0.1)
+    t.lr_scale = 0.5
+    assert t.lr_factor(55) == pytest.approx(0.5 * (0.1 + 0.9 * 0.5))
+
+
+def test_nan_once_is_recovered_with_lower_learning_rate(tmp_path, monkeypatch, small_data):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PRODUCTGAN_INJECT_NAN_AT_STEP", "3")
+    monkeypatch.setenv("PRODUCTGAN_INJECT_NAN_TIMES", "1")
+    p = tiny_params(tmp_path, recipe="baseline", steps=6, checkpoint_every=2)
+    trainer = Trainer(p, small_data, tmp_path / "g", track=False)
+    result = trainer.run()
+    assert result.status == "FINISHED" and result.step == 6
+    assert trainer.restarts == 1 and trainer.lr_scale == 0.5
+    assert all(torch.isfinite(v).all() for v in trainer.g_net.state_dict().values() if v.is_floating_point())
+    assert result.metrics["restarts"] == 1
+
+
+def test_augment_is_vectorised_differentiable_and_off_at_p0():
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(8, 3, 32, 32, requires_grad=True)
+    aug = DiffAugment(parse_policy("color,translation,cutout"), torch.device("cpu"), p=1.0)
+    y = aug(x, gen)
+    assert y.shape == x.shape and not torch.equal(y, x)
+    y.sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()
+    off = DiffAugment(parse_policy("color,translation,cutout"), torch.device("cpu"), p=0.0)
+    assert torch.allclose(off(x, gen), x, atol=1e-6)
+    with pytest.raises(ValueError, match="unknown augmentation"):
+        parse_policy("flip")
+
+
+def test_adaptive_p_rises_when_d_is_overconfident():
+    aug = DiffAugment(("translation",), torch.device("cpu"), ada_target=0.6, ada_interval=1, ada_speed_images=100)
+    for step in range(5):
+        aug.observe(torch.ones(10), step, batch_images=10)  # D says "real" to every real image: overfitting
+    assert float(aug.p) == pytest.approx(0.5)
+    state = aug.state_dict()
+    again = DiffAugment(("translation",), torch.device("cpu"), ada_target=0.6)
+    again.load_state_dict(state)
+    assert float(again.p) == pytest.approx(0.5)
+
+
+def test_checkpoints_atomic_keep_last_and_fall_back(tmp_path):
+    for step in (1, 2, 3):
+        save_checkpoint(tmp_path, step, {"step": step, "w": torch.full((2,), float(step))}, keep=2)
+    assert [s for s, _ in list_checkpoints(tmp_path)] == [2, 3]
+    (tmp_path / ".ckpt-00000004.pt.abc.tmp").write_bytes(b"half a file")  # what a SIGKILL mid-write leaves
+    checkpoint_path(tmp_path, 5).write_bytes(b"garbage")  # a damaged newest file
+    path, state = load_latest(tmp_path)
+    assert path == checkpoint_path(tmp_path, 3) and state["step"] == 3
+
+
+def test_params_yaml_train_section_equals_dataclass_defaults():
+    assert load_section("train", TrainParams, REPO / "params.yaml") == TrainParams()
+    doc = yaml.safe_load((REPO / "params.yaml").read_text())["train"]
+    assert set(doc) == {f.name for f in dataclasses.fields(TrainParams)}  # every knob is in params.yaml
+
+
+def test_bad_params_are_rejected_with_the_key(tmp_path, small_data):
+    with pytest.raises(ValueError, match="train.default.loss"):
+        Trainer(tiny_params(tmp_path, recipe_overrides={"loss": "wasserstein"}), small_data, tmp_path / "g")
