@@ -19,6 +19,9 @@ PARAMS = REPO / "params.yaml"
 SECTIONS = {
     "ingest": "productgan.data.ingest:IngestParams",
     "preprocess": "productgan.data.preprocess:PreprocessParams",
+    "train": "productgan.gan.recipes:TrainParams",
+    "evaluate": "productgan.metrics.evaluate:EvaluateParams",
+    "register": "productgan.registry.config:RegisterConfig",
     "generate": "productgan.api:GenerateParams",
     "pipeline": "pipelines.settings:PipelineParams",
 }

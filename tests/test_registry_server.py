@@ -140,7 +140,7 @@ import base64, io, json, sys
 import mlflow, pandas as pd
 from PIL import Image
 model = mlflow.pyfunc.load_model("models:/product-gan@champion")
-out = model.predict(pd.DataFrame([{"category": "Sneaker", "seed": 3, "n": 2}]))
+out = model.predict(pd.DataFrame([{"category": "Sneaker", "seed": 3.0, "n": 2.0}]))
 sizes = [Image.open(io.BytesIO(base64.b64decode(s))).size for s in out["image"]]
 print(json.dumps({"sizes": sizes, "categories": list(out["category"]), "code": sys.modules["productgan"].__file__}))
 """

@@ -49,6 +49,7 @@ from productgan.gan.sample import category_grid, save_png
 from productgan.gan.tracking import Tracker
 from productgan.io import atomic_open, atomic_write_json
 from productgan.lineage import dataset_version, git_commit, params_hash
+from productgan.params import load_params
 
 CHECKPOINT_FORMAT = "productgan-train-checkpoint/1"
 RUN_FILE = "run.json"
@@ -184,7 +185,8 @@ class Trainer:
             **params.fingerprint_fields(), "dataset_version": self.dataset_version, "resolution": resolution,
             "channels": channels, "categories": self.categories, "world": self.ctx.world,
         })
-        self.params_hash = params_hash(dataclass_dict(params))
+        # lineage: the whole params file in use, as register and the retraining check hash it
+        self.params_hash = params_hash(load_params())
         self.gen = torch.Generator(self.device)
         self.tracker = Tracker(enabled=track and self.ctx.main)
         self.step = 0
