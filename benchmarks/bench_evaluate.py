@@ -126,7 +126,7 @@ def main() -> None:
         + f" -> `fid` at 10k+10k images takes about {20000 / cpu_rate / 60:.0f} min on this CPU.\n"
     )
     print(
-        "Scores of this run (random generator, only a sanity check): "
+        f"Scores of this generator ({source}): "
         + ", ".join(f"{k} {warm[k]:.4g}" for k in ("fd_domain", "kid", "precision", "recall", "class_accuracy"))
     )
 
