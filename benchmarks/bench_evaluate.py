@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import resource
 import shutil
 import sys
 import time
@@ -45,6 +46,12 @@ def full_prepared(root: Path) -> Path:
 
 def load_avg() -> str:
     return " ".join(f"{v:.1f}" for v in os.getloadavg())
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process, all threads: on a shared machine a steadier measure than wall time."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def inception_rate(device: str, images: np.ndarray) -> float:
@@ -89,9 +96,9 @@ def main() -> None:
     t0 = time.perf_counter()
     cold = evaluate_generator(gen, cfg, data, params, cache_dir)
     cold_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), cpu_seconds()
     warm = evaluate_generator(gen, cfg, data, params, cache_dir)
-    warm_s = time.perf_counter() - t0
+    warm_s, warm_cpu = time.perf_counter() - t0, cpu_seconds() - cpu0
     load_after = load_avg()
     assert warm["meta"]["real_stats_cache"] == {"domain": "hit"}
 
@@ -112,6 +119,7 @@ def main() -> None:
     first = "cold: train classifier + real features + the rest" if not args.reuse_cache else "first (cache reused)"
     print(f"| {first} | {cold_s:.1f} |")
     print(f"| **warm evaluation, real statistics cached (target <= 60 s)** | **{warm_s:.1f}** |")
+    print(f"| warm evaluation: CPU time of the process, all threads (2 idle cores: about half) | {warm_cpu:.1f} |")
     for key, val in secs.items():
         print(f"| warm: {key} | {val:.1f} |")
     print(
