@@ -210,7 +210,6 @@ def _domain_metrics(
         )
     if "precision_recall" in wanted:
         out["precision"], out["recall"] = precision_recall(real.features, fake, params.pr_k)
-        out["precision_recall_k"] = params.pr_k
     if "class_accuracy" in wanted:
         hits = preds == fake_labels
         out["class_accuracy"] = float(hits.mean())
@@ -230,7 +229,6 @@ def _domain_metrics(
         out["diversity_ratio_min"] = _finite(min(finite)) if finite else None
         out["collapsed_categories"] = collapsed
         out["mode_collapse"] = bool(collapsed)
-        out["collapse_threshold"] = params.collapse_threshold
     timings["domain_metrics"] = time.perf_counter() - t0
     return out
 
@@ -364,6 +362,8 @@ def evaluate_samples(
         "real_split": params.real_split,
         "seed": params.seed,
         "truncation": params.truncation,
+        "precision_recall_k": params.pr_k,
+        "collapse_threshold": params.collapse_threshold,
         "categories": data_categories,
         "dataset_hash": manifest.get("dataset_hash"),
         "real_stats_cache": cache_state,

@@ -7,7 +7,12 @@ import numpy as np
 
 
 def polynomial_kernel(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    return (x @ y.T / x.shape[1] + 1.0) ** 3
+    """(xᵀy / d + 1)³; the Gram matrix in float32 (3× faster BLAS), the kernel and its sums in float64:
+    per-entry rounding is ~1e-7 relative and averages out over the m² entries."""
+    k = (x.astype(np.float32, copy=False) @ y.astype(np.float32, copy=False).T).astype(np.float64)
+    k /= x.shape[1]
+    k += 1.0
+    return k * k * k  # not ** 3: numpy's pow is ~4× slower than two multiplies
 
 
 def mmd2_unbiased(x: np.ndarray, y: np.ndarray) -> float:
@@ -25,7 +30,7 @@ def kernel_inception_distance(
 ) -> tuple[float, float]:
     """(mean, std) of the unbiased MMD² over ``subsets`` random subsets of ``subset_size`` from each side
     (drawn without replacement; the size is capped by the smaller set). May be slightly negative."""
-    real, fake = np.asarray(real, np.float64), np.asarray(fake, np.float64)
+    real, fake = np.asarray(real, np.float32), np.asarray(fake, np.float32)
     size = min(subset_size, len(real), len(fake))
     rng = np.random.RandomState(seed)
     mmds = np.array(

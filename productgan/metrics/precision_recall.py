@@ -3,13 +3,16 @@
 Each set's manifold is the union of balls around its points with radius = distance to the point's k-th
 nearest neighbour in the same set. Precision: share of generated points inside the real manifold (are the
 samples realistic?). Recall: share of real points inside the generated manifold (is the variety covered?).
+
+Distances are computed in float32 like the reference implementation (3× faster BLAS here; a flip at a ball's
+boundary needs a tie to ~1e-6 relative).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-_ROWS = 1024  # rows of the distance matrix held at once (1024 × 10,000 float64 = 80 MB)
+_ROWS = 2048  # rows of the distance matrix held at once (2048 × 10,000 float32 = 80 MB)
 
 
 def _sq_norms(x: np.ndarray) -> np.ndarray:
@@ -22,11 +25,11 @@ def _pairwise_sq(a: np.ndarray, b: np.ndarray, b_sq: np.ndarray) -> np.ndarray:
 
 def knn_radii(features: np.ndarray, k: int = 3) -> np.ndarray:
     """Distance of every point to its k-th nearest other point of the same set."""
-    feats = np.asarray(features, np.float64)
+    feats = np.asarray(features, np.float32)
     if len(feats) <= k:
         raise ValueError(f"need more than k={k} points for k-NN radii, got {len(feats)}")
     sq = _sq_norms(feats)
-    radii = np.empty(len(feats))
+    radii = np.empty(len(feats), np.float32)
     for start in range(0, len(feats), _ROWS):
         d2 = _pairwise_sq(feats[start : start + _ROWS], feats, sq)
         # index k, not k-1: the point itself sits at distance 0 in its own row
@@ -38,7 +41,7 @@ def precision_recall(
     real: np.ndarray, fake: np.ndarray, k: int = 3, real_radii: np.ndarray | None = None
 ) -> tuple[float, float]:
     """(precision, recall) of ``fake`` against ``real``; pass ``real_radii`` to reuse cached real radii."""
-    real, fake = np.asarray(real, np.float64), np.asarray(fake, np.float64)
+    real, fake = np.asarray(real, np.float32), np.asarray(fake, np.float32)
     if real_radii is None:
         real_radii = knn_radii(real, k)
     fake_radii = knn_radii(fake, k)
