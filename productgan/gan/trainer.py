@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import hashlib
 import io
 import math
 import os
@@ -37,7 +38,7 @@ from torch import nn
 from productgan.data.arrays import load_manifest, load_split
 from productgan.gan import distributed
 from productgan.gan.augment import DiffAugment, parse_policy
-from productgan.gan.checkpoint import clear_checkpoints, load_latest, remove_temp_files, save_checkpoint
+from productgan.gan.checkpoint import PREVIOUS, load_latest, remove_temp_files, save_checkpoint, set_aside_checkpoints
 from productgan.gan.config import GeneratorConfig, start_size
 from productgan.gan.dataset import ResidentData
 from productgan.gan.ema import EMA
@@ -79,6 +80,14 @@ class TrainResult:
     message: str = ""
     metrics: dict[str, Any] = field(default_factory=dict)
     exit_code: int = 0
+
+
+def code_version() -> str:
+    """Hash of the training code (productgan/gan/*.py): a checkpoint only resumes under the same code."""
+    h = hashlib.sha256()
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        h.update(path.name.encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()[:16]
 
 
 def _has_batchnorm(module: nn.Module) -> bool:
@@ -153,7 +162,7 @@ class Trainer:
         mf = torch.channels_last if params.channels_last else torch.contiguous_format
         self.g_net = build_generator(self.cfg).to(self.device, memory_format=mf)
         self.d_net = build_discriminator(self.cfg, self.r.d_channels).to(self.device, memory_format=mf)
-        self.ema = EMA(self.g_net, self.r.ema_decay, self.r.ema_start_step) if self.r.ema_decay > 0 else None
+        self.ema = EMA(self.g_net, self.r.ema_kimg, self.r.ema_rampup) if self.r.ema_kimg > 0 else None
         betas = (self.r.beta1, self.r.beta2)
         fused = True if self._cuda else None
         self.opt_g = torch.optim.Adam(self.g_net.parameters(), lr=self.r.lr_g, betas=betas, fused=fused)
@@ -182,7 +191,7 @@ class Trainer:
 
         self.fingerprint = params_hash({
             **params.fingerprint_fields(), "dataset_version": self.dataset_version, "resolution": resolution,
-            "channels": channels, "categories": self.categories, "world": self.ctx.world,
+            "channels": channels, "categories": self.categories, "world": self.ctx.world, "code": code_version(),
         })
         self.params_hash = params_hash(dataclass_dict(params))
         self.gen = torch.Generator(self.device)
@@ -316,7 +325,8 @@ class Trainer:
         self.scaler.step(self.opt_g)
         self.scaler.update()
         if self.ema is not None:
-            self.ema.update(self.g_net, step)
+            batch_images = self.data.global_batch
+            self.ema.update(self.g_net, (step + 1) * batch_images, batch_images)
         self.augment.observe(real_logits.detach(), step, self.data.global_batch, self._all_sum)
 
         stats = torch.stack([
@@ -483,8 +493,8 @@ class Trainer:
         if self.resume and loaded is None:
             self._say(f"no checkpoint in {self.ckpt_dir}; starting a new run")
         if loaded is not None and loaded[1].get("fingerprint") != self.fingerprint:
-            self._say(f"{loaded[0]} was made with other settings or data (recipe, networks, batch, seed or dataset "
-                      "changed); starting a new run")
+            self._say(f"{loaded[0]} was made with other settings, data or code (recipe, networks, batch, seed, "
+                      "dataset or productgan/gan changed); starting a new run")
             loaded = None
         self._barrier()
         if self.ctx.main:
@@ -494,9 +504,10 @@ class Trainer:
                 "params_hash": self.params_hash, "productgan.step": "train"}
         if loaded is None:
             if self.ctx.main:
-                removed = clear_checkpoints(self.ckpt_dir)
-                if removed:
-                    self._say(f"removed {removed} old checkpoint(s) from {self.ckpt_dir} (fresh start)")
+                moved = set_aside_checkpoints(self.ckpt_dir)
+                if moved:
+                    self._say(f"moved {moved} checkpoint(s) of an earlier run to {self.ckpt_dir / PREVIOUS} "
+                              "(kept until the next new run)")
             self._barrier()
             self.tracker.start(p.experiment, None, run_name=f"train-{p.recipe}", tags={
                 k: str(v) for k, v in tags.items() if v is not None})
@@ -509,7 +520,11 @@ class Trainer:
             self._checkpoint()  # step 0: a state to restore to, and the run id for --resume
         else:
             path, state = loaded
-            self._restore(state)
+            try:
+                self._restore(state)
+            except (RuntimeError, KeyError, ValueError) as exc:
+                raise TrainingFailed(f"{path} cannot be restored ({exc}); run without --resume to start anew "
+                                     f"(its checkpoints move to {self.ckpt_dir / PREVIOUS})") from exc
             self._seconds_base = float(state.get("train_seconds", 0.0))
             self.tracker.start(p.experiment, state.get("run_id"), run_name=f"train-{p.recipe}",
                                tags={k: str(v) for k, v in tags.items() if v is not None})
@@ -614,8 +629,9 @@ class Trainer:
             grid = self._grid()
             save_png(grid, self.out_dir / GRID_FILE)
             self._write_metrics(metrics)
-            self.tracker.log_metrics({k: v for k, v in metrics.items() if isinstance(v, int | float)
-                                      and not isinstance(v, bool)} | {"final_step": self.step}, self.step)
+            summary = {"final_step": self.step, "train_minutes": metrics["train_minutes"],
+                       "images_per_s_mean": metrics["images_per_s"] or 0.0, "restarts": self.restarts}
+            self.tracker.log_metrics(summary, self.step)
             self.tracker.log_image(grid, "samples", self.step)
             self.tracker.log_artifacts(str(self.out_dir), "generator")
             self.tracker.end("FINISHED")
