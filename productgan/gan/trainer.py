@@ -235,15 +235,24 @@ class Trainer:
     def _no_sync(self, module: nn.Module) -> contextlib.AbstractContextManager:
         return module.no_sync() if hasattr(module, "no_sync") else contextlib.nullcontext()
 
+    def progress(self, step: int) -> float:
+        """How far the run is, 0..1: by steps, or by time when a ``max_minutes`` budget ends sooner."""
+        r = self.r
+        t = (step - r.lr_warmup_steps) / max(1, self.p.steps - r.lr_warmup_steps)
+        if self.p.max_minutes:
+            t = max(t, self._seconds() / (60.0 * self.p.max_minutes))
+        return min(1.0, max(0.0, t))
+
     def lr_factor(self, step: int) -> float:
-        """Schedule x restart scale: warm-up, then constant / linear / cosine decay to lr_final_factor."""
+        """Schedule x restart scale: warm-up, then constant / linear / cosine decay to lr_final_factor
+        over the run (see ``progress``)."""
         r = self.r
         if r.lr_warmup_steps > 0 and step < r.lr_warmup_steps:
             factor = (step + 1) / r.lr_warmup_steps
         elif r.lr_schedule == "constant":
             factor = 1.0
         else:
-            t = min(1.0, max(0.0, (step - r.lr_warmup_steps) / max(1, self.p.steps - r.lr_warmup_steps)))
+            t = self.progress(step)
             end = r.lr_final_factor
             shape = (1.0 - t) if r.lr_schedule == "linear" else 0.5 * (1.0 + math.cos(math.pi * t))
             factor = end + (1.0 - end) * shape
@@ -281,18 +290,23 @@ class Trainer:
         with self._autocast():
             fake = self.G(z, y)  # kept with its graph: the G update below reuses it
 
-        # --- discriminator: real up, fake down (+ lazy R1 on reals)
+        # --- discriminator: real up, fake down
         self.d_net.requires_grad_(True)
         self.opt_d.zero_grad(set_to_none=True)
-        real_in = x.detach().requires_grad_(True) if r1_now else x
+        if r1_now:
+            # lazy R1 in its own pass on the plain network (double backward is not supported by
+            # torch.compile); its gradients accumulate locally and join the DDP all-reduce below
+            real_aug = self._aug(x).detach().requires_grad_(True)
+            with self._autocast():
+                r1_logits = self.d_net(real_aug, y)
+            self.scaler.scale(r1_penalty(r1_logits, real_aug) * r1_weight).backward()
         nan = torch.tensor(float("nan"), device=self.device) if self._inject_nan(step) else None
         if self.d_separate:
             with self._no_sync(self.D):
                 with self._autocast():
-                    real_logits = self.D(self._aug(real_in), y)
+                    real_logits = self.D(self._aug(x), y)
                 loss_real = d_real_loss(r.loss, real_logits)
-                extra = r1_penalty(real_logits, real_in) * r1_weight if r1_now else 0.0
-                self.scaler.scale(loss_real + extra).backward()
+                self.scaler.scale(loss_real).backward()
             with self._autocast():
                 fake_logits = self.D(self._aug(fake.detach()), y)
             loss_fake = d_fake_loss(r.loss, fake_logits)
@@ -302,13 +316,12 @@ class Trainer:
             loss_d = loss_real.detach() + loss_fake.detach()
         else:
             with self._autocast():
-                logits = self.D(self._aug(torch.cat([real_in, fake.detach()])), torch.cat([y, y]))
+                logits = self.D(self._aug(torch.cat([x, fake.detach()])), torch.cat([y, y]))
             real_logits, fake_logits = logits[:n], logits[n:]
             loss_d = d_real_loss(r.loss, real_logits) + d_fake_loss(r.loss, fake_logits)
             if nan is not None:
                 loss_d = loss_d * nan
-            total = loss_d + r1_penalty(real_logits, real_in) * r1_weight if r1_now else loss_d
-            self.scaler.scale(total).backward()
+            self.scaler.scale(loss_d).backward()
         self.scaler.unscale_(self.opt_d)
         gnorm_d = _grad_norm(list(self.d_net.parameters()), r.grad_clip)
         self.scaler.step(self.opt_d)
