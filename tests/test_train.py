@@ -127,3 +127,19 @@ def test_params_yaml_train_section_equals_dataclass_defaults():
 def test_bad_params_are_rejected_with_the_key(tmp_path, small_data):
     with pytest.raises(ValueError, match="train.default.loss"):
         Trainer(tiny_params(tmp_path, recipe_overrides={"loss": "wasserstein"}), small_data, tmp_path / "g")
+
+
+def test_resume_needs_matching_settings_and_a_new_run_keeps_old_checkpoints(tmp_path, monkeypatch, small_data,
+                                                                             capsys):
+    monkeypatch.chdir(tmp_path)
+    first = Trainer(tiny_params(tmp_path, steps=2), small_data, tmp_path / "g", track=False)
+    assert first.run().status == "FINISHED"
+    # same settings: --resume finds the finished checkpoint and goes on to the new step count
+    again = Trainer(tiny_params(tmp_path, steps=4), small_data, tmp_path / "g", resume=True, track=False)
+    assert again.run().step == 4 and "at step 2" in capsys.readouterr().err
+    # another seed: a new run; the old checkpoints move to previous/ instead of being deleted
+    other = Trainer(tiny_params(tmp_path, steps=2, seed=9), small_data, tmp_path / "g", resume=True, track=False)
+    assert other.run().step == 2
+    assert "other settings" in capsys.readouterr().err
+    assert [s for s, _ in list_checkpoints(tmp_path / "ckpt" / "previous")] == [2, 4]
+    assert [s for s, _ in list_checkpoints(tmp_path / "ckpt")] == [0, 2]

@@ -50,17 +50,19 @@ def color(x: torch.Tensor, p: torch.Tensor, gen: torch.Generator) -> torch.Tenso
 
 
 def translation(x: torch.Tensor, p: torch.Tensor, gen: torch.Generator, ratio: float = 0.125) -> torch.Tensor:
-    """Shift each image by up to ``ratio`` of its size (integer pixels), edges repeated."""
+    """Shift each image by up to ``ratio`` of its size (whole pixels), edges repeated."""
     n, _, h, w = x.shape
     dev = x.device
-    on = _apply_mask(n, p, gen, dev).view(n, 1)
-    max_shift = torch.tensor([int(w * ratio + 0.5), int(h * ratio + 0.5)], device=dev, dtype=torch.float32)
-    shift = torch.floor(torch.rand(n, 2, generator=gen, device=dev) * (2 * max_shift + 1)) - max_shift
-    shift = shift * on * 2.0 / torch.tensor([w, h], device=dev, dtype=torch.float32)  # to [-1, 1] units
+    on = _apply_mask(n, p, gen, dev).view(n)
+    # whole-pixel shifts in [-max, max], then in grid units ([-1, 1] spans the image); no host round trips
+    sx, sy = int(w * ratio + 0.5), int(h * ratio + 0.5)
+    shift_x = (torch.randint(-sx, sx + 1, (n,), generator=gen, device=dev) * on) * (2.0 / w)
+    shift_y = (torch.randint(-sy, sy + 1, (n,), generator=gen, device=dev) * on) * (2.0 / h)
     theta = torch.zeros(n, 2, 3, device=dev, dtype=torch.float32)
     theta[:, 0, 0] = 1.0
     theta[:, 1, 1] = 1.0
-    theta[:, :, 2] = shift
+    theta[:, 0, 2] = shift_x
+    theta[:, 1, 2] = shift_y
     grid = F.affine_grid(theta, [n, x.shape[1], h, w], align_corners=False).to(x.dtype)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -59,17 +60,23 @@ def load_latest(folder: str | os.PathLike[str]) -> tuple[Path, dict[str, Any]] |
     return None
 
 
-def clear_checkpoints(folder: str | os.PathLike[str]) -> int:
-    """Delete every checkpoint (and leftover temp file) in ``folder``; returns how many were removed."""
+PREVIOUS = "previous"
+
+
+def set_aside_checkpoints(folder: str | os.PathLike[str]) -> int:
+    """Move the checkpoints in ``folder`` to ``folder/previous`` (replacing what was there) so a new run
+    starts clean without destroying the last one's work; returns how many were moved."""
     root = Path(folder)
-    if not root.is_dir():
+    found = list_checkpoints(root)
+    if not found:
         return 0
-    n = 0
-    for p in root.iterdir():
-        if _NAME.match(p.name) or (p.name.startswith(".ckpt-") and p.name.endswith(".tmp")):
-            p.unlink(missing_ok=True)
-            n += 1
-    return n
+    previous = root / PREVIOUS
+    if previous.is_dir():
+        shutil.rmtree(previous)
+    previous.mkdir(parents=True)
+    for _step, path in found:
+        os.replace(path, previous / path.name)
+    return len(found)
 
 
 def remove_temp_files(folder: str | os.PathLike[str]) -> None:

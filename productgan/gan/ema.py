@@ -1,7 +1,9 @@
 """Exponential moving average of the generator's weights (Karras et al. 2018; Yazici et al. 2019).
 
 The averaged generator is what gets exported: it gives smoother, better samples than the raw weights.
-BatchNorm running statistics (buffers) are averaged the same way so they match the averaged weights.
+As in StyleGAN2-ADA the average has a half-life counted in images, ``kimg`` thousand, ramped up early
+in training (at most ``rampup`` x the images seen so far), so short runs are not averaged over the
+generator's random beginnings. BatchNorm statistics (buffers) are averaged the same way.
 """
 
 from __future__ import annotations
@@ -12,10 +14,17 @@ import torch
 from torch import nn
 
 
+def ema_beta(kimg: float, rampup: float, images_seen: int, batch_images: int) -> float:
+    """The weight kept by the average at this update (0 = copy the model)."""
+    half_life = kimg * 1000.0
+    if rampup > 0:
+        half_life = min(half_life, images_seen * rampup)
+    return 0.5 ** (batch_images / max(half_life, 1e-8))
+
+
 class EMA:
-    def __init__(self, model: nn.Module, decay: float, start_step: int = 0) -> None:
-        self.decay = float(decay)
-        self.start_step = int(start_step)
+    def __init__(self, model: nn.Module, kimg: float, rampup: float = 0.05) -> None:
+        self.kimg, self.rampup = float(kimg), float(rampup)
         self.model = copy.deepcopy(model).eval().requires_grad_(False)
         self._cache: tuple[int, tuple] | None = None
 
@@ -35,11 +44,11 @@ class EMA:
         return floats_a, floats_b, others
 
     @torch.no_grad()
-    def update(self, model: nn.Module, step: int) -> None:
-        """Blend ``model`` into the average; before ``start_step`` the average just copies it."""
+    def update(self, model: nn.Module, images_seen: int, batch_images: int) -> None:
+        """Blend ``model`` into the average after a step that brought the total to ``images_seen``."""
         ema, cur, others = self._pairs(model)
-        weight = 1.0 if step < self.start_step else 1.0 - self.decay
-        torch._foreach_lerp_(ema, cur, weight)  # fused: one kernel per tensor list, no host sync
+        beta = ema_beta(self.kimg, self.rampup, images_seen, batch_images)
+        torch._foreach_lerp_(ema, cur, 1.0 - beta)  # fused over all tensors, no host sync
         for target, value in others:
             target.copy_(value)
 

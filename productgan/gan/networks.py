@@ -85,9 +85,66 @@ def dcgan_init_(module: nn.Module) -> None:
             nn.init.normal_(m.weight, 0.0, 0.02)
             if getattr(m, "bias", None) is not None:
                 nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.BatchNorm1d | nn.BatchNorm2d):
+        elif isinstance(m, nn.BatchNorm1d | nn.BatchNorm2d) and m.affine:
             nn.init.normal_(m.weight, 1.0, 0.02)
             nn.init.zeros_(m.bias)
+
+
+# ------------------------------------------------------------------------------------------ sndcgan
+
+
+class SNDCGANGenerator(nn.Module):
+    """The DCGAN generator with class-conditional BatchNorm in its convolutional blocks."""
+
+    def __init__(self, cfg: GeneratorConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        s0, n_up = start_size(cfg.resolution)
+        ch = [cfg.base_channels * min(2 ** (n_up - i), 8) for i in range(n_up + 1)]
+        self.s0, self.c0 = s0, ch[0]
+        n_cls = max(cfg.num_classes, 1)
+        self.embed = nn.Embedding(n_cls, cfg.latent_dim)
+        self.fc = nn.Linear(2 * cfg.latent_dim, ch[0] * s0 * s0, bias=False)
+        self.bn0 = ConditionalBatchNorm2d(ch[0], n_cls)
+        self.ups = nn.ModuleList(nn.ConvTranspose2d(ch[i], ch[i + 1], 4, 2, 1, bias=False) for i in range(n_up - 1))
+        self.bns = nn.ModuleList(ConditionalBatchNorm2d(ch[i + 1], n_cls) for i in range(n_up - 1))
+        self.out = nn.ConvTranspose2d(ch[n_up - 1], cfg.channels, 4, 2, 1)
+        dcgan_init_(self)
+        for m in self.modules():  # dcgan_init_ drew the CBN gains/biases: reset them to identity
+            if isinstance(m, ConditionalBatchNorm2d):
+                nn.init.ones_(m.gain.weight)
+                nn.init.zeros_(m.bias.weight)
+
+    def forward(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        h = self.fc(torch.cat([z, self.embed(labels)], dim=1)).view(-1, self.c0, self.s0, self.s0)
+        h = F.relu(self.bn0(h, labels))
+        for up, bn in zip(self.ups, self.bns, strict=True):
+            h = F.relu(bn(up(h), labels))
+        return torch.tanh(self.out(h))
+
+
+class SNDCGANDiscriminator(nn.Module):
+    """The DCGAN discriminator with spectral norm on every layer instead of BatchNorm (Miyato et al. 2018),
+    and a projection head (Miyato & Koyama 2018)."""
+
+    def __init__(self, cfg: GeneratorConfig, base_channels: int | None = None) -> None:
+        super().__init__()
+        s0, n_down = start_size(cfg.resolution)
+        base = base_channels or cfg.base_channels
+        ch = [base * min(2**i, 8) for i in range(n_down)]
+        layers: list[nn.Module] = []
+        c_in = cfg.channels
+        for c in ch:
+            layers += [spectral_norm(nn.Conv2d(c_in, c, 4, 2, 1)), nn.LeakyReLU(0.2, inplace=True)]
+            c_in = c
+        self.features = nn.Sequential(*layers, nn.Flatten())
+        feat = c_in * s0 * s0
+        self.out = spectral_norm(nn.Linear(feat, 1))
+        self.embed = spectral_norm(nn.Embedding(max(cfg.num_classes, 1), feat))
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        h = self.features(x)
+        return self.out(h).squeeze(1) + (self.embed(labels) * h).sum(1)
 
 
 # -------------------------------------------------------------------------------------------- resnet
@@ -199,8 +256,12 @@ class ResNetDiscriminator(nn.Module):
 
 # ------------------------------------------------------------------------------------------ registry
 
-GENERATORS: dict[str, type[nn.Module]] = {"dcgan": DCGANGenerator, "resnet": ResNetGenerator}
-DISCRIMINATORS: dict[str, type[nn.Module]] = {"dcgan": DCGANDiscriminator, "resnet": ResNetDiscriminator}
+GENERATORS: dict[str, type[nn.Module]] = {
+    "dcgan": DCGANGenerator, "sndcgan": SNDCGANGenerator, "resnet": ResNetGenerator,
+}
+DISCRIMINATORS: dict[str, type[nn.Module]] = {
+    "dcgan": DCGANDiscriminator, "sndcgan": SNDCGANDiscriminator, "resnet": ResNetDiscriminator,
+}
 
 
 def build_generator(cfg: GeneratorConfig) -> nn.Module:

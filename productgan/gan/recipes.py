@@ -30,8 +30,8 @@ class RecipeParams:
     lr_final_factor: float = 0.0
     lr_warmup_steps: int = 0
     grad_clip: float = 0.0  # clip each network's gradient norm to this; 0 = off
-    ema_decay: float = 0.0  # EMA of G's weights (exported instead of G); 0 = off
-    ema_start_step: int = 0  # the EMA copies G until this step
+    ema_kimg: float = 0.0  # EMA of G's weights (exported instead of G): half-life in 1000s of images; 0 = off
+    ema_rampup: float = 0.05  # early on the half-life is at most this x the images seen; 0 = no ramp-up
     augment: str = "none"  # DiffAugment: none | auto | comma list of color,translation,cutout
     augment_p: float = 1.0  # probability of each transform per image (start value when adaptive)
     ada_target: float = 0.0  # > 0: adapt p so that E[sign D(real)] stays near this (StyleGAN2-ADA uses 0.6)
@@ -58,8 +58,7 @@ class DefaultRecipe(RecipeParams):
     beta2: float = 0.9
     lr_schedule: str = "linear"
     lr_final_factor: float = 0.0
-    ema_decay: float = 0.999
-    ema_start_step: int = 200
+    ema_kimg: float = 10.0
     augment: str = "auto"
 
 
@@ -114,7 +113,7 @@ class TrainParams:
             (0 < self.restart_lr_factor <= 1, "train.restart_lr_factor must be in (0, 1]"),
             (r.loss in ("bce", "hinge"), f"{where}.loss must be bce or hinge"),
             (r.lr_schedule in SCHEDULES, f"{where}.lr_schedule must be one of {SCHEDULES}"),
-            (0 <= r.ema_decay < 1, f"{where}.ema_decay must be in [0, 1)"),
+            (r.ema_kimg >= 0 and r.ema_rampup >= 0, f"{where}.ema_kimg and ema_rampup must be >= 0"),
             (0 <= r.augment_p <= 1, f"{where}.augment_p must be in [0, 1]"),
             (r.r1_every >= 1, f"{where}.r1_every must be >= 1"),
         ]

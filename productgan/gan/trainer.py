@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import hashlib
 import io
 import math
 import os
@@ -37,7 +38,7 @@ from torch import nn
 from productgan.data.arrays import load_manifest, load_split
 from productgan.gan import distributed
 from productgan.gan.augment import DiffAugment, parse_policy
-from productgan.gan.checkpoint import clear_checkpoints, load_latest, remove_temp_files, save_checkpoint
+from productgan.gan.checkpoint import PREVIOUS, load_latest, remove_temp_files, save_checkpoint, set_aside_checkpoints
 from productgan.gan.config import GeneratorConfig, start_size
 from productgan.gan.dataset import ResidentData
 from productgan.gan.ema import EMA
@@ -80,6 +81,14 @@ class TrainResult:
     message: str = ""
     metrics: dict[str, Any] = field(default_factory=dict)
     exit_code: int = 0
+
+
+def code_version() -> str:
+    """Hash of the training code (productgan/gan/*.py): a checkpoint only resumes under the same code."""
+    h = hashlib.sha256()
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        h.update(path.name.encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()[:16]
 
 
 def _has_batchnorm(module: nn.Module) -> bool:
@@ -154,7 +163,7 @@ class Trainer:
         mf = torch.channels_last if params.channels_last else torch.contiguous_format
         self.g_net = build_generator(self.cfg).to(self.device, memory_format=mf)
         self.d_net = build_discriminator(self.cfg, self.r.d_channels).to(self.device, memory_format=mf)
-        self.ema = EMA(self.g_net, self.r.ema_decay, self.r.ema_start_step) if self.r.ema_decay > 0 else None
+        self.ema = EMA(self.g_net, self.r.ema_kimg, self.r.ema_rampup) if self.r.ema_kimg > 0 else None
         betas = (self.r.beta1, self.r.beta2)
         fused = True if self._cuda else None
         self.opt_g = torch.optim.Adam(self.g_net.parameters(), lr=self.r.lr_g, betas=betas, fused=fused)
@@ -183,7 +192,7 @@ class Trainer:
 
         self.fingerprint = params_hash({
             **params.fingerprint_fields(), "dataset_version": self.dataset_version, "resolution": resolution,
-            "channels": channels, "categories": self.categories, "world": self.ctx.world,
+            "channels": channels, "categories": self.categories, "world": self.ctx.world, "code": code_version(),
         })
         # lineage: the whole params file in use, as register and the retraining check hash it
         self.params_hash = params_hash(load_params())
@@ -228,15 +237,24 @@ class Trainer:
     def _no_sync(self, module: nn.Module) -> contextlib.AbstractContextManager:
         return module.no_sync() if hasattr(module, "no_sync") else contextlib.nullcontext()
 
+    def progress(self, step: int) -> float:
+        """How far the run is, 0..1: by steps, or by time when a ``max_minutes`` budget ends sooner."""
+        r = self.r
+        t = (step - r.lr_warmup_steps) / max(1, self.p.steps - r.lr_warmup_steps)
+        if self.p.max_minutes:
+            t = max(t, self._seconds() / (60.0 * self.p.max_minutes))
+        return min(1.0, max(0.0, t))
+
     def lr_factor(self, step: int) -> float:
-        """Schedule x restart scale: warm-up, then constant / linear / cosine decay to lr_final_factor."""
+        """Schedule x restart scale: warm-up, then constant / linear / cosine decay to lr_final_factor
+        over the run (see ``progress``)."""
         r = self.r
         if r.lr_warmup_steps > 0 and step < r.lr_warmup_steps:
             factor = (step + 1) / r.lr_warmup_steps
         elif r.lr_schedule == "constant":
             factor = 1.0
         else:
-            t = min(1.0, max(0.0, (step - r.lr_warmup_steps) / max(1, self.p.steps - r.lr_warmup_steps)))
+            t = self.progress(step)
             end = r.lr_final_factor
             shape = (1.0 - t) if r.lr_schedule == "linear" else 0.5 * (1.0 + math.cos(math.pi * t))
             factor = end + (1.0 - end) * shape
@@ -274,18 +292,23 @@ class Trainer:
         with self._autocast():
             fake = self.G(z, y)  # kept with its graph: the G update below reuses it
 
-        # --- discriminator: real up, fake down (+ lazy R1 on reals)
+        # --- discriminator: real up, fake down
         self.d_net.requires_grad_(True)
         self.opt_d.zero_grad(set_to_none=True)
-        real_in = x.detach().requires_grad_(True) if r1_now else x
+        if r1_now:
+            # lazy R1 in its own pass on the plain network (double backward is not supported by
+            # torch.compile); its gradients accumulate locally and join the DDP all-reduce below
+            real_aug = self._aug(x).detach().requires_grad_(True)
+            with self._autocast():
+                r1_logits = self.d_net(real_aug, y)
+            self.scaler.scale(r1_penalty(r1_logits, real_aug) * r1_weight).backward()
         nan = torch.tensor(float("nan"), device=self.device) if self._inject_nan(step) else None
         if self.d_separate:
             with self._no_sync(self.D):
                 with self._autocast():
-                    real_logits = self.D(self._aug(real_in), y)
+                    real_logits = self.D(self._aug(x), y)
                 loss_real = d_real_loss(r.loss, real_logits)
-                extra = r1_penalty(real_logits, real_in) * r1_weight if r1_now else 0.0
-                self.scaler.scale(loss_real + extra).backward()
+                self.scaler.scale(loss_real).backward()
             with self._autocast():
                 fake_logits = self.D(self._aug(fake.detach()), y)
             loss_fake = d_fake_loss(r.loss, fake_logits)
@@ -295,13 +318,12 @@ class Trainer:
             loss_d = loss_real.detach() + loss_fake.detach()
         else:
             with self._autocast():
-                logits = self.D(self._aug(torch.cat([real_in, fake.detach()])), torch.cat([y, y]))
+                logits = self.D(self._aug(torch.cat([x, fake.detach()])), torch.cat([y, y]))
             real_logits, fake_logits = logits[:n], logits[n:]
             loss_d = d_real_loss(r.loss, real_logits) + d_fake_loss(r.loss, fake_logits)
             if nan is not None:
                 loss_d = loss_d * nan
-            total = loss_d + r1_penalty(real_logits, real_in) * r1_weight if r1_now else loss_d
-            self.scaler.scale(total).backward()
+            self.scaler.scale(loss_d).backward()
         self.scaler.unscale_(self.opt_d)
         gnorm_d = _grad_norm(list(self.d_net.parameters()), r.grad_clip)
         self.scaler.step(self.opt_d)
@@ -318,7 +340,8 @@ class Trainer:
         self.scaler.step(self.opt_g)
         self.scaler.update()
         if self.ema is not None:
-            self.ema.update(self.g_net, step)
+            batch_images = self.data.global_batch
+            self.ema.update(self.g_net, (step + 1) * batch_images, batch_images)
         self.augment.observe(real_logits.detach(), step, self.data.global_batch, self._all_sum)
 
         stats = torch.stack([
@@ -485,8 +508,8 @@ class Trainer:
         if self.resume and loaded is None:
             self._say(f"no checkpoint in {self.ckpt_dir}; starting a new run")
         if loaded is not None and loaded[1].get("fingerprint") != self.fingerprint:
-            self._say(f"{loaded[0]} was made with other settings or data (recipe, networks, batch, seed or dataset "
-                      "changed); starting a new run")
+            self._say(f"{loaded[0]} was made with other settings, data or code (recipe, networks, batch, seed, "
+                      "dataset or productgan/gan changed); starting a new run")
             loaded = None
         self._barrier()
         if self.ctx.main:
@@ -496,9 +519,10 @@ class Trainer:
                 "params_hash": self.params_hash, "productgan.step": "train"}
         if loaded is None:
             if self.ctx.main:
-                removed = clear_checkpoints(self.ckpt_dir)
-                if removed:
-                    self._say(f"removed {removed} old checkpoint(s) from {self.ckpt_dir} (fresh start)")
+                moved = set_aside_checkpoints(self.ckpt_dir)
+                if moved:
+                    self._say(f"moved {moved} checkpoint(s) of an earlier run to {self.ckpt_dir / PREVIOUS} "
+                              "(kept until the next new run)")
             self._barrier()
             self.tracker.start(p.experiment, None, run_name=f"train-{p.recipe}", tags={
                 k: str(v) for k, v in tags.items() if v is not None})
@@ -511,7 +535,11 @@ class Trainer:
             self._checkpoint()  # step 0: a state to restore to, and the run id for --resume
         else:
             path, state = loaded
-            self._restore(state)
+            try:
+                self._restore(state)
+            except (RuntimeError, KeyError, ValueError) as exc:
+                raise TrainingFailed(f"{path} cannot be restored ({exc}); run without --resume to start anew "
+                                     f"(its checkpoints move to {self.ckpt_dir / PREVIOUS})") from exc
             self._seconds_base = float(state.get("train_seconds", 0.0))
             self.tracker.start(p.experiment, state.get("run_id"), run_name=f"train-{p.recipe}",
                                tags={k: str(v) for k, v in tags.items() if v is not None})
@@ -616,8 +644,9 @@ class Trainer:
             grid = self._grid()
             save_png(grid, self.out_dir / GRID_FILE)
             self._write_metrics(metrics)
-            self.tracker.log_metrics({k: v for k, v in metrics.items() if isinstance(v, int | float)
-                                      and not isinstance(v, bool)} | {"final_step": self.step}, self.step)
+            summary = {"final_step": self.step, "train_minutes": metrics["train_minutes"],
+                       "images_per_s_mean": metrics["images_per_s"] or 0.0, "restarts": self.restarts}
+            self.tracker.log_metrics(summary, self.step)
             self.tracker.log_image(grid, "samples", self.step)
             self.tracker.log_artifacts(str(self.out_dir), "generator")
             self.tracker.end("FINISHED")
