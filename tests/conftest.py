@@ -26,6 +26,18 @@ def read_idx(path: Path) -> np.ndarray:
     return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
 
 
+@pytest.fixture(autouse=True)
+def _no_leaked_params_file():
+    """`productgan --params F` run in-process (click's CliRunner) sets $PRODUCTGAN_PARAMS for the rest of
+    the process; without this, later tests and their subprocesses would read another test's params."""
+    before = os.environ.get("PRODUCTGAN_PARAMS")
+    yield
+    if before is None:
+        os.environ.pop("PRODUCTGAN_PARAMS", None)
+    else:
+        os.environ["PRODUCTGAN_PARAMS"] = before
+
+
 @pytest.fixture(scope="session")
 def fmnist_dir() -> Path:
     if not (FMNIST_DIR / "train-images-idx3-ubyte.gz").is_file():
