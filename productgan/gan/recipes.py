@@ -18,7 +18,8 @@ PRECISIONS = ("bf16", "fp16", "fp32")
 
 @dataclass
 class RecipeParams:
-    arch: str = "dcgan"  # networks: dcgan | resnet (see productgan/gan/networks.py)
+    arch: str = "dcgan"  # generator: dcgan | sndcgan (DCGAN with class-conditional BN) | resnet
+    d_arch: str = ""  # discriminator: dcgan (BatchNorm) | sndcgan (spectral norm) | resnet; "" = as arch
     g_channels: int = 64  # generator width (channels of its last block)
     d_channels: int = 64  # discriminator width (channels of its first block)
     loss: str = "bce"  # bce (non-saturating) | hinge
