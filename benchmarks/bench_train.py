@@ -235,7 +235,8 @@ def cmd_throughput(args: argparse.Namespace) -> None:
 
 
 class Classifier(nn.Module):
-    """A small CNN for Fashion-MNIST (~87% test accuracy after 3 epochs); its 128-d penultimate layer is the feature space."""
+    """A small CNN for Fashion-MNIST (~87% test accuracy after 3 epochs); its 128-d penultimate layer is the
+    feature space."""
 
     def __init__(self) -> None:
         super().__init__()

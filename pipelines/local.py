@@ -39,6 +39,8 @@ TINY: dict[str, Any] = {
     "train.log_every": 1,
     "train.default.g_channels": 8,
     "train.default.d_channels": 8,
+    "train.baseline.g_channels": 8,
+    "train.baseline.d_channels": 8,
     "evaluate.n": 100,
     "evaluate.batch_size": 50,
     "evaluate.kid_subsets": 5,

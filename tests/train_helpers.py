@@ -27,6 +27,7 @@ def tiny_params(tmp: Path, **overrides) -> TrainParams:
     """2 steps of batch 4 with 4-channel networks; checkpoints, metrics and plots under ``tmp``."""
     recipe_over = overrides.pop("recipe_overrides", {})
     p = TrainParams(
+        recipe="default", max_minutes=None,
         steps=2, batch_size=4, checkpoint_every=2, log_every=1, sample_every=2, sync_every=1, grid_columns=2,
         checkpoint_dir=str(tmp / "ckpt"), metrics_file=str(tmp / "metrics.json"), plots_file=str(tmp / "plots.csv"),
     )

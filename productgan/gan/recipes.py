@@ -65,9 +65,9 @@ class DefaultRecipe(RecipeParams):
 
 @dataclass
 class TrainParams:
-    recipe: str = "default"  # baseline | default
+    recipe: str = "baseline"  # baseline | default (make run: baseline, see params.yaml)
     steps: int = 3000  # optimisation steps (each: one D and one G update)
-    max_minutes: float | None = None  # also stop after this much training time (all resumes together)
+    max_minutes: float | None = 10.0  # also stop after this much training time (all resumes together)
     batch_size: int = 64  # images per step and per process
     latent_dim: int = 128
     seed: int = 0
