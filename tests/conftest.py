@@ -28,14 +28,12 @@ def read_idx(path: Path) -> np.ndarray:
 
 @pytest.fixture(autouse=True)
 def _no_leaked_params_file():
-    """`productgan --params F` run in-process (click's CliRunner) sets $PRODUCTGAN_PARAMS for the rest of
-    the process; without this, later tests and their subprocesses would read another test's params."""
-    before = os.environ.get("PRODUCTGAN_PARAMS")
+    """`productgan --params F` run in-process (click's CliRunner, also from module-scoped fixtures) sets
+    $PRODUCTGAN_PARAMS for the rest of the process; every test starts and ends without it, so no test or
+    subprocess reads another test's params."""
+    os.environ.pop("PRODUCTGAN_PARAMS", None)
     yield
-    if before is None:
-        os.environ.pop("PRODUCTGAN_PARAMS", None)
-    else:
-        os.environ["PRODUCTGAN_PARAMS"] = before
+    os.environ.pop("PRODUCTGAN_PARAMS", None)
 
 
 @pytest.fixture(scope="session")

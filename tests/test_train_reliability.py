@@ -33,6 +33,7 @@ TINY_RECIPE = {"g_channels": 4, "d_channels": 4, "lr_schedule": "constant"}
 
 def write_params(root: Path, **train) -> Path:
     doc = {"train": {
+        "recipe": "default", "max_minutes": None,
         "steps": 100000, "batch_size": 4, "checkpoint_every": 4, "sync_every": 1, "log_every": 2,
         "sample_every": 1000, "grid_columns": 2, "baseline": dict(TINY_RECIPE), "default": dict(TINY_RECIPE),
         **train,
