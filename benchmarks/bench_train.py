@@ -75,12 +75,15 @@ def resize(images: np.ndarray, size: int) -> np.ndarray:
     ]
 
 
-def write_prepared(root: Path, x: np.ndarray, y: np.ndarray) -> Path:
+def write_prepared(root: Path, x: np.ndarray, y: np.ndarray, test: tuple[np.ndarray, np.ndarray] | None = None) -> Path:
     from productgan.io import atomic_write_json
 
     root.mkdir(parents=True, exist_ok=True)
     np.save(root / "train_images.npy", x)
     np.save(root / "train_labels.npy", y)
+    if test is not None:
+        np.save(root / "test_images.npy", test[0])
+        np.save(root / "test_labels.npy", test[1])
     atomic_write_json(root / "manifest.json", {
         "categories": CATEGORIES, "resolution": int(x.shape[-1]), "channels": int(x.shape[1]),
         "counts": {"train": {"total": int(len(y))}}, "refused": [], "dataset_hash": "bench-fashion-mnist",
@@ -235,7 +238,8 @@ def cmd_throughput(args: argparse.Namespace) -> None:
 
 
 class Classifier(nn.Module):
-    """A small CNN for Fashion-MNIST (~87% test accuracy after 3 epochs); its 128-d penultimate layer is the feature space."""
+    """A small CNN for Fashion-MNIST (~87% test accuracy after 3 epochs); its 128-d penultimate layer is the
+    feature space."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -303,6 +307,20 @@ def frechet(a: np.ndarray, b: np.ndarray) -> float:
     return float(((mu1 - mu2) ** 2).sum() + np.trace(s1 + s2 - 2 * covmean.real))
 
 
+def evaluate_step_metrics(folder: Path, data: Path) -> dict[str, Any] | None:
+    """fd_domain and class_accuracy from the evaluate step (productgan.metrics.evaluate), when present."""
+    try:
+        from productgan.metrics.evaluate import EvaluateParams, evaluate_generator
+    except ImportError:
+        return None
+    from productgan.gan.export import load_generator
+
+    G, cfg = load_generator(folder)
+    params = EvaluateParams(metrics=["fd_domain", "class_accuracy"])
+    result = evaluate_generator(G, cfg, data, params, cache_dir=CACHE / "evaluate", device="cpu")
+    return {"fd_domain": result["fd_domain"], "eval_class_accuracy": result["class_accuracy"]}
+
+
 def score_generator(folder: Path, net: Classifier, real_feats: np.ndarray, per_class: int = 1000) -> dict[str, float]:
     from productgan.gan.export import load_generator
     from productgan.gan.sample import generate_uint8
@@ -315,6 +333,20 @@ def score_generator(folder: Path, net: Classifier, real_feats: np.ndarray, per_c
     feats = predict(net, fake, feats=True)
     acc = float((predict(net, fake).argmax(1) == labels).mean())
     return {"fd_clf": frechet(real_feats, feats), "class_accuracy": acc}
+
+
+def use_metrics_code(checkout: str | None) -> str | None:
+    """Let ``productgan.metrics`` also load modules from another checkout's productgan/metrics (the
+    evaluate step before it is merged); returns that checkout's commit for the record."""
+    if not checkout:
+        return None
+    import subprocess
+
+    import productgan.metrics as metrics
+
+    metrics.__path__.append(str(Path(checkout) / "productgan" / "metrics"))
+    return subprocess.run(["git", "-C", checkout, "rev-parse", "--short", "HEAD"], capture_output=True,
+                          text=True).stdout.strip() or None
 
 
 QUALITY_CHILD = """
@@ -340,11 +372,12 @@ def cmd_quality(args: argparse.Namespace) -> None:
     import subprocess
 
     net = classifier()
-    xt, _ = fashion_mnist("test")
+    xt, yt = fashion_mnist("test")
     real_feats = predict(net, xt, feats=True)
     x, y = fashion_mnist("train")
     root = Path(args.workdir)
     data = write_prepared(root / "prepared", x, y)
+    data_eval = write_prepared(root / "prepared_eval", x, y, test=(xt, yt))
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     script = root / "child.py"
     script.write_text(QUALITY_CHILD)
@@ -359,15 +392,18 @@ def cmd_quality(args: argparse.Namespace) -> None:
             [sys.executable, str(script), json.dumps(spec)], env=env,
             stdout=open(out / "log.txt", "w"), stderr=subprocess.STDOUT,  # noqa: SIM115
         ))
+    metrics_commit = use_metrics_code(args.metrics_code)
     rows = []
     for name, (v, proc) in procs.items():
         proc.wait()
         child = json.loads((root / name / "child.json").read_text())
         scores = score_generator(root / name / "generator", net, real_feats)
+        scores.update(evaluate_step_metrics(root / name / "generator", data_eval) or {})
         rows.append({"name": name, "variant": v, **child, **scores})
         print(json.dumps(rows[-1]), flush=True)
     floor = frechet(real_feats, predict(net, x[:10000], feats=True))
-    save_result(args.save_as, {"minutes": args.minutes, "rows": rows, "fd_clf_train_vs_test": floor})
+    save_result(args.save_as, {"minutes": args.minutes, "rows": rows, "fd_clf_train_vs_test": floor,
+                               "evaluate_code": args.metrics_code and f"{args.metrics_code}@{metrics_commit}"})
 
 
 def cmd_gpu(args: argparse.Namespace) -> None:
@@ -478,6 +514,8 @@ def main() -> None:
                    help='JSON list of {"name", "recipe", "steps"?, "params"?, "recipe_params"?}; '
                         "default: the two shipped recipes, each for the time budget")
     q.add_argument("--save-as", default="quality")
+    q.add_argument("--metrics-code", default=None,
+                   help="a checkout whose productgan/metrics holds the evaluate step (until it is merged here)")
     q.add_argument("--workdir", default=str(REPO / ".cache" / "bench_train_quality"))
     g = sub.add_parser("gpu")
     g.add_argument("--steps", type=int, default=60)

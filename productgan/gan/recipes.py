@@ -29,6 +29,7 @@ class RecipeParams:
     beta2: float = 0.999
     lr_schedule: str = "constant"  # constant | linear | cosine: decays to lr_final_factor × lr at the last step
     lr_final_factor: float = 0.0
+    lr_decay_start: float = 0.0  # share of the run at which the decay starts (0.8 = hold, then anneal)
     lr_warmup_steps: int = 0
     grad_clip: float = 0.0  # clip each network's gradient norm to this; 0 = off
     ema_kimg: float = 0.0  # EMA of G's weights (exported instead of G): half-life in 1000s of images; 0 = off
@@ -114,6 +115,7 @@ class TrainParams:
             (0 < self.restart_lr_factor <= 1, "train.restart_lr_factor must be in (0, 1]"),
             (r.loss in ("bce", "hinge"), f"{where}.loss must be bce or hinge"),
             (r.lr_schedule in SCHEDULES, f"{where}.lr_schedule must be one of {SCHEDULES}"),
+            (0 <= r.lr_decay_start < 1, f"{where}.lr_decay_start must be in [0, 1)"),
             (r.ema_kimg >= 0 and r.ema_rampup >= 0, f"{where}.ema_kimg and ema_rampup must be >= 0"),
             (0 <= r.augment_p <= 1, f"{where}.augment_p must be in [0, 1]"),
             (r.r1_every >= 1, f"{where}.r1_every must be >= 1"),

@@ -247,14 +247,15 @@ class Trainer:
 
     def lr_factor(self, step: int) -> float:
         """Schedule x restart scale: warm-up, then constant / linear / cosine decay to lr_final_factor
-        over the run (see ``progress``)."""
+        from ``lr_decay_start`` to the end of the run (see ``progress``)."""
         r = self.r
         if r.lr_warmup_steps > 0 and step < r.lr_warmup_steps:
             factor = (step + 1) / r.lr_warmup_steps
         elif r.lr_schedule == "constant":
             factor = 1.0
         else:
-            t = self.progress(step)
+            # hold the rate until lr_decay_start of the run, then decay to the end
+            t = max(0.0, self.progress(step) - r.lr_decay_start) / max(1e-8, 1.0 - r.lr_decay_start)
             end = r.lr_final_factor
             shape = (1.0 - t) if r.lr_schedule == "linear" else 0.5 * (1.0 + math.cos(math.pi * t))
             factor = end + (1.0 - end) * shape
