@@ -335,6 +335,28 @@ def score_generator(folder: Path, net: Classifier, real_feats: np.ndarray, per_c
     return {"fd_clf": frechet(real_feats, feats), "class_accuracy": acc}
 
 
+def score_snapshots(ckpt_dir: Path, net: Classifier, real_feats: np.ndarray, data: Path) -> list[dict[str, Any]]:
+    """Scores of the generator (EMA weights when on) in each kept checkpoint: a single snapshot of a GAN
+    moves a lot from one step to the next, so the mean over the last few is the steadier comparison."""
+    from productgan.gan.checkpoint import list_checkpoints, load_checkpoint
+    from productgan.gan.config import GeneratorConfig
+    from productgan.gan.export import save_generator
+    from productgan.gan.networks import build_generator
+
+    out = []
+    for step, path in list_checkpoints(ckpt_dir):
+        state = load_checkpoint(path)
+        cfg = GeneratorConfig.from_dict(state["config"])
+        G = build_generator(cfg)
+        G.load_state_dict(state["G_ema"] or state["G"])
+        with tempfile.TemporaryDirectory() as tmp:
+            save_generator(G.eval(), cfg, tmp)
+            row = {"step": step, **score_generator(Path(tmp), net, real_feats)}
+            row.update(evaluate_step_metrics(Path(tmp), data) or {})
+        out.append(row)
+    return out
+
+
 def use_metrics_code(checkout: str | None) -> str | None:
     """Let ``productgan.metrics`` also load modules from another checkout's productgan/metrics (the
     evaluate step before it is merged); returns that checkout's commit for the record."""
@@ -357,7 +379,8 @@ spec = json.loads(sys.argv[1])
 out = spec["out"]
 p = TrainParams(recipe=spec["recipe"], steps=spec["steps"], max_minutes=spec["minutes"], num_threads=1,
                 checkpoint_dir=out + "/ckpt", metrics_file=out + "/metrics.json", plots_file=out + "/plots.csv",
-                log_every=100, sample_every=10**9, checkpoint_every=1000, **spec.get("params", {}))
+                log_every=100, sample_every=10**9, checkpoint_every=250, keep_checkpoints=4,
+                **spec.get("params", {}))
 setattr(p, p.recipe, dataclasses.replace(p.recipe_params(), **spec.get("recipe_params", {})))
 t0, c0 = time.time(), time.process_time()
 res = Trainer(p, spec["data"], out + "/generator", track=False).run()
@@ -399,7 +422,8 @@ def cmd_quality(args: argparse.Namespace) -> None:
         child = json.loads((root / name / "child.json").read_text())
         scores = score_generator(root / name / "generator", net, real_feats)
         scores.update(evaluate_step_metrics(root / name / "generator", data_eval) or {})
-        rows.append({"name": name, "variant": v, **child, **scores})
+        snapshots = score_snapshots(root / name / "ckpt", net, real_feats, data_eval)
+        rows.append({"name": name, "variant": v, **child, **scores, "snapshots": snapshots})
         print(json.dumps(rows[-1]), flush=True)
     floor = frechet(real_feats, predict(net, x[:10000], feats=True))
     save_result(args.save_as, {"minutes": args.minutes, "rows": rows, "fd_clf_train_vs_test": floor,

@@ -18,8 +18,8 @@ PRECISIONS = ("bf16", "fp16", "fp32")
 
 @dataclass
 class RecipeParams:
-    arch: str = "dcgan"  # generator: dcgan | sndcgan (DCGAN with class-conditional BN) | resnet
-    d_arch: str = ""  # discriminator: dcgan (BatchNorm) | sndcgan (spectral norm) | resnet; "" = as arch
+    arch: str = "dcgan"  # generator: dcgan | dcgan_cbn (class-conditional BatchNorm) | resnet
+    d_arch: str = "dcgan"  # discriminator: dcgan (BatchNorm) | dcgan_sn (spectral norm) | resnet
     g_channels: int = 64  # generator width (channels of its last block)
     d_channels: int = 64  # discriminator width (channels of its first block)
     loss: str = "bce"  # bce (non-saturating) | hinge
@@ -48,18 +48,11 @@ class BaselineRecipe(RecipeParams):
 
 @dataclass
 class DefaultRecipe(RecipeParams):
-    """SNGAN/BigGAN practice for small images: SN-ResNet + projection D, hinge loss, EMA, DiffAugment."""
+    """Chosen by benchmark (benchmarks/RESULTS.md): class-conditional BatchNorm in G, hinge loss, an EMA of
+    G's weights, DiffAugment for small datasets; DCGAN-sized networks (the fastest to learn per second)."""
 
-    arch: str = "resnet"
-    g_channels: int = 32
-    d_channels: int = 32
+    arch: str = "dcgan_cbn"
     loss: str = "hinge"
-    lr_g: float = 2e-4
-    lr_d: float = 2e-4
-    beta1: float = 0.0
-    beta2: float = 0.9
-    lr_schedule: str = "linear"
-    lr_final_factor: float = 0.0
     ema_kimg: float = 10.0
     augment: str = "auto"
 

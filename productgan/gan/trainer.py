@@ -162,8 +162,8 @@ class Trainer:
         torch.manual_seed(params.seed)  # same initial weights on every rank (DDP also broadcasts them)
         mf = torch.channels_last if params.channels_last else torch.contiguous_format
         self.g_net = build_generator(self.cfg).to(self.device, memory_format=mf)
-        d_cfg = dataclasses.replace(self.cfg, arch=self.r.d_arch or self.r.arch)
-        self.d_net = build_discriminator(d_cfg, self.r.d_channels).to(self.device, memory_format=mf)
+        self.d_net = build_discriminator(self.cfg, self.r.d_channels, self.r.d_arch or None).to(
+            self.device, memory_format=mf)
         self.ema = EMA(self.g_net, self.r.ema_kimg, self.r.ema_rampup) if self.r.ema_kimg > 0 else None
         betas = (self.r.beta1, self.r.beta2)
         fused = True if self._cuda else None
