@@ -5,6 +5,7 @@
   python -m benchmarks.bench_train quality      # default vs baseline at equal training time, Fashion-MNIST
   python -m benchmarks.bench_train gpu          # on a CUDA machine: default at 28x28, bf16, compile on/off,
                                                 # batch 256..4096
+  python -m benchmarks.bench_train score DIR..  # score generator folders (fd_clf; fd_domain when available)
   python -m benchmarks.bench_train report       # write benchmarks/RESULTS.md's train section from the JSON
 
 Every command stores its numbers in benchmarks/results/train_<command>.json (with machine, load and
@@ -430,6 +431,21 @@ def cmd_quality(args: argparse.Namespace) -> None:
                                "evaluate_code": args.metrics_code and f"{args.metrics_code}@{metrics_commit}"})
 
 
+def cmd_score(args: argparse.Namespace) -> None:
+    """Score existing generator folders (fd_clf, class_accuracy, and fd_domain when the evaluate step is there)."""
+    use_metrics_code(args.metrics_code)
+    net = classifier()
+    xt, yt = fashion_mnist("test")
+    real_feats = predict(net, xt, feats=True)
+    x, y = fashion_mnist("train")
+    with tempfile.TemporaryDirectory() as tmp:
+        data = write_prepared(Path(tmp) / "prepared", x, y, test=(xt, yt))
+        for folder in args.generators:
+            scores = score_generator(Path(folder), net, real_feats)
+            scores.update(evaluate_step_metrics(Path(folder), data) or {})
+            print(json.dumps({"generator": folder, **scores}), flush=True)
+
+
 def cmd_gpu(args: argparse.Namespace) -> None:
     if not torch.cuda.is_available():
         sys.exit("gpu: no CUDA device here")
@@ -541,11 +557,16 @@ def main() -> None:
     q.add_argument("--metrics-code", default=None,
                    help="a checkout whose productgan/metrics holds the evaluate step (until it is merged here)")
     q.add_argument("--workdir", default=str(REPO / ".cache" / "bench_train_quality"))
+    sc = sub.add_parser("score")
+    sc.add_argument("generators", nargs="+")
+    sc.add_argument("--metrics-code", default=None)
     g = sub.add_parser("gpu")
     g.add_argument("--steps", type=int, default=60)
     sub.add_parser("report")
     args = ap.parse_args()
-    {"throughput": cmd_throughput, "quality": cmd_quality, "gpu": cmd_gpu, "report": cmd_report}[args.cmd](args)
+    commands = {"throughput": cmd_throughput, "quality": cmd_quality, "score": cmd_score, "gpu": cmd_gpu,
+                "report": cmd_report}
+    commands[args.cmd](args)
 
 
 if __name__ == "__main__":

@@ -60,7 +60,7 @@ class DefaultRecipe(RecipeParams):
 @dataclass
 class TrainParams:
     recipe: str = "default"  # baseline | default
-    steps: int = 3000  # optimisation steps (each: one D and one G update)
+    steps: int = 9000  # optimisation steps (each: one D and one G update)
     max_minutes: float | None = None  # also stop after this much training time (all resumes together)
     batch_size: int = 64  # images per step and per process
     latent_dim: int = 128
