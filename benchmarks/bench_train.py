@@ -5,6 +5,7 @@
   python -m benchmarks.bench_train quality      # default vs baseline at equal training time, Fashion-MNIST
   python -m benchmarks.bench_train gpu          # on a CUDA machine: default at 28x28, bf16, compile on/off,
                                                 # batch 256..4096
+  python -m benchmarks.bench_train score DIR..  # score generator folders (fd_clf; fd_domain when available)
   python -m benchmarks.bench_train report       # write benchmarks/RESULTS.md's train section from the JSON
 
 Every command stores its numbers in benchmarks/results/train_<command>.json (with machine, load and
@@ -75,12 +76,15 @@ def resize(images: np.ndarray, size: int) -> np.ndarray:
     ]
 
 
-def write_prepared(root: Path, x: np.ndarray, y: np.ndarray) -> Path:
+def write_prepared(root: Path, x: np.ndarray, y: np.ndarray, test: tuple[np.ndarray, np.ndarray] | None = None) -> Path:
     from productgan.io import atomic_write_json
 
     root.mkdir(parents=True, exist_ok=True)
     np.save(root / "train_images.npy", x)
     np.save(root / "train_labels.npy", y)
+    if test is not None:
+        np.save(root / "test_images.npy", test[0])
+        np.save(root / "test_labels.npy", test[1])
     atomic_write_json(root / "manifest.json", {
         "categories": CATEGORIES, "resolution": int(x.shape[-1]), "channels": int(x.shape[1]),
         "counts": {"train": {"total": int(len(y))}}, "refused": [], "dataset_hash": "bench-fashion-mnist",
@@ -304,6 +308,20 @@ def frechet(a: np.ndarray, b: np.ndarray) -> float:
     return float(((mu1 - mu2) ** 2).sum() + np.trace(s1 + s2 - 2 * covmean.real))
 
 
+def evaluate_step_metrics(folder: Path, data: Path) -> dict[str, Any] | None:
+    """fd_domain and class_accuracy from the evaluate step (productgan.metrics.evaluate), when present."""
+    try:
+        from productgan.metrics.evaluate import EvaluateParams, evaluate_generator
+    except ImportError:
+        return None
+    from productgan.gan.export import load_generator
+
+    G, cfg = load_generator(folder)
+    params = EvaluateParams(metrics=["fd_domain", "class_accuracy"])
+    result = evaluate_generator(G, cfg, data, params, cache_dir=CACHE / "evaluate", device="cpu")
+    return {"fd_domain": result["fd_domain"], "eval_class_accuracy": result["class_accuracy"]}
+
+
 def score_generator(folder: Path, net: Classifier, real_feats: np.ndarray, per_class: int = 1000) -> dict[str, float]:
     from productgan.gan.export import load_generator
     from productgan.gan.sample import generate_uint8
@@ -318,6 +336,42 @@ def score_generator(folder: Path, net: Classifier, real_feats: np.ndarray, per_c
     return {"fd_clf": frechet(real_feats, feats), "class_accuracy": acc}
 
 
+def score_snapshots(ckpt_dir: Path, net: Classifier, real_feats: np.ndarray, data: Path) -> list[dict[str, Any]]:
+    """Scores of the generator (EMA weights when on) in each kept checkpoint: a single snapshot of a GAN
+    moves a lot from one step to the next, so the mean over the last few is the steadier comparison."""
+    from productgan.gan.checkpoint import list_checkpoints, load_checkpoint
+    from productgan.gan.config import GeneratorConfig
+    from productgan.gan.export import save_generator
+    from productgan.gan.networks import build_generator
+
+    out = []
+    for step, path in list_checkpoints(ckpt_dir):
+        state = load_checkpoint(path)
+        cfg = GeneratorConfig.from_dict(state["config"])
+        G = build_generator(cfg)
+        G.load_state_dict(state["G_ema"] or state["G"])
+        with tempfile.TemporaryDirectory() as tmp:
+            save_generator(G.eval(), cfg, tmp)
+            row = {"step": step, **score_generator(Path(tmp), net, real_feats)}
+            row.update(evaluate_step_metrics(Path(tmp), data) or {})
+        out.append(row)
+    return out
+
+
+def use_metrics_code(checkout: str | None) -> str | None:
+    """Let ``productgan.metrics`` also load modules from another checkout's productgan/metrics (the
+    evaluate step before it is merged); returns that checkout's commit for the record."""
+    if not checkout:
+        return None
+    import subprocess
+
+    import productgan.metrics as metrics
+
+    metrics.__path__.append(str(Path(checkout) / "productgan" / "metrics"))
+    return subprocess.run(["git", "-C", checkout, "rev-parse", "--short", "HEAD"], capture_output=True,
+                          text=True).stdout.strip() or None
+
+
 QUALITY_CHILD = """
 import dataclasses, json, sys, time
 from productgan.gan.recipes import TrainParams
@@ -326,7 +380,8 @@ spec = json.loads(sys.argv[1])
 out = spec["out"]
 p = TrainParams(recipe=spec["recipe"], steps=spec["steps"], max_minutes=spec["minutes"], num_threads=1,
                 checkpoint_dir=out + "/ckpt", metrics_file=out + "/metrics.json", plots_file=out + "/plots.csv",
-                log_every=100, sample_every=10**9, checkpoint_every=1000, **spec.get("params", {}))
+                log_every=100, sample_every=10**9, checkpoint_every=250, keep_checkpoints=4,
+                **spec.get("params", {}))
 setattr(p, p.recipe, dataclasses.replace(p.recipe_params(), **spec.get("recipe_params", {})))
 t0, c0 = time.time(), time.process_time()
 res = Trainer(p, spec["data"], out + "/generator", track=False).run()
@@ -341,11 +396,12 @@ def cmd_quality(args: argparse.Namespace) -> None:
     import subprocess
 
     net = classifier()
-    xt, _ = fashion_mnist("test")
+    xt, yt = fashion_mnist("test")
     real_feats = predict(net, xt, feats=True)
     x, y = fashion_mnist("train")
     root = Path(args.workdir)
     data = write_prepared(root / "prepared", x, y)
+    data_eval = write_prepared(root / "prepared_eval", x, y, test=(xt, yt))
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     script = root / "child.py"
     script.write_text(QUALITY_CHILD)
@@ -360,15 +416,34 @@ def cmd_quality(args: argparse.Namespace) -> None:
             [sys.executable, str(script), json.dumps(spec)], env=env,
             stdout=open(out / "log.txt", "w"), stderr=subprocess.STDOUT,  # noqa: SIM115
         ))
+    metrics_commit = use_metrics_code(args.metrics_code)
     rows = []
     for name, (v, proc) in procs.items():
         proc.wait()
         child = json.loads((root / name / "child.json").read_text())
         scores = score_generator(root / name / "generator", net, real_feats)
-        rows.append({"name": name, "variant": v, **child, **scores})
+        scores.update(evaluate_step_metrics(root / name / "generator", data_eval) or {})
+        snapshots = score_snapshots(root / name / "ckpt", net, real_feats, data_eval)
+        rows.append({"name": name, "variant": v, **child, **scores, "snapshots": snapshots})
         print(json.dumps(rows[-1]), flush=True)
     floor = frechet(real_feats, predict(net, x[:10000], feats=True))
-    save_result(args.save_as, {"minutes": args.minutes, "rows": rows, "fd_clf_train_vs_test": floor})
+    save_result(args.save_as, {"minutes": args.minutes, "rows": rows, "fd_clf_train_vs_test": floor,
+                               "evaluate_code": args.metrics_code and f"{args.metrics_code}@{metrics_commit}"})
+
+
+def cmd_score(args: argparse.Namespace) -> None:
+    """Score existing generator folders (fd_clf, class_accuracy, and fd_domain when the evaluate step is there)."""
+    use_metrics_code(args.metrics_code)
+    net = classifier()
+    xt, yt = fashion_mnist("test")
+    real_feats = predict(net, xt, feats=True)
+    x, y = fashion_mnist("train")
+    with tempfile.TemporaryDirectory() as tmp:
+        data = write_prepared(Path(tmp) / "prepared", x, y, test=(xt, yt))
+        for folder in args.generators:
+            scores = score_generator(Path(folder), net, real_feats)
+            scores.update(evaluate_step_metrics(Path(folder), data) or {})
+            print(json.dumps({"generator": folder, **scores}), flush=True)
 
 
 def cmd_gpu(args: argparse.Namespace) -> None:
@@ -479,12 +554,19 @@ def main() -> None:
                    help='JSON list of {"name", "recipe", "steps"?, "params"?, "recipe_params"?}; '
                         "default: the two shipped recipes, each for the time budget")
     q.add_argument("--save-as", default="quality")
+    q.add_argument("--metrics-code", default=None,
+                   help="a checkout whose productgan/metrics holds the evaluate step (until it is merged here)")
     q.add_argument("--workdir", default=str(REPO / ".cache" / "bench_train_quality"))
+    sc = sub.add_parser("score")
+    sc.add_argument("generators", nargs="+")
+    sc.add_argument("--metrics-code", default=None)
     g = sub.add_parser("gpu")
     g.add_argument("--steps", type=int, default=60)
     sub.add_parser("report")
     args = ap.parse_args()
-    {"throughput": cmd_throughput, "quality": cmd_quality, "gpu": cmd_gpu, "report": cmd_report}[args.cmd](args)
+    commands = {"throughput": cmd_throughput, "quality": cmd_quality, "score": cmd_score, "gpu": cmd_gpu,
+                "report": cmd_report}
+    commands[args.cmd](args)
 
 
 if __name__ == "__main__":

@@ -145,15 +145,15 @@ def test_resume_needs_matching_settings_and_a_new_run_keeps_old_checkpoints(tmp_
     assert [s for s, _ in list_checkpoints(tmp_path / "ckpt")] == [0, 2]
 
 
-@pytest.mark.parametrize("arch", ["dcgan", "sndcgan", "resnet"])
-def test_every_arch_at_every_size(arch):
+@pytest.mark.parametrize(("arch", "d_arch"), [("dcgan", "dcgan"), ("dcgan_cbn", "dcgan_sn"), ("resnet", "resnet")])
+def test_every_arch_at_every_size(arch, d_arch):
     from productgan.gan.config import GeneratorConfig
     from productgan.gan.networks import build_discriminator, build_generator
 
     for resolution, channels in ((28, 1), (32, 3), (64, 1), (128, 3)):
         cfg = GeneratorConfig(arch=arch, resolution=resolution, channels=channels, latent_dim=8,
                               base_channels=4, categories=["a", "b", "c"])
-        G, D = build_generator(cfg), build_discriminator(cfg)
+        G, D = build_generator(cfg), build_discriminator(cfg, arch=d_arch)
         labels = torch.tensor([0, 1, 2, 1])
         x = G(torch.randn(4, 8), labels)
         assert x.shape == (4, channels, resolution, resolution) and x.abs().max() <= 1

@@ -1,15 +1,18 @@
-"""Class-conditional generator and discriminator networks, one pair per ``arch``.
+"""Class-conditional generators and discriminators, chosen by name (``arch`` for G, ``d_arch`` for D).
 
-``dcgan`` (recipe ``baseline``): the classic DCGAN (Radford et al. 2015). G: z and a class embedding
-concatenated -> linear -> transposed convolutions with BatchNorm and ReLU -> tanh. D: strided convolutions
-with BatchNorm and LeakyReLU; the class enters as a projection term. Weights drawn from N(0, 0.02).
+``dcgan`` (recipe ``baseline``; also the discriminator of ``default``): the classic DCGAN (Radford et al.
+2015). G: z and a class embedding concatenated -> linear -> transposed convolutions with BatchNorm and
+ReLU -> tanh. D: strided convolutions with BatchNorm and LeakyReLU; the class enters as a projection
+term (Miyato & Koyama 2018). Weights drawn from N(0, 0.02).
 
-``resnet`` (recipe ``default``): SNGAN/BigGAN-style residual networks (Miyato et al. 2018; Brock et al.
-2019). G: residual up-blocks with class-conditional BatchNorm (the class sets each BN's gain and bias).
-D: residual down-blocks, spectral norm on every layer, no normalisation, global sum pooling and a
-projection discriminator head (Miyato & Koyama 2018).
+``dcgan_cbn`` (generator of recipe ``default``): the DCGAN generator with class-conditional BatchNorm.
+``dcgan_sn`` (discriminator): the DCGAN discriminator with spectral norm instead of BatchNorm.
 
-Both generators follow the contract ``G(z (N, latent_dim), labels (N,) long) -> (N, C, H, W)`` in [-1, 1].
+``resnet``: SNGAN/BigGAN-style residual networks (Miyato et al. 2018; Brock et al. 2019). G: residual
+up-blocks with class-conditional BatchNorm. D: residual down-blocks, spectral norm on every layer, no
+normalisation, global sum pooling and a projection head.
+
+Every generator follows the contract ``G(z (N, latent_dim), labels (N,) long) -> (N, C, H, W)`` in [-1, 1].
 """
 
 from __future__ import annotations
@@ -90,11 +93,12 @@ def dcgan_init_(module: nn.Module) -> None:
             nn.init.zeros_(m.bias)
 
 
-# ------------------------------------------------------------------------------------------ sndcgan
+# ------------------------------------------------------------------ dcgan_cbn (G) and dcgan_sn (D)
 
 
-class SNDCGANGenerator(nn.Module):
-    """The DCGAN generator with class-conditional BatchNorm in its convolutional blocks."""
+class CBNDCGANGenerator(nn.Module):
+    """The DCGAN generator with class-conditional BatchNorm (the class sets each BN's gain and bias, as in
+    BigGAN and SNGAN-projection generators) on top of the class embedding fed with z."""
 
     def __init__(self, cfg: GeneratorConfig) -> None:
         super().__init__()
@@ -257,10 +261,10 @@ class ResNetDiscriminator(nn.Module):
 # ------------------------------------------------------------------------------------------ registry
 
 GENERATORS: dict[str, type[nn.Module]] = {
-    "dcgan": DCGANGenerator, "sndcgan": SNDCGANGenerator, "resnet": ResNetGenerator,
+    "dcgan": DCGANGenerator, "dcgan_cbn": CBNDCGANGenerator, "resnet": ResNetGenerator,
 }
 DISCRIMINATORS: dict[str, type[nn.Module]] = {
-    "dcgan": DCGANDiscriminator, "sndcgan": SNDCGANDiscriminator, "resnet": ResNetDiscriminator,
+    "dcgan": DCGANDiscriminator, "dcgan_sn": SNDCGANDiscriminator, "resnet": ResNetDiscriminator,
 }
 
 
@@ -270,8 +274,10 @@ def build_generator(cfg: GeneratorConfig) -> nn.Module:
     return GENERATORS[cfg.arch](cfg)
 
 
-def build_discriminator(cfg: GeneratorConfig, base_channels: int | None = None) -> nn.Module:
-    """The discriminator that trains with ``cfg``'s generator; ``base_channels`` defaults to G's width."""
-    if cfg.arch not in DISCRIMINATORS:
-        raise ValueError(f"unknown discriminator arch {cfg.arch!r}; known: {sorted(DISCRIMINATORS)}")
-    return DISCRIMINATORS[cfg.arch](cfg, base_channels)
+def build_discriminator(cfg: GeneratorConfig, base_channels: int | None = None, arch: str | None = None) -> nn.Module:
+    """A discriminator for ``cfg``'s images and categories: ``arch`` (default: the generator's arch, or
+    ``dcgan`` for a generator-only arch); ``base_channels`` defaults to G's width."""
+    arch = arch or (cfg.arch if cfg.arch in DISCRIMINATORS else "dcgan")
+    if arch not in DISCRIMINATORS:
+        raise ValueError(f"unknown discriminator arch {arch!r}; known: {sorted(DISCRIMINATORS)}")
+    return DISCRIMINATORS[arch](cfg, base_channels)

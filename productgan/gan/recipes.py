@@ -18,8 +18,8 @@ PRECISIONS = ("bf16", "fp16", "fp32")
 
 @dataclass
 class RecipeParams:
-    arch: str = "dcgan"  # generator: dcgan | sndcgan (DCGAN with class-conditional BN) | resnet
-    d_arch: str = ""  # discriminator: dcgan (BatchNorm) | sndcgan (spectral norm) | resnet; "" = as arch
+    arch: str = "dcgan"  # generator: dcgan | dcgan_cbn (class-conditional BatchNorm) | resnet
+    d_arch: str = "dcgan"  # discriminator: dcgan (BatchNorm) | dcgan_sn (spectral norm) | resnet
     g_channels: int = 64  # generator width (channels of its last block)
     d_channels: int = 64  # discriminator width (channels of its first block)
     loss: str = "bce"  # bce (non-saturating) | hinge
@@ -29,6 +29,7 @@ class RecipeParams:
     beta2: float = 0.999
     lr_schedule: str = "constant"  # constant | linear | cosine: decays to lr_final_factor × lr at the last step
     lr_final_factor: float = 0.0
+    lr_decay_start: float = 0.0  # share of the run at which the decay starts (0.8 = hold, then anneal)
     lr_warmup_steps: int = 0
     grad_clip: float = 0.0  # clip each network's gradient norm to this; 0 = off
     ema_kimg: float = 0.0  # EMA of G's weights (exported instead of G): half-life in 1000s of images; 0 = off
@@ -47,18 +48,11 @@ class BaselineRecipe(RecipeParams):
 
 @dataclass
 class DefaultRecipe(RecipeParams):
-    """SNGAN/BigGAN practice for small images: SN-ResNet + projection D, hinge loss, EMA, DiffAugment."""
+    """Chosen by benchmark (benchmarks/RESULTS.md): class-conditional BatchNorm in G, hinge loss, an EMA of
+    G's weights, DiffAugment for small datasets; DCGAN-sized networks (the fastest to learn per second)."""
 
-    arch: str = "resnet"
-    g_channels: int = 32
-    d_channels: int = 32
+    arch: str = "dcgan_cbn"
     loss: str = "hinge"
-    lr_g: float = 2e-4
-    lr_d: float = 2e-4
-    beta1: float = 0.0
-    beta2: float = 0.9
-    lr_schedule: str = "linear"
-    lr_final_factor: float = 0.0
     ema_kimg: float = 10.0
     augment: str = "auto"
 
@@ -114,6 +108,7 @@ class TrainParams:
             (0 < self.restart_lr_factor <= 1, "train.restart_lr_factor must be in (0, 1]"),
             (r.loss in ("bce", "hinge"), f"{where}.loss must be bce or hinge"),
             (r.lr_schedule in SCHEDULES, f"{where}.lr_schedule must be one of {SCHEDULES}"),
+            (0 <= r.lr_decay_start < 1, f"{where}.lr_decay_start must be in [0, 1)"),
             (r.ema_kimg >= 0 and r.ema_rampup >= 0, f"{where}.ema_kimg and ema_rampup must be >= 0"),
             (0 <= r.augment_p <= 1, f"{where}.augment_p must be in [0, 1]"),
             (r.r1_every >= 1, f"{where}.r1_every must be >= 1"),

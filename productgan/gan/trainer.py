@@ -163,8 +163,8 @@ class Trainer:
         torch.manual_seed(params.seed)  # same initial weights on every rank (DDP also broadcasts them)
         mf = torch.channels_last if params.channels_last else torch.contiguous_format
         self.g_net = build_generator(self.cfg).to(self.device, memory_format=mf)
-        d_cfg = dataclasses.replace(self.cfg, arch=self.r.d_arch or self.r.arch)
-        self.d_net = build_discriminator(d_cfg, self.r.d_channels).to(self.device, memory_format=mf)
+        self.d_net = build_discriminator(self.cfg, self.r.d_channels, self.r.d_arch or None).to(
+            self.device, memory_format=mf)
         self.ema = EMA(self.g_net, self.r.ema_kimg, self.r.ema_rampup) if self.r.ema_kimg > 0 else None
         betas = (self.r.beta1, self.r.beta2)
         fused = True if self._cuda else None
@@ -249,14 +249,15 @@ class Trainer:
 
     def lr_factor(self, step: int) -> float:
         """Schedule x restart scale: warm-up, then constant / linear / cosine decay to lr_final_factor
-        over the run (see ``progress``)."""
+        from ``lr_decay_start`` to the end of the run (see ``progress``)."""
         r = self.r
         if r.lr_warmup_steps > 0 and step < r.lr_warmup_steps:
             factor = (step + 1) / r.lr_warmup_steps
         elif r.lr_schedule == "constant":
             factor = 1.0
         else:
-            t = self.progress(step)
+            # hold the rate until lr_decay_start of the run, then decay to the end
+            t = max(0.0, self.progress(step) - r.lr_decay_start) / max(1e-8, 1.0 - r.lr_decay_start)
             end = r.lr_final_factor
             shape = (1.0 - t) if r.lr_schedule == "linear" else 0.5 * (1.0 + math.cos(math.pi * t))
             factor = end + (1.0 - end) * shape
