@@ -159,3 +159,60 @@ def test_every_arch_at_every_size(arch, d_arch):
         assert x.shape == (4, channels, resolution, resolution) and x.abs().max() <= 1
         D(x, labels).sum().backward()
         assert all(p.grad is not None for p in G.parameters() if p.requires_grad)
+
+
+def test_recalibrated_batchnorm_matches_the_generators_own_batch_statistics():
+    from productgan.gan.config import GeneratorConfig
+    from productgan.gan.ema import recalibrate_batchnorm
+    from productgan.gan.networks import build_generator
+
+    cfg = GeneratorConfig(arch="dcgan", resolution=28, channels=1, latent_dim=8, base_channels=4,
+                          categories=["a", "b"])
+    torch.manual_seed(0)
+    G = build_generator(cfg)
+    norms = [m for m in G.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    assert norms and all(float(m.running_var.mean()) == 1.0 for m in norms)  # fresh: stats of nothing
+    momenta = [m.momentum for m in norms]
+    first = norms[0]
+    seen = []
+    hook = first.register_forward_hook(lambda m, inp, out: seen.append(inp[0].detach()))
+    recalibrate_batchnorm(G, cfg.latent_dim, 2, images=96, batch_size=32, seed=5)
+    hook.remove()
+    assert not G.training and [m.momentum for m in norms] == momenta
+    x = torch.cat(seen).transpose(0, 1).flatten(1)  # channels x (batches * positions)
+    dims = [0] + list(range(2, seen[0].dim()))
+    mean_of_batch_means = torch.stack([s.mean(dim=dims) for s in seen]).mean(0)
+    assert torch.allclose(first.running_mean, mean_of_batch_means, atol=1e-5)
+    assert torch.allclose(first.running_mean, x.mean(1), atol=1e-5)
+    # deterministic: the same seed gives the same statistics
+    again = [m.running_var.clone() for m in norms]
+    recalibrate_batchnorm(G, cfg.latent_dim, 2, images=96, batch_size=32, seed=5)
+    assert all(torch.allclose(a, m.running_var) for a, m in zip(again, norms, strict=True))
+
+
+def test_exported_ema_generator_carries_statistics_of_its_own_weights(tmp_path, monkeypatch, small_data):
+    from safetensors.torch import load_file
+
+    monkeypatch.chdir(tmp_path)
+    trainer = Trainer(tiny_params(tmp_path, steps=3), small_data, tmp_path / "gen", track=False)
+    assert trainer.run().status == "FINISHED" and trainer.ema is not None
+    exported = load_file(str(tmp_path / "gen" / "generator.safetensors"))
+    average = trainer.ema.state_dict()
+    weights = [k for k in average if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))]
+    assert all(torch.equal(exported[k], average[k]) for k in weights)  # the EMA weights themselves
+    stats = [k for k in average if k.endswith("running_var")]
+    assert stats and not all(torch.allclose(exported[k], average[k]) for k in stats)  # recalibrated
+
+
+@pytest.mark.parametrize("knobs", [
+    {"arch": "dcgan_cbn", "d_arch": "dcgan_sn", "loss": "hinge", "grad_clip": 1.0},
+    {"arch": "resnet", "d_arch": "resnet", "loss": "hinge", "r1_gamma": 1.0, "r1_every": 1, "beta1": 0.0},
+])
+def test_optional_architectures_and_losses_train(tmp_path, monkeypatch, small_data, knobs):
+    monkeypatch.chdir(tmp_path)
+    p = tiny_params(tmp_path, steps=2, recipe_overrides=knobs)
+    result = Trainer(p, small_data, tmp_path / "gen", track=False).run()
+    assert result.status == "FINISHED" and np.isfinite(result.metrics["loss_d"])
+    G, cfg = load_generator(tmp_path / "gen")
+    assert cfg.arch == knobs["arch"]
+    assert generate_uint8(G, [3], seed=0, latent_dim=cfg.latent_dim).shape == (1, 1, 28, 28)

@@ -58,3 +58,38 @@ class EMA:
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         self.model.load_state_dict(state)
         self._cache = None
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(
+    generator: nn.Module, latent_dim: int, num_classes: int, images: int = 2048, batch_size: int = 256,
+    seed: int = 0,
+) -> nn.Module:
+    """Recompute ``generator``'s BatchNorm running statistics from its own samples ("standing statistics",
+    Brock et al. 2019), in place; returns it in eval mode.
+
+    An averaged generator's weights never produced the running statistics it carries (those come from the
+    live weights, at other steps), and in eval mode the mismatch shows as washed-out or grey samples.
+    Averaging over ``images`` fresh samples (balanced over the categories, seeded) gives the statistics
+    that belong to these weights.
+    """
+    norms = [m for m in generator.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return generator.eval()
+    device = next(generator.parameters()).device
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over all batches below
+    gen = torch.Generator().manual_seed(seed)
+    generator.train()
+    try:
+        for start in range(0, images, batch_size):
+            n = min(batch_size, images - start)
+            z = torch.randn(n, latent_dim, generator=gen)
+            labels = (torch.arange(start, start + n) % num_classes).long()
+            generator(z.to(device), labels.to(device))
+    finally:
+        for m, momentum in zip(norms, momenta, strict=True):
+            m.momentum = momentum
+    return generator.eval()

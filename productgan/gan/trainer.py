@@ -20,6 +20,7 @@ as an uninterrupted one would (bit-for-bit on CPU).
 from __future__ import annotations
 
 import contextlib
+import copy
 import csv
 import dataclasses
 import hashlib
@@ -42,7 +43,7 @@ from productgan.gan.augment import DiffAugment, parse_policy
 from productgan.gan.checkpoint import PREVIOUS, load_latest, remove_temp_files, save_checkpoint, set_aside_checkpoints
 from productgan.gan.config import GeneratorConfig, start_size
 from productgan.gan.dataset import ResidentData
-from productgan.gan.ema import EMA
+from productgan.gan.ema import EMA, recalibrate_batchnorm
 from productgan.gan.export import CONFIG, WEIGHTS, save_generator
 from productgan.gan.losses import check_loss, d_fake_loss, d_real_loss, g_loss, r1_penalty
 from productgan.gan.networks import build_discriminator, build_generator
@@ -429,10 +430,15 @@ class Trainer:
         self._mark_t, self._mark_step = time.perf_counter(), step
 
     def _sample_model(self) -> nn.Module:
-        return self.ema.model if self.ema is not None else self.g_net
+        """The generator to sample and export: G, or a copy of the EMA with its own BatchNorm statistics
+        (a copy, so the average itself and what a resume continues from are untouched)."""
+        if self.ema is None:
+            return self.g_net
+        return recalibrate_batchnorm(copy.deepcopy(self.ema.model), self.p.latent_dim, len(self.categories),
+                                     seed=self.p.grid_seed)
 
-    def _grid(self) -> Any:
-        model = self._sample_model()
+    def _grid(self, model: nn.Module | None = None) -> Any:
+        model = model or self._sample_model()
         was_training = model.training
         model.eval()
         try:
@@ -644,7 +650,7 @@ class Trainer:
                 "ema": self.ema is not None, "stopped_early": self.stopped_early,
             }
             save_generator(model, self.cfg, self.out_dir)
-            grid = self._grid()
+            grid = self._grid(model)
             save_png(grid, self.out_dir / GRID_FILE)
             self._write_metrics(metrics)
             summary = {"final_step": self.step, "train_minutes": metrics["train_minutes"],
