@@ -471,9 +471,9 @@ def cmd_report(_args: argparse.Namespace) -> None:
         sections += [
             f"### Training throughput ({doc['when']})", "",
             f"Machine: {m.get('cpu', '?')}, nproc {m['nproc']}, torch {m['torch']}, {doc['threads']} threads, "
-            f"native bf16: {m['cpu_native_bf16']}, load average at the end {m['load_average']} "
-            "(a CPU shared with other engineers' work: numbers are noisy; each variant was measured in "
-            "interleaved rounds, the table shows the best round).", "",
+            f"native bf16: {m['cpu_native_bf16']}, load average at the end {m['load_average']}; each "
+            "variant was measured in interleaved rounds (a passing load falls on all alike), the table shows "
+            "the best round.", "",
             f"Command: `{doc['command']}`", "",
             "| what | resolution | batch | precision | images/s (best round) | all rounds |",
             "|---|---|---|---|---|---|",
