@@ -61,13 +61,19 @@ def test_seeded_runs_are_reproducible_on_cpu(tmp_path, monkeypatch, small_data):
 
 def test_lr_schedule_and_restart_scale(tmp_path, small_data):
     p = tiny_params(tmp_path, steps=100, recipe_overrides={"lr_schedule": "linear", "lr_warmup_steps": 10,
-                                                           "lr_final_factor": 0.1})
+                                                           "lr_final_factor": 0.1, "lr_decay_start": 0.0})
     t = Trainer(p, small_data, tmp_path / "g", track=False)
     assert t.lr_factor(0) == pytest.approx(0.1)
     assert t.lr_factor(10) == pytest.approx(1.0)
     assert t.lr_factor(100) == pytest.approx(0.1)
     t.lr_scale = 0.5
     assert t.lr_factor(55) == pytest.approx(0.5 * (0.1 + 0.9 * 0.5))
+    # the default recipe's shape: held until 75% of the run, then linear to 0
+    held = Trainer(tiny_params(tmp_path / "h", steps=100, recipe_overrides={"lr_decay_start": 0.75}), small_data,
+                   tmp_path / "g2", track=False)
+    assert held.r.lr_schedule == "linear" and held.r.lr_final_factor == 0.0
+    assert [held.lr_factor(s) for s in (0, 50, 75)] == [1.0, 1.0, 1.0]
+    assert held.lr_factor(90) == pytest.approx(0.4) and held.lr_factor(100) == pytest.approx(0.0)
 
 
 def test_nan_once_is_recovered_with_lower_learning_rate(tmp_path, monkeypatch, small_data):
