@@ -524,6 +524,11 @@ class Trainer:
         if self.ctx.main:
             self._clean_outputs()
         self._seconds_base, self._session_t0 = 0.0, time.perf_counter()
+        budget = f" or {p.max_minutes:g} minutes, whichever comes first" if p.max_minutes else ""
+        precision = str(self.amp_dtype).removeprefix("torch.") if self.amp_dtype else "fp32"
+        self._say(f"recipe {p.recipe}: up to {p.steps} steps{budget}; {self.num_train} images at "
+                  f"{self.cfg.resolution}x{self.cfg.resolution}x{self.cfg.channels}, batch {p.batch_size} x "
+                  f"{self.ctx.world} process(es) on {self.device} ({precision})")
         tags = {"recipe": p.recipe, "dataset_version": self.dataset_version, "git_commit": git_commit(),
                 "params_hash": self.params_hash, "productgan.step": "train"}
         if loaded is None:
