@@ -1,11 +1,11 @@
 """Class-conditional generators and discriminators, chosen by name (``arch`` for G, ``d_arch`` for D).
 
-``dcgan`` (recipe ``baseline``; also the discriminator of ``default``): the classic DCGAN (Radford et al.
+``dcgan`` (recipes ``baseline`` and ``default``): the classic DCGAN (Radford et al.
 2015). G: z and a class embedding concatenated -> linear -> transposed convolutions with BatchNorm and
 ReLU -> tanh. D: strided convolutions with BatchNorm and LeakyReLU; the class enters as a projection
 term (Miyato & Koyama 2018). Weights drawn from N(0, 0.02).
 
-``dcgan_cbn`` (generator of recipe ``default``): the DCGAN generator with class-conditional BatchNorm.
+``dcgan_cbn`` (a knob): the DCGAN generator with class-conditional BatchNorm.
 ``dcgan_sn`` (discriminator): the DCGAN discriminator with spectral norm instead of BatchNorm.
 
 ``resnet``: SNGAN/BigGAN-style residual networks (Miyato et al. 2018; Brock et al. 2019). G: residual
@@ -262,6 +262,7 @@ class ResNetDiscriminator(nn.Module):
 
 GENERATORS: dict[str, type[nn.Module]] = {
     "dcgan": DCGANGenerator, "dcgan_cbn": CBNDCGANGenerator, "resnet": ResNetGenerator,
+    "sndcgan": CBNDCGANGenerator,  # its first name: generator.json files written before the rename still load
 }
 DISCRIMINATORS: dict[str, type[nn.Module]] = {
     "dcgan": DCGANDiscriminator, "dcgan_sn": SNDCGANDiscriminator, "resnet": ResNetDiscriminator,

@@ -438,7 +438,7 @@ class Trainer:
                                      seed=self.p.grid_seed)
 
     def _grid(self, model: nn.Module | None = None) -> Any:
-        model = model or self._sample_model()
+        model = model if model is not None else self._sample_model()
         was_training = model.training
         model.eval()
         try:
