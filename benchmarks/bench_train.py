@@ -5,7 +5,7 @@
   python -m benchmarks.bench_train quality      # default vs baseline at equal training time, Fashion-MNIST
   python -m benchmarks.bench_train gpu          # on a CUDA machine: default at 28x28, bf16, compile on/off,
                                                 # batch 256..4096
-  python -m benchmarks.bench_train score DIR..  # score generator folders (fd_clf; fd_domain when available)
+  python -m benchmarks.bench_train score DIR..  # score generator folders (fd_domain, class accuracy, fd_clf)
   python -m benchmarks.bench_train report       # write benchmarks/RESULTS.md's train section from the JSON
 
 Every command stores its numbers in benchmarks/results/train_<command>.json (with machine, load and
@@ -14,10 +14,10 @@ a map-style Dataset that turns each image into a tensor (PIL -> ToTensor -> Norm
 DataLoader that collates them, the same networks in fp32 NCHW, separate D passes on real and fake, and
 `.item()` on both losses every step.
 
-Quality metric (honest and simple, NOT FID): a small CNN classifier trained here on the Fashion-MNIST train
-split (seeded, cached); the Fréchet distance between its 128-d penultimate features of 10,000 real test
-images and 10,000 generated images (1,000 per category), plus its accuracy on the generated images
-(does the generator draw the category it is asked for?).
+Quality metric: the evaluate step's `fd_domain` (the metric registration promotes on) and class accuracy,
+for the exported generator and for the last four checkpoints. For reference also `fd_clf`: a small CNN
+classifier trained here (seeded, cached); the Fréchet distance between its 128-d penultimate features of
+10,000 real test images and 10,000 generated images (1,000 per category). Neither is FID.
 """
 
 from __future__ import annotations
@@ -301,13 +301,10 @@ def frechet(a: np.ndarray, b: np.ndarray) -> float:
     return float(((mu1 - mu2) ** 2).sum() + np.trace(s1 + s2 - 2 * covmean.real))
 
 
-def evaluate_step_metrics(folder: Path, data: Path) -> dict[str, Any] | None:
-    """fd_domain and class_accuracy from the evaluate step (productgan.metrics.evaluate), when present."""
-    try:
-        from productgan.metrics.evaluate import EvaluateParams, evaluate_generator
-    except ImportError:
-        return None
+def evaluate_step_metrics(folder: Path, data: Path) -> dict[str, Any]:
+    """fd_domain and class_accuracy from the evaluate step (the metric the recipes are compared on)."""
     from productgan.gan.export import load_generator
+    from productgan.metrics.evaluate import EvaluateParams, evaluate_generator
 
     G, cfg = load_generator(folder)
     params = EvaluateParams(metrics=["fd_domain", "class_accuracy"])
@@ -349,23 +346,9 @@ def score_snapshots(ckpt_dir: Path, net: Classifier, real_feats: np.ndarray, dat
         with tempfile.TemporaryDirectory() as tmp:
             save_generator(G.eval(), cfg, tmp)
             row = {"step": step, **score_generator(Path(tmp), net, real_feats)}
-            row.update(evaluate_step_metrics(Path(tmp), data) or {})
+            row.update(evaluate_step_metrics(Path(tmp), data))
         out.append(row)
     return out
-
-
-def use_metrics_code(checkout: str | None) -> str | None:
-    """Let ``productgan.metrics`` also load modules from another checkout's productgan/metrics (the
-    evaluate step before it is merged); returns that checkout's commit for the record."""
-    if not checkout:
-        return None
-    import subprocess
-
-    import productgan.metrics as metrics
-
-    metrics.__path__.append(str(Path(checkout) / "productgan" / "metrics"))
-    return subprocess.run(["git", "-C", checkout, "rev-parse", "--short", "HEAD"], capture_output=True,
-                          text=True).stdout.strip() or None
 
 
 QUALITY_CHILD = """
@@ -412,24 +395,21 @@ def cmd_quality(args: argparse.Namespace) -> None:
             [sys.executable, str(script), json.dumps(spec)], env=env,
             stdout=open(out / "log.txt", "w"), stderr=subprocess.STDOUT,  # noqa: SIM115
         ))
-    metrics_commit = use_metrics_code(args.metrics_code)
     rows = []
     for name, (v, proc) in procs.items():
         proc.wait()
         child = json.loads((root / name / "child.json").read_text())
         scores = score_generator(root / name / "generator", net, real_feats)
-        scores.update(evaluate_step_metrics(root / name / "generator", data_eval) or {})
+        scores.update(evaluate_step_metrics(root / name / "generator", data_eval))
         snapshots = score_snapshots(root / name / "ckpt", net, real_feats, data_eval)
         rows.append({"name": name, "variant": v, **child, **scores, "snapshots": snapshots})
         print(json.dumps(rows[-1]), flush=True)
     floor = frechet(real_feats, predict(net, x[:10000], feats=True))
-    save_result(args.save_as, {"minutes": args.minutes, "rows": rows, "fd_clf_train_vs_test": floor,
-                               "evaluate_code": args.metrics_code and f"{args.metrics_code}@{metrics_commit}"})
+    save_result(args.save_as, {"minutes": args.minutes, "rows": rows, "fd_clf_train_vs_test": floor})
 
 
 def cmd_score(args: argparse.Namespace) -> None:
-    """Score existing generator folders (fd_clf, class_accuracy, and fd_domain when the evaluate step is there)."""
-    use_metrics_code(args.metrics_code)
+    """Score existing generator folders: the evaluate step's fd_domain and class accuracy, and fd_clf."""
     net = classifier()
     xt, yt = fashion_mnist("test")
     real_feats = predict(net, xt, feats=True)
@@ -438,7 +418,7 @@ def cmd_score(args: argparse.Namespace) -> None:
         data = write_prepared(Path(tmp) / "prepared", x, y, test=(xt, yt))
         for folder in args.generators:
             scores = score_generator(Path(folder), net, real_feats)
-            scores.update(evaluate_step_metrics(Path(folder), data) or {})
+            scores.update(evaluate_step_metrics(Path(folder), data))
             print(json.dumps({"generator": folder, **scores}), flush=True)
 
 
@@ -555,12 +535,9 @@ def main() -> None:
                    help='JSON list of {"name", "recipe", "steps"?, "params"?, "recipe_params"?}; '
                         "default: the two shipped recipes, each for the time budget")
     q.add_argument("--save-as", default="quality")
-    q.add_argument("--metrics-code", default=None,
-                   help="a checkout whose productgan/metrics holds the evaluate step (until it is merged here)")
     q.add_argument("--workdir", default=str(REPO / ".cache" / "bench_train_quality"))
     sc = sub.add_parser("score")
     sc.add_argument("generators", nargs="+")
-    sc.add_argument("--metrics-code", default=None)
     g = sub.add_parser("gpu")
     g.add_argument("--steps", type=int, default=60)
     sub.add_parser("report")
