@@ -301,38 +301,39 @@ def frechet(a: np.ndarray, b: np.ndarray) -> float:
     return float(((mu1 - mu2) ** 2).sum() + np.trace(s1 + s2 - 2 * covmean.real))
 
 
-def evaluate_step_metrics(folder: Path, data: Path) -> dict[str, Any]:
-    """fd_domain and class_accuracy from the evaluate step (the metric the recipes are compared on)."""
-    from productgan.gan.export import load_generator
+def score(G: nn.Module, cfg: Any, net: Classifier, real_feats: np.ndarray, data: Path,
+          per_class: int = 1000) -> dict[str, float]:
+    """The evaluate step's fd_domain and class_accuracy (the metric the recipes are compared on) and, for
+    reference, fd_clf and the benchmark classifier's accuracy, for a loaded generator."""
+    from productgan.gan.sample import generate_uint8
     from productgan.metrics.evaluate import EvaluateParams, evaluate_generator
 
-    G, cfg = load_generator(folder)
-    params = EvaluateParams(metrics=["fd_domain", "class_accuracy"])
-    result = evaluate_generator(G, cfg, data, params, cache_dir=CACHE / "evaluate", device="cpu")
-    return {"fd_domain": result["fd_domain"], "eval_class_accuracy": result["class_accuracy"]}
-
-
-def score_generator(folder: Path, net: Classifier, real_feats: np.ndarray, per_class: int = 1000) -> dict[str, float]:
-    from productgan.gan.export import load_generator
-    from productgan.gan.sample import generate_uint8
-
-    G, cfg = load_generator(folder)
     labels = np.repeat(np.arange(10), per_class)
     fake = generate_uint8(G, labels, seed=123, latent_dim=cfg.latent_dim)
     if fake.shape[-1] != 28:
         fake = resize(fake, 28)
     feats = predict(net, fake, feats=True)
     acc = float((predict(net, fake).argmax(1) == labels).mean())
-    return {"fd_clf": frechet(real_feats, feats), "class_accuracy": acc}
+    params = EvaluateParams(metrics=["fd_domain", "class_accuracy"])
+    result = evaluate_generator(G, cfg, data, params, cache_dir=CACHE / "evaluate", device="cpu")
+    return {"fd_clf": frechet(real_feats, feats), "class_accuracy": acc, "fd_domain": result["fd_domain"],
+            "eval_class_accuracy": result["class_accuracy"]}
+
+
+def score_folder(folder: Path, net: Classifier, real_feats: np.ndarray, data: Path) -> dict[str, float]:
+    from productgan.gan.export import load_generator
+
+    G, cfg = load_generator(folder)
+    return score(G, cfg, net, real_feats, data)
 
 
 def score_snapshots(ckpt_dir: Path, net: Classifier, real_feats: np.ndarray, data: Path) -> list[dict[str, Any]]:
-    """Scores of the generator (EMA weights when on) in each kept checkpoint: a single snapshot of a GAN
-    moves a lot from one step to the next, so the mean over the last few is the steadier comparison."""
+    """Scores of the generator in each kept checkpoint, as the trainer would export it (the EMA with its own
+    BatchNorm statistics when on): a single snapshot of a GAN moves a lot from one step to the next, so the
+    mean over the last few is the steadier comparison."""
     from productgan.gan.checkpoint import list_checkpoints, load_checkpoint
     from productgan.gan.config import GeneratorConfig
     from productgan.gan.ema import recalibrate_batchnorm
-    from productgan.gan.export import save_generator
     from productgan.gan.networks import build_generator
 
     out = []
@@ -341,13 +342,9 @@ def score_snapshots(ckpt_dir: Path, net: Classifier, real_feats: np.ndarray, dat
         cfg = GeneratorConfig.from_dict(state["config"])
         G = build_generator(cfg)
         G.load_state_dict(state["G_ema"] or state["G"])
-        if state["G_ema"]:  # as the trainer exports it: the average with its own BatchNorm statistics
+        if state["G_ema"]:
             recalibrate_batchnorm(G, cfg.latent_dim, len(cfg.categories))
-        with tempfile.TemporaryDirectory() as tmp:
-            save_generator(G.eval(), cfg, tmp)
-            row = {"step": step, **score_generator(Path(tmp), net, real_feats)}
-            row.update(evaluate_step_metrics(Path(tmp), data))
-        out.append(row)
+        out.append({"step": step, **score(G.eval(), cfg, net, real_feats, data)})
     return out
 
 
@@ -379,8 +376,7 @@ def cmd_quality(args: argparse.Namespace) -> None:
     real_feats = predict(net, xt, feats=True)
     x, y = fashion_mnist("train")
     root = Path(args.workdir)
-    data = write_prepared(root / "prepared", x, y)
-    data_eval = write_prepared(root / "prepared_eval", x, y, test=(xt, yt))
+    data = write_prepared(root / "prepared", x, y, test=(xt, yt))  # training reads train, scoring test
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     script = root / "child.py"
     script.write_text(QUALITY_CHILD)
@@ -399,9 +395,8 @@ def cmd_quality(args: argparse.Namespace) -> None:
     for name, (v, proc) in procs.items():
         proc.wait()
         child = json.loads((root / name / "child.json").read_text())
-        scores = score_generator(root / name / "generator", net, real_feats)
-        scores.update(evaluate_step_metrics(root / name / "generator", data_eval))
-        snapshots = score_snapshots(root / name / "ckpt", net, real_feats, data_eval)
+        scores = score_folder(root / name / "generator", net, real_feats, data)
+        snapshots = score_snapshots(root / name / "ckpt", net, real_feats, data)
         rows.append({"name": name, "variant": v, **child, **scores, "snapshots": snapshots})
         print(json.dumps(rows[-1]), flush=True)
     floor = frechet(real_feats, predict(net, x[:10000], feats=True))
@@ -417,8 +412,7 @@ def cmd_score(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         data = write_prepared(Path(tmp) / "prepared", x, y, test=(xt, yt))
         for folder in args.generators:
-            scores = score_generator(Path(folder), net, real_feats)
-            scores.update(evaluate_step_metrics(Path(folder), data))
+            scores = score_folder(Path(folder), net, real_feats, data)
             print(json.dumps({"generator": folder, **scores}), flush=True)
 
 

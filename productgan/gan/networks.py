@@ -24,6 +24,22 @@ from torch.nn.utils.parametrizations import spectral_norm
 
 from productgan.gan.config import GeneratorConfig, start_size
 
+# --------------------------------------------------------------------------------------------- widths
+
+
+def generator_widths(cfg: GeneratorConfig) -> tuple[int, int, list[int]]:
+    """(first feature-map size, number of 2x upsamplings, channels from the first map to the last): every
+    generator halves its channels per upsampling from at most 8x ``base_channels``."""
+    s0, n_up = start_size(cfg.resolution)
+    return s0, n_up, [cfg.base_channels * min(2 ** (n_up - i), 8) for i in range(n_up + 1)]
+
+
+def discriminator_widths(resolution: int, base: int) -> tuple[int, list[int]]:
+    """(last feature-map size, channels of each downsampling stage): doubling up to 8x ``base``."""
+    s0, n_down = start_size(resolution)
+    return s0, [base * min(2**i, 8) for i in range(n_down)]
+
+
 # --------------------------------------------------------------------------------------------- dcgan
 
 
@@ -31,8 +47,7 @@ class DCGANGenerator(nn.Module):
     def __init__(self, cfg: GeneratorConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        s0, n_up = start_size(cfg.resolution)
-        ch = [cfg.base_channels * min(2 ** (n_up - i), 8) for i in range(n_up + 1)]
+        s0, n_up, ch = generator_widths(cfg)
         self.s0, self.c0 = s0, ch[0]
         self.embed = nn.Embedding(max(cfg.num_classes, 1), cfg.latent_dim)
         self.fc = nn.Sequential(
@@ -59,9 +74,7 @@ class DCGANGenerator(nn.Module):
 class DCGANDiscriminator(nn.Module):
     def __init__(self, cfg: GeneratorConfig, base_channels: int | None = None) -> None:
         super().__init__()
-        s0, n_down = start_size(cfg.resolution)
-        base = base_channels or cfg.base_channels
-        ch = [base * min(2**i, 8) for i in range(n_down)]
+        s0, ch = discriminator_widths(cfg.resolution, base_channels or cfg.base_channels)
         layers: list[nn.Module] = []
         c_in = cfg.channels
         for i, c in enumerate(ch):
@@ -103,8 +116,7 @@ class CBNDCGANGenerator(nn.Module):
     def __init__(self, cfg: GeneratorConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        s0, n_up = start_size(cfg.resolution)
-        ch = [cfg.base_channels * min(2 ** (n_up - i), 8) for i in range(n_up + 1)]
+        s0, n_up, ch = generator_widths(cfg)
         self.s0, self.c0 = s0, ch[0]
         n_cls = max(cfg.num_classes, 1)
         self.embed = nn.Embedding(n_cls, cfg.latent_dim)
@@ -133,9 +145,7 @@ class SNDCGANDiscriminator(nn.Module):
 
     def __init__(self, cfg: GeneratorConfig, base_channels: int | None = None) -> None:
         super().__init__()
-        s0, n_down = start_size(cfg.resolution)
-        base = base_channels or cfg.base_channels
-        ch = [base * min(2**i, 8) for i in range(n_down)]
+        s0, ch = discriminator_widths(cfg.resolution, base_channels or cfg.base_channels)
         layers: list[nn.Module] = []
         c_in = cfg.channels
         for c in ch:
@@ -191,8 +201,7 @@ class ResNetGenerator(nn.Module):
     def __init__(self, cfg: GeneratorConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        s0, n_up = start_size(cfg.resolution)
-        ch = [cfg.base_channels * min(2 ** (n_up - i), 8) for i in range(n_up + 1)]
+        s0, n_up, ch = generator_widths(cfg)
         self.s0, self.c0 = s0, ch[0]
         n_cls = max(cfg.num_classes, 1)
         self.embed = nn.Embedding(n_cls, cfg.latent_dim)
@@ -239,11 +248,9 @@ class DBlock(nn.Module):
 class ResNetDiscriminator(nn.Module):
     def __init__(self, cfg: GeneratorConfig, base_channels: int | None = None) -> None:
         super().__init__()
-        s0, n_down = start_size(cfg.resolution)
-        base = base_channels or cfg.base_channels
-        ch = [base * min(2**i, 8) for i in range(n_down)]
+        s0, ch = discriminator_widths(cfg.resolution, base_channels or cfg.base_channels)
         blocks = [DBlock(cfg.channels, ch[0], down=True, first=True)]
-        blocks += [DBlock(ch[i - 1], ch[i], down=True, first=False) for i in range(1, n_down)]
+        blocks += [DBlock(ch[i - 1], ch[i], down=True, first=False) for i in range(1, len(ch))]
         blocks += [DBlock(ch[-1], ch[-1], down=False, first=False)]
         self.blocks = nn.Sequential(*blocks)
         self.out = spectral_norm(nn.Linear(ch[-1], 1))
