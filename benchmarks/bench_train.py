@@ -101,7 +101,7 @@ def machine() -> dict[str, Any]:
                 break
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
-    from productgan.gan.trainer import cpu_has_native_bf16
+    from productgan.device import cpu_has_native_bf16
 
     info["cpu_native_bf16"] = cpu_has_native_bf16()
     return info
@@ -293,12 +293,10 @@ def predict(net: Classifier, images: np.ndarray, feats: bool = False) -> np.ndar
 
 
 def frechet(a: np.ndarray, b: np.ndarray) -> float:
-    from scipy import linalg
+    """fd_clf: the project's Fréchet distance (productgan.metrics.frechet) on the benchmark classifier's features."""
+    from productgan.metrics.frechet import frechet_distance_features
 
-    mu1, mu2 = a.mean(0), b.mean(0)
-    s1, s2 = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-    covmean, _ = linalg.sqrtm(s1 @ s2, disp=False)
-    return float(((mu1 - mu2) ** 2).sum() + np.trace(s1 + s2 - 2 * covmean.real))
+    return frechet_distance_features(a, b)
 
 
 def score(G: nn.Module, cfg: Any, net: Classifier, real_feats: np.ndarray, data: Path,

@@ -19,14 +19,8 @@ def evaluate(
     import json
     import os
 
-    from components.runtime import (
-        flatten_numbers,
-        metrics_table,
-        png_markdown,
-        require_tracking_uri,
-        run_step,
-        step_workdir,
-    )
+    from components.runtime import metrics_table, png_markdown, require_tracking_uri, run_step, step_workdir
+    from productgan.metrics.flatten import flatten_numbers
 
     require_tracking_uri("evaluate")
     with step_workdir(params, dataset_version) as work:

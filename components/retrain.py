@@ -18,7 +18,7 @@ DEFAULT_MODEL_NAME = "product-gan"
 
 
 @dataclasses.dataclass(frozen=True)
-class Decision:
+class RetrainDecision:
     retrain: bool
     reason: str
     matching_version: str | None = None  # the registered version trained from exactly this triple
@@ -31,15 +31,17 @@ def model_name(params: dict) -> str:
 
 def retrain_decision(
     name: str, dataset_version: str | None, git_commit: str | None, params_hash: str, force: bool = False
-) -> Decision:
+) -> RetrainDecision:
     """Decide against the MLflow registry at ``MLFLOW_TRACKING_URI`` whether this run must train."""
     if force:
-        return Decision(True, "forced (force=true)")
+        return RetrainDecision(True, "forced (force=true)")
     if not dataset_version or not git_commit:
         missing = "dataset version" if not dataset_version else "code version (git commit)"
-        return Decision(True, f"{missing} unknown, so an unchanged run cannot be proven")
+        return RetrainDecision(True, f"{missing} unknown, so an unchanged run cannot be proven")
     if git_commit.endswith("-dirty"):
-        return Decision(True, f"code {git_commit} has uncommitted changes, so it is not identified by its commit")
+        return RetrainDecision(
+            True, f"code {git_commit} has uncommitted changes, so it is not identified by its commit"
+        )
 
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
@@ -53,13 +55,13 @@ def retrain_decision(
         else:
             raise
     if not versions:
-        return Decision(True, f"no version of model {name!r} is registered yet")
+        return RetrainDecision(True, f"no version of model {name!r} is registered yet")
 
     current = {"dataset_version": dataset_version, "git_commit": git_commit, "params_hash": params_hash}
     for mv in sorted(versions, key=lambda v: int(v.version), reverse=True):
         if all(mv.tags.get(k) == current[k] for k in LINEAGE_TAGS):
             aliases = ", ".join(getattr(mv, "aliases", None) or []) or "no alias: it did not beat the champion"
-            return Decision(
+            return RetrainDecision(
                 False,
                 f"nothing new: version {mv.version} of {name!r} ({aliases}) was trained from this dataset "
                 f"version, code and params",
@@ -76,4 +78,4 @@ def retrain_decision(
         for k in LINEAGE_TAGS
         if reference.tags.get(k) != current[k]
     ]
-    return Decision(True, f"changed since version {reference.version}: " + "; ".join(changed))
+    return RetrainDecision(True, f"changed since version {reference.version}: " + "; ".join(changed))

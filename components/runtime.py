@@ -3,7 +3,7 @@
 A component body (which KFP ships as standalone source, so it must import what it uses inside itself) calls
 these helpers to: write the run's params file, run one productgan step through its CLI in a subprocess (the
 very command ``dvc.yaml`` runs, so dvc and Kubeflow run the same code with the same params), compute the
-dataset version, and turn step outputs into KFP metrics and markdown.
+dataset version, and turn step outputs into KFP markdown (numbers: ``productgan.metrics.flatten``).
 
 Only the standard library and productgan's light modules are imported at the top: this runs in every pod.
 """
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import math
 import os
 import re
 import shutil
@@ -107,18 +106,6 @@ def dvc_dir_version(path: str | os.PathLike[str]) -> str:
     with tempfile.TemporaryDirectory() as odb_dir:
         _, _, obj = build(HashFileDB(fs, odb_dir), os.fspath(path), fs, "md5", dry_run=True)
     return str(obj.hash_info.value)
-
-
-def flatten_numbers(values: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
-    """Finite numbers of a (nested) JSON mapping as ``{"a.b": 1.0}``; text, bools and lists are left out."""
-    out: dict[str, float] = {}
-    for key, value in values.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            out.update(flatten_numbers(value, f"{name}."))
-        elif isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
-            out[name] = float(value)
-    return out
 
 
 def png_markdown(path: str | os.PathLike[str], alt: str) -> str:

@@ -12,7 +12,8 @@ def train(
     import json
     import os
 
-    from components.runtime import flatten_numbers, require_tracking_uri, run_step, step_workdir
+    from components.runtime import require_tracking_uri, run_step, step_workdir
+    from productgan.metrics.flatten import flatten_numbers
 
     require_tracking_uri("train")
     with step_workdir(params, dataset_version) as work:

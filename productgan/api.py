@@ -9,11 +9,9 @@ from __future__ import annotations
 import logging
 import math
 import os
-import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,9 +20,10 @@ from PIL import Image
 
 from productgan.edit import EditError, Edits, apply_edits
 from productgan.gan.config import GeneratorConfig
-from productgan.gan.export import CONFIG, load_generator
-from productgan.gan.sample import latents, to_uint8
+from productgan.gan.export import load_generator
+from productgan.gan.sample import generate_uint8, latents, to_uint8
 from productgan.render import to_pil
+from productgan.resolve import local_generator_dir, resolve_generator_dir
 
 log = logging.getLogger(__name__)
 
@@ -46,45 +45,6 @@ class GenerateParams:
 
 class RequestError(ValueError):
     """A generation request that cannot be served (unknown category, n out of range, bad edit ...)."""
-
-
-def _is_uri(text: str) -> bool:
-    return "://" in text or text.startswith(("models:/", "runs:/"))
-
-
-def find_generator_dir(root: str | os.PathLike[str]) -> Path:
-    """``root`` itself when it holds generator.json, else the shallowest folder below it that does."""
-    root = Path(root)
-    if (root / CONFIG).is_file():
-        return root
-    found = sorted(root.rglob(CONFIG), key=lambda p: (len(p.parts), str(p)))
-    if not found:
-        raise FileNotFoundError(
-            f"{root}: no {CONFIG} in it or below it; pass a generator folder (`productgan train --out`) or "
-            "a pyfunc model logged with artifacts={'generator': <that folder>}"
-        )
-    return found[0].parent
-
-
-def resolve_generator_dir(model_uri_or_dir: str | os.PathLike[str], dst: str | None = None) -> Path:
-    """A local generator folder for a folder or an MLflow URI (downloaded into ``dst`` or a temp dir)."""
-    text = str(model_uri_or_dir)
-    if Path(text).exists():
-        return find_generator_dir(text)
-    if not _is_uri(text):
-        raise FileNotFoundError(f"{text}: no such folder, and not an MLflow URI (models:/name@alias, runs:/...)")
-    import mlflow.artifacts
-
-    try:
-        local = mlflow.artifacts.download_artifacts(artifact_uri=text, dst_path=dst)
-    except Exception as exc:  # mlflow raises several types; the user needs the URI and the tracking store
-        import mlflow
-
-        raise FileNotFoundError(
-            f"{text}: could not download from MLflow (tracking URI {mlflow.get_tracking_uri()}): {exc}; "
-            "check MLFLOW_TRACKING_URI and that the model/alias exists (`productgan promote`)"
-        ) from exc
-    return find_generator_dir(local)
 
 
 def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
@@ -198,7 +158,7 @@ class ProductGenerator:
         """The raw generator output for one category: uint8 (n, C, H, W), seeded."""
         idx = self.category_index(category)
         n, seed, truncation = self.check_request(n, seed, truncation)
-        return self._render(latents(seed, n, self.config.latent_dim, truncation), [idx] * n)
+        return generate_uint8(self.generator, [idx] * n, seed, self.config.latent_dim, truncation)
 
     def generate(
         self,
@@ -309,9 +269,9 @@ def load(
 
     URIs are downloaded into ``dst``, else into a temporary folder removed once the weights are loaded.
     """
-    if dst is None and _is_uri(str(model_uri_or_dir)) and not Path(str(model_uri_or_dir)).exists():
-        with tempfile.TemporaryDirectory(prefix="productgan-model-") as tmp:
-            return load(model_uri_or_dir, device, params, dst=tmp)
-    folder = resolve_generator_dir(model_uri_or_dir, dst)
-    generator, config = load_generator(folder, device)
+    if dst is not None:
+        generator, config = load_generator(resolve_generator_dir(model_uri_or_dir, dst), device)
+    else:
+        with local_generator_dir(model_uri_or_dir) as folder:
+            generator, config = load_generator(folder, device)
     return ProductGenerator(generator, config, source=str(model_uri_or_dir), params=params)

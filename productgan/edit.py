@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import typing
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,9 +34,15 @@ class EditError(ValueError):
     """An edit that cannot be done as asked; the message says which value and what is allowed."""
 
 
+def _edit(help: str, default: Any = None, **more: Any) -> Any:
+    """An edit field; ``help`` is its one-line description (the CLI option's help), ``more`` e.g. ``choices``."""
+    return dataclasses.field(default=default, metadata={"help": help, **more})
+
+
 @dataclass(frozen=True)
 class Edits:
-    """What to change; None / False means leave it as it is.
+    """What to change; None / False means leave it as it is. The one list of edits: the CLI options of
+    generate/interpolate/edit and the served model's request columns are made from these fields.
 
     color: target colour of the product (``#rgb``, ``#rrggbb`` or a CSS name): hue and saturation are
         set to the target's and the product's mean luminance moved to the target's, shading kept.
@@ -47,18 +54,28 @@ class Edits:
     background: ``white`` (composite on white) or ``transparent`` (RGBA, alpha = product mask).
     """
 
-    color: str | None = None
-    hue_shift: float | None = None
-    saturation: float | None = None
-    brightness: float | None = None
-    scale: float | None = None
-    rotate: float | None = None
-    flip: bool = False
-    size: int | None = None
-    background: str | None = None
+    color: str | None = _edit("Recolour the product, keeping its shading: '#aa3355', '#a35' or a CSS name.")
+    hue_shift: float | None = _edit("Degrees added to the product's hue.")
+    saturation: float | None = _edit("Saturation factor for the product (1 = unchanged, 0 = grey).")
+    brightness: float | None = _edit("Brightness factor for the product (1 = unchanged).")
+    scale: float | None = _edit("Product size within the same canvas, e.g. 0.8.")
+    rotate: float | None = _edit("Degrees counter-clockwise about the product's centre.")
+    flip: bool = _edit("Mirror left-right.", default=False)
+    size: int | None = _edit("Output resolution: the longer side in pixels (Lanczos).")
+    background: str | None = _edit("Replace the background.", choices=BACKGROUNDS)
 
     def __post_init__(self) -> None:
         validate(self)
+
+    @classmethod
+    def fields(cls) -> list[tuple[str, type, dict[str, Any]]]:
+        """(name, type, metadata) of each edit, in order: what the CLI and the served model build on."""
+        hints = typing.get_type_hints(cls)
+        out = []
+        for f in dataclasses.fields(cls):
+            args = [a for a in typing.get_args(hints[f.name]) if a is not type(None)]
+            out.append((f.name, args[0] if args else hints[f.name], dict(f.metadata)))
+        return out
 
     @classmethod
     def from_mapping(cls, values: dict[str, Any]) -> Edits:

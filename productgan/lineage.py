@@ -1,11 +1,15 @@
-"""Where an artefact came from: dataset version (data.dvc), git commit, params hash."""
+"""Where an artefact came from: dataset version (data.dvc), git commit, params hash, and the code version
+that decides whether a cache or a checkpoint still belongs to the code."""
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import os
 import subprocess
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +44,56 @@ def git_commit(cwd: str | os.PathLike[str] | None = None) -> str | None:
     return f"{sha}-dirty" if dirty else sha
 
 
-def params_hash(params: Any) -> str:
-    """A short stable hash of a params mapping (or dataclass turned into a dict)."""
-    blob = json.dumps(params, sort_keys=True, default=str).encode("utf-8")
+def stable_hash(value: Any) -> str:
+    """A short hash of JSON-like data that does not depend on key order."""
+    blob = json.dumps(value, sort_keys=True, default=str).encode("utf-8")
     return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def params_hash(params: dict[str, Any]) -> str:
+    """The lineage hash of a params.yaml document, as the steps see it: the ``train`` recipes merged with
+    the base recipe they state differences from (``productgan.gan.recipes.merged_recipes``)."""
+    train = params.get("train") if isinstance(params, dict) else None
+    if isinstance(train, dict):
+        from productgan.gan.recipes import merged_recipes
+
+        params = {**params, "train": merged_recipes(train)}
+    return stable_hash(params)
+
+
+def _code_only(source: str, name: str) -> str:
+    """The module's syntax tree without docstrings (comments and layout are not in the tree at all)."""
+    tree = ast.parse(source, filename=name)
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if (isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef) and body
+                and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
+                and isinstance(body[0].value.value, str)):
+            node.body = body[1:] or [ast.Pass()]
+    return ast.dump(tree, include_attributes=False)
+
+
+def code_version(paths: Iterable[str | os.PathLike[str]]) -> str:
+    """A hash of what the Python files in ``paths`` do: editing a comment or a docstring keeps it, changing
+    a statement, a name or a constant changes it."""
+    h = hashlib.sha256()
+    for path in sorted(Path(p) for p in paths):
+        h.update(path.name.encode() + b"\0" + _code_only(path.read_text(encoding="utf-8"), str(path)).encode())
+    return h.hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Lineage:
+    """What a step records about its inputs; the command reads it from the working directory (``current``)
+    and hands it to the library, which never reads data.dvc or params.yaml for it."""
+
+    dataset_version: str | None = None
+    params_hash: str | None = None
+    git_commit: str | None = None
+
+    @classmethod
+    def current(cls) -> Lineage:
+        """data.dvc, the params file in use (``--params`` / $PRODUCTGAN_PARAMS / ./params.yaml) and git HEAD."""
+        from productgan.params import load_params
+
+        return cls(dataset_version(), params_hash(load_params()), git_commit())

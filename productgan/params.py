@@ -3,6 +3,10 @@
 Every step owns a dataclass whose defaults equal the shipped ``params.yaml`` (a test keeps the two in step);
 ``load_section`` fills it from the file, so a step also runs where no params.yaml exists (a container).
 Unknown keys are rejected with the file and the key named, never silently ignored.
+
+A field may state only its differences from another field of the same section (field metadata
+``{"base": "<field>"}``, as the ``train`` recipes do): its value is the base's, then its own typed
+differences (its dataclass's defaults that differ from the base dataclass's), then what the file states.
 """
 
 from __future__ import annotations
@@ -61,9 +65,27 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
     return value
 
 
+def with_bases(cls: type, data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` (a section of ``cls``) with each field that names a base merged onto that base (see above)."""
+    out = dict(data)
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        base = f.metadata.get("base")
+        own, inherited = data.get(f.name), data.get(base) if base else None
+        if base is None or not all(v is None or isinstance(v, dict) for v in (own, inherited)):
+            continue  # a value of the wrong type is for from_dict to reject
+        if own is None and inherited is None:
+            continue
+        base_defaults = dataclasses.asdict(hints[base]())
+        typed = {k: v for k, v in dataclasses.asdict(hints[f.name]()).items() if base_defaults.get(k) != v}
+        out[f.name] = {**(inherited or {}), **typed, **(own or {})}
+    return out
+
+
 def from_dict(cls: type[T], data: dict[str, Any], where: str = "params") -> T:
     """Build dataclass ``cls`` from ``data``; unknown keys and wrong scalar types raise ParamsError."""
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    data = with_bases(cls, data)
     unknown = sorted(set(data) - set(fields))
     if unknown:
         raise ParamsError(

@@ -24,21 +24,14 @@ from mlflow.types import ColSpec, Schema
 from mlflow.types.schema import AnyType
 
 from productgan.api import GenerateParams
+from productgan.edit import Edits
 
 MAX_N = GenerateParams.max_n  # images per request row; bigger asks are refused with a message
 
-EDIT_COLUMNS: list[tuple[str, str]] = [
-    ("color", "string"),
-    ("hue_shift", "double"),
-    ("saturation", "double"),
-    ("brightness", "double"),
-    ("scale", "double"),
-    ("rotate", "double"),
-    # true/false; "any" because the server casts a boolean column with an absent cell (NaN) to True
-    ("flip", "any"),
-    ("size", "double"),
-    ("background", "string"),
-]
+# Edits as request columns: numbers are doubles (a row that leaves one out makes the column float/NaN),
+# flip is "any" because the server casts a boolean column with an absent cell (NaN) to True.
+_COLUMN_TYPES = {str: "string", float: "double", int: "double", bool: "any"}
+EDIT_COLUMNS: list[tuple[str, str]] = [(name, _COLUMN_TYPES[kind]) for name, kind, _ in Edits.fields()]
 INPUT_COLUMNS: list[tuple[str, str, bool]] = [
     # (name, mlflow type, required)
     ("category", "string", True),

@@ -67,29 +67,54 @@ def _cell_image(image: Image.Image, cell: int) -> Image.Image:
     return out
 
 
+def tile(images: np.ndarray, cols: int, pad: int = 2, fill: int = 0) -> np.ndarray:
+    """The one grid layout: uint8 (N, C, H, W) -> one uint8 (H', W', C) picture, row-major, ``cols`` images
+    a row, ``pad`` pixels of ``fill`` between and around them."""
+    n, c, h, w = images.shape
+    cols = max(1, cols)
+    rows = -(-n // cols)
+    out = np.full((rows * (h + pad) + pad, cols * (w + pad) + pad, c), fill, dtype=np.uint8)
+    for i, img in enumerate(images):
+        r, k = divmod(i, cols)
+        y, x = pad + r * (h + pad), pad + k * (w + pad)
+        out[y : y + h, x : x + w] = img.transpose(1, 2, 0)
+    return out
+
+
+def name_rows(grid_hwc: np.ndarray, names: Sequence[str], row_height: int, width: int = 90) -> Image.Image:
+    """``grid_hwc`` with a white column of ``width`` pixels on its left naming each ``row_height`` row."""
+    c = grid_hwc.shape[2]
+    mode, white, black = ("L", 255, 0) if c == 1 else ("RGB", (255, 255, 255), (0, 0, 0))
+    canvas = Image.new(mode, (width + grid_hwc.shape[1], grid_hwc.shape[0]), color=white)
+    canvas.paste(Image.fromarray(grid_hwc[..., 0] if c == 1 else grid_hwc, mode), (width, 0))
+    draw = ImageDraw.Draw(canvas)
+    for row, name in enumerate(names):
+        draw.text((2, row * row_height + max(row_height // 2 - 6, 0)), name[:14], fill=black)
+    return canvas
+
+
 def labelled_grid(
     images: Sequence[Image.Image], labels: Sequence[str], cols: int | None = None, cell: int = 112, pad: int = 2
 ) -> Image.Image:
-    """A grid of ``images`` (row-major), each with its label written underneath."""
+    """A grid of ``images`` (row-major), each fitted into a ``cell`` square with its label underneath."""
     if len(images) != len(labels):
         raise ValueError(f"{len(images)} images but {len(labels)} labels")
     if not images:
         raise ValueError("no images to put in a grid")
-    cols = cols or math.ceil(math.sqrt(len(images)))
-    rows = math.ceil(len(images) / cols)
     cell = max(cell, 16)
-    step_x, step_y = cell + pad, cell + CAPTION_PX + pad
-    sheet = Image.new("RGB", (cols * step_x + pad, rows * step_y + pad), (255, 255, 255))
-    draw = ImageDraw.Draw(sheet)
     font = _font(CAPTION_PX - 3)
-    for i, (image, label) in enumerate(zip(images, labels, strict=True)):
-        x, y = pad + (i % cols) * step_x, pad + (i // cols) * step_y
-        sheet.paste(_cell_image(image, cell), (x, y))
+    cells = []
+    for image, label in zip(images, labels, strict=True):
+        captioned = Image.new("RGB", (cell, cell + CAPTION_PX), (255, 255, 255))
+        captioned.paste(_cell_image(image, cell), (0, 0))
+        draw = ImageDraw.Draw(captioned)
         text = label
         while text and draw.textlength(text, font=font) > cell:
             text = text[:-1]  # clip long labels to the cell width
-        draw.text((x + 1, y + cell + 1), text, fill=(0, 0, 0), font=font)
-    return sheet
+        draw.text((1, cell + 1), text, fill=(0, 0, 0), font=font)
+        cells.append(np.asarray(captioned).transpose(2, 0, 1))
+    cols = cols or math.ceil(math.sqrt(len(images)))
+    return Image.fromarray(tile(np.stack(cells), cols, pad, fill=255), "RGB")
 
 
 def strip(images: Sequence[Image.Image], labels: Sequence[str], cell: int = 112) -> Image.Image:

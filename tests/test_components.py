@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 
 from components import ingest
-from components.runtime import flatten_numbers, is_dvc_version, metrics_table, redact_uri
+from components.runtime import is_dvc_version, metrics_table, redact_uri
 from pipelines.product_gan import params_argument
 from productgan.lineage import dataset_version
+from productgan.metrics.flatten import flatten_numbers
 
 REPO = Path(__file__).resolve().parents[1]
 

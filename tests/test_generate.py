@@ -14,11 +14,12 @@ import torch
 from click.testing import CliRunner
 from PIL import Image, ImageDraw
 
-from productgan.api import GenerateParams, ProductGenerator, RequestError, find_generator_dir, load
+from productgan.api import GenerateParams, ProductGenerator, RequestError, load
 from productgan.cli import cli
 from productgan.edit import hue_distance, mean_hue, product_mask
 from productgan.gan.sample import latents, to_uint8
 from productgan.params import load_section
+from productgan.resolve import find_generator_dir
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -71,7 +71,7 @@ def test_lr_schedule_and_restart_scale(tmp_path, small_data):
     # the default recipe's shape: held until 75% of the run, then linear to 0
     held = Trainer(tiny_params(tmp_path / "h", steps=100, recipe_overrides={"lr_decay_start": 0.75}), small_data,
                    tmp_path / "g2", track=False)
-    assert held.r.lr_schedule == "linear" and held.r.lr_final_factor == 0.0
+    assert held.recipe.lr_schedule == "linear" and held.recipe.lr_final_factor == 0.0
     assert [held.lr_factor(s) for s in (0, 50, 75)] == [1.0, 1.0, 1.0]
     assert held.lr_factor(90) == pytest.approx(0.4) and held.lr_factor(100) == pytest.approx(0.0)
 
@@ -85,7 +85,7 @@ def test_nan_once_is_recovered_with_lower_learning_rate(tmp_path, monkeypatch, s
     result = trainer.run()
     assert result.status == "FINISHED" and result.step == 6
     assert trainer.restarts == 1 and trainer.lr_scale == 0.5
-    assert all(torch.isfinite(v).all() for v in trainer.g_net.state_dict().values() if v.is_floating_point())
+    assert all(torch.isfinite(v).all() for v in trainer.G.state_dict().values() if v.is_floating_point())
     assert result.metrics["restarts"] == 1
 
 
@@ -232,7 +232,7 @@ def test_compiled_networks_train_and_export_plain_weights(tmp_path, monkeypatch,
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend="aot_eager"))
     trainer = Trainer(tiny_params(tmp_path, steps=2, compile=True), small_data, tmp_path / "gen", track=False)
-    assert trainer.G is not trainer.g_net  # the compiled wrapper trains
+    assert trainer.G_ddp is not trainer.G  # the compiled wrapper trains
     assert trainer.run().status == "FINISHED"
     G, cfg = load_generator(tmp_path / "gen")
     assert generate_uint8(G, [0, 1], seed=0, latent_dim=cfg.latent_dim).shape == (2, 1, 28, 28)

@@ -107,7 +107,7 @@ def test_sigkill_then_resume_continues_like_an_uninterrupted_run(tmp_path, monke
                           overrides={"steps": k + 4, "checkpoint_dir": str(tmp_path / "ref")})
     ref = Trainer(params, small_data, tmp_path / "gen_ref", track=False)
     assert ref.run().status == "FINISHED"
-    for key, module in (("G", ref.g_net), ("D", ref.d_net), ("G_ema", ref.ema.model)):
+    for key, module in (("G", ref.G), ("D", ref.D), ("G_ema", ref.ema.model)):
         assert all(torch.equal(final[key][n], v) for n, v in module.state_dict().items()), key
     assert torch.equal(final["opt_g"]["state"][0]["exp_avg"], ref.opt_g.state_dict()["state"][0]["exp_avg"])
     assert final["history"]["loss_d"] == ref.history["loss_d"]
@@ -155,7 +155,7 @@ trainer = Trainer(load_section("train", TrainParams, "params.yaml"), sys.argv[1]
 result = trainer.run()
 assert result.status == "FINISHED", result
 state = {}
-modules = [("G", trainer.g_net), ("D", trainer.d_net)] + ([("E", trainer.ema.model)] if trainer.ema else [])
+modules = [("G", trainer.G), ("D", trainer.D)] + ([("E", trainer.ema.model)] if trainer.ema else [])
 for name, module in modules:
     state.update({f"{name}.{k}": v.detach().cpu().contiguous().clone() for k, v in module.state_dict().items()})
 for name, opt in (("opt_g", trainer.opt_g), ("opt_d", trainer.opt_d)):

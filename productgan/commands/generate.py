@@ -1,6 +1,6 @@
 """`productgan generate`, `productgan interpolate`, `productgan edit`: make products and adjust them.
 
-Only click is imported here; torch, mlflow and Pillow load inside the commands (fast `--help`).
+Only click and the edit fields (numpy, Pillow) are imported here; torch and mlflow load inside the commands.
 """
 
 from __future__ import annotations
@@ -12,28 +12,24 @@ from typing import Any
 
 import click
 
-EDIT_KEYS = ("color", "hue_shift", "saturation", "brightness", "scale", "rotate", "flip", "size", "background")
-
 
 def edit_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """The edit options shared by generate, interpolate and edit (collected into ``edits``)."""
-    options = [
-        click.option("--color", help="Recolour the product, keeping its shading: '#aa3355', '#a35' or a CSS name."),
-        click.option("--hue-shift", type=float, help="Degrees added to the product's hue."),
-        click.option("--saturation", type=float, help="Saturation factor for the product (1 = unchanged, 0 = grey)."),
-        click.option("--brightness", type=float, help="Brightness factor for the product (1 = unchanged)."),
-        click.option("--scale", type=float, help="Product size within the same canvas, e.g. 0.8."),
-        click.option("--rotate", type=float, help="Degrees counter-clockwise about the product's centre."),
-        click.option("--flip", is_flag=True, default=False, help="Mirror left-right."),
-        click.option("--size", type=int, help="Output resolution: the longer side in pixels (Lanczos)."),
-        click.option("--background", type=click.Choice(["white", "transparent"]), help="Replace the background."),
-    ]
-    for option in reversed(options):
-        func = option(func)
+    """The edit options shared by generate, interpolate and edit, one per field of productgan.edit.Edits
+    (collected into ``edits``)."""
+    from productgan.edit import Edits
+
+    fields = Edits.fields()
+    for name, kind, meta in reversed(fields):
+        flag = "--" + name.replace("_", "-")
+        if kind is bool:
+            func = click.option(flag, is_flag=True, default=False, help=meta["help"])(func)
+        else:
+            choice = click.Choice(list(meta["choices"])) if "choices" in meta else kind
+            func = click.option(flag, type=choice, help=meta["help"])(func)
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        kwargs["edits"] = {k: kwargs.pop(k) for k in EDIT_KEYS}
+        kwargs["edits"] = {name: kwargs.pop(name) for name, _, _ in fields}
         return func(*args, **kwargs)
 
     return wrapper

@@ -26,12 +26,14 @@ def train(data_dir: str, out_dir: str, recipe: str | None, steps: int | None, re
     """
     from productgan.gan.recipes import TrainParams
     from productgan.gan.trainer import Trainer
+    from productgan.lineage import Lineage
     from productgan.params import ParamsError, load_section
 
     try:
         params = load_section("train", TrainParams, overrides={"recipe": recipe, "steps": steps})
         params.validate()
-        trainer = Trainer(params, data_dir, out_dir, resume=resume)
+        # lineage is read here, from the working directory (data.dvc, the params file, git), not by the trainer
+        trainer = Trainer(params, data_dir, out_dir, resume=resume, lineage=Lineage.current())
     except (ParamsError, ValueError, FileNotFoundError) as exc:
         raise click.ClickException(f"train: {exc}") from exc
     result = trainer.run()

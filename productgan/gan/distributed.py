@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from productgan.device import pick_device
+
 
 @dataclass
 class DistContext:
@@ -30,24 +32,13 @@ class DistContext:
         return self.world > 1
 
 
-def pick_device(name: str, local_rank: int = 0) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda":
-        name = f"cuda:{local_rank}"
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"params train.device={name!r} but CUDA is not available; use auto or cpu")
-    return device
-
-
 def setup(device_name: str) -> DistContext:
     """Join the process group when launched by torchrun; pick this process's device."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     local_world = int(os.environ.get("LOCAL_WORLD_SIZE", str(world)))
-    device = pick_device(device_name, local_rank)
+    device = pick_device(device_name, local_rank, setting="train.device")
     if world > 1 and not dist.is_initialized():
         if device.type == "cuda":
             torch.cuda.set_device(device)
@@ -75,3 +66,44 @@ def broadcast_buffers(modules: list[torch.nn.Module], ctx: DistContext) -> None:
     for module in modules:
         for buf in module.buffers():
             dist.broadcast(buf.data, src=0)
+
+
+def all_sum(values: torch.Tensor, ctx: DistContext) -> torch.Tensor:
+    """Element-wise sum over ranks, in place (a no-op in a single process)."""
+    if ctx.distributed:
+        dist.all_reduce(values)
+    return values
+
+
+def barrier(ctx: DistContext) -> None:
+    if ctx.distributed:
+        dist.barrier()
+
+
+def set_threads(num_threads: int, ctx: DistContext) -> None:
+    """CPU threads per process (``num_threads`` > 0, else the cores shared among this machine's processes);
+    on GPUs, cuDNN autotuning and TF32 matmuls."""
+    if num_threads > 0:
+        torch.set_num_threads(num_threads)
+    elif ctx.device.type != "cuda" and ctx.local_world > 1:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        torch.set_num_threads(max(1, cores // ctx.local_world))
+    if ctx.device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+
+
+def wrap(module: torch.nn.Module, compile_: bool, ctx: DistContext) -> torch.nn.Module:
+    """What the training step calls for ``module``: compiled when asked, wrapped in DDP under torchrun."""
+    wrapped = torch.compile(module) if compile_ else module
+    if ctx.distributed:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        wrapped = DDP(wrapped, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
+    return wrapped
+
+
+def local(module: torch.nn.Module) -> torch.nn.Module:
+    """``module`` without its DDP wrapper (a pass that must not all-reduce anything)."""
+    return module.module if isinstance(module, torch.nn.parallel.DistributedDataParallel) else module

@@ -1,7 +1,9 @@
 """The ``train`` section of params.yaml as typed dataclasses, with the two recipes as presets.
 
 ``TrainParams`` holds the run's knobs (steps, batch, checkpoints, logging, device); ``baseline`` and
-``default`` hold each recipe's knobs (networks, loss, optimiser, EMA, augmentation, R1). The defaults here
+``default`` hold each recipe's knobs (networks, loss, optimiser, EMA, augmentation, R1). ``baseline`` is the
+base recipe: ``default`` states only what differs from it, here and in params.yaml, and is read as the
+baseline recipe of the file with those differences (``productgan.params.with_bases``). The defaults here
 equal params.yaml (a test keeps them in step), so the step also runs where no params.yaml exists.
 """
 
@@ -93,7 +95,7 @@ class TrainParams:
     metrics_file: str = "metrics/train.json"
     plots_file: str = "plots/train_loss.csv"
     baseline: BaselineRecipe = field(default_factory=BaselineRecipe)
-    default: DefaultRecipe = field(default_factory=DefaultRecipe)
+    default: DefaultRecipe = field(default_factory=DefaultRecipe, metadata={"base": "baseline"})
 
     def recipe_params(self) -> RecipeParams:
         if self.recipe not in RECIPES:
@@ -102,6 +104,8 @@ class TrainParams:
 
     def validate(self) -> None:
         """Reject values the trainer cannot use, naming the key and the fix."""
+        from productgan.gan.loss import LOSSES
+
         r = self.recipe_params()
         where = f"params train.{self.recipe}"
         checks = [
@@ -112,7 +116,7 @@ class TrainParams:
              "train.checkpoint_every, sync_every, log_every and sample_every must be >= 1"),
             (self.keep_checkpoints >= 1, "train.keep_checkpoints must be >= 1"),
             (0 < self.restart_lr_factor <= 1, "train.restart_lr_factor must be in (0, 1]"),
-            (r.loss in ("bce", "hinge"), f"{where}.loss must be bce or hinge"),
+            (r.loss in LOSSES, f"{where}.loss must be one of {', '.join(LOSSES)}"),
             (r.lr_schedule in SCHEDULES, f"{where}.lr_schedule must be one of {SCHEDULES}"),
             (0 <= r.lr_decay_start < 1, f"{where}.lr_decay_start must be in [0, 1)"),
             (r.ema_kimg >= 0 and r.ema_rampup >= 0, f"{where}.ema_kimg and ema_rampup must be >= 0"),
@@ -134,3 +138,10 @@ class TrainParams:
             "augment_auto_below": self.augment_auto_below,
             "auto_augment_policy": self.auto_augment_policy,
         }
+
+
+def merged_recipes(section: dict[str, Any]) -> dict[str, Any]:
+    """A ``train`` section as training reads it: each recipe merged onto its base recipe."""
+    from productgan.params import with_bases
+
+    return with_bases(TrainParams, section)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 
 import numpy as np
 import torch
@@ -32,7 +33,7 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
     return ((images.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu().numpy()
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def generate_uint8(
     generator: torch.nn.Module,
     labels: torch.Tensor | np.ndarray | list[int],
@@ -40,38 +41,36 @@ def generate_uint8(
     latent_dim: int,
     truncation: float | None = None,
     batch_size: int = 512,
+    progress: str | None = None,
 ) -> np.ndarray:
-    """Images for ``labels`` (one per label) as uint8 (N, C, H, W), seeded."""
+    """Images for ``labels`` (one per label) as uint8 (N, C, H, W), seeded: the one sampling loop (train's
+    grids, evaluate, generate). ``progress``: a progress-bar title, shown on a terminal only."""
+    from tqdm import tqdm
+
     labels_t = torch.as_tensor(np.asarray(labels), dtype=torch.long)
     z = latents(seed, len(labels_t), latent_dim, truncation)
     device = next(generator.parameters()).device
     out = []
-    for i in range(0, len(labels_t), batch_size):
+    starts = range(0, len(labels_t), batch_size)
+    for i in tqdm(starts, desc=progress, disable=progress is None or not sys.stderr.isatty(), leave=False):
         out.append(to_uint8(generator(z[i : i + batch_size].to(device), labels_t[i : i + batch_size].to(device))))
     return np.concatenate(out) if out else np.zeros((0,), np.uint8)
 
 
-def tile(images: np.ndarray, rows: int, pad: int = 2) -> np.ndarray:
-    """uint8 (rows*cols, C, H, W) -> one uint8 (H', W', C) picture, row-major, ``pad`` black pixels apart."""
-    n, c, h, w = images.shape
-    cols = max(1, -(-n // rows))
-    out = np.zeros((rows * (h + pad) + pad, cols * (w + pad) + pad, c), dtype=np.uint8)
-    for i, img in enumerate(images):
-        r, k = divmod(i, cols)
-        y, x = pad + r * (h + pad), pad + k * (w + pad)
-        out[y : y + h, x : x + w] = img.transpose(1, 2, 0)
-    return out
-
-
-@torch.no_grad()
-def category_grid(generator: torch.nn.Module, num_classes: int, columns: int, seed: int, latent_dim: int) -> np.ndarray:
+@torch.inference_mode()
+def category_grid(
+    generator: torch.nn.Module, num_classes: int, columns: int, seed: int, latent_dim: int,
+    truncation: float | None = None, pad: int = 2,
+) -> np.ndarray:
     """One row per category, ``columns`` samples each; column j uses the same latent in every row, so the
-    grid shows what the class changes. uint8 (H, W, C)."""
-    z = latents(seed, columns, latent_dim).repeat(num_classes, 1)
+    grid shows what the class changes. uint8 (H, W, C), ``pad`` black pixels between images."""
+    from productgan.render import tile
+
+    z = latents(seed, columns, latent_dim, truncation).repeat(num_classes, 1)
     labels = torch.arange(num_classes).repeat_interleave(columns)
     device = next(generator.parameters()).device
     images = to_uint8(generator(z.to(device), labels.to(device)))
-    return tile(images, rows=num_classes)
+    return tile(images, cols=columns, pad=pad)
 
 
 def save_png(image_hwc: np.ndarray, path: str | os.PathLike[str]) -> None:

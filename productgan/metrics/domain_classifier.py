@@ -27,15 +27,16 @@ from tqdm import tqdm
 
 from productgan.data.arrays import images_path, labels_path, load_manifest, load_split
 from productgan.io import atomic_write_bytes, atomic_write_json, read_json, sha256_file
+from productgan.lineage import code_version
 
 log = logging.getLogger(__name__)
 
 FEATURE_DIM = 128
 
 
-def code_version() -> str:
-    """Hash of this module's source: any change to the network or its training retrains the classifier."""
-    return hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
+def classifier_code_version() -> str:
+    """Hash of this module's code (not its comments): a change to the network or its training retrains it."""
+    return code_version([__file__])
 
 
 class DomainNet(nn.Module):
@@ -161,7 +162,7 @@ def load_or_train(
         "dataset_hash": manifest.get("dataset_hash"),
         "train_images_sha256": sha256_file(images_path(data_dir, "train")),
         "train_labels_sha256": sha256_file(labels_path(data_dir, "train")),
-        "code_version": code_version(),
+        "code_version": classifier_code_version(),
         "resolution": manifest.get("resolution"),
         "channels": manifest.get("channels"),
         "categories": categories,

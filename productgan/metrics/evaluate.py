@@ -9,11 +9,14 @@ they get the same ``data_dir``, ``params`` and ``cache_dir``):
         ``sample_fn(labels: int64 (N,), seed: int) -> uint8 (N, C, H, W)``: any image source (tests pass
         fakes: noise, a constant, real images).
     generator_sample_fn(generator, latent_dim, truncation=None, batch_size=500) -> SampleFn
+    evaluate_folder(folder, data_dir, params=None, device=None) -> (dict, generator, config)
 
-The returned dict is what `productgan evaluate` writes as metrics.json (see README "## Evaluate"):
-``fd_domain``, ``kid``/``kid_std``, ``precision``/``recall``, ``class_accuracy`` (+ per category),
-``fd_domain_per_category``, ``diversity_ratio_per_category``/``diversity_ratio_min``/``mode_collapse``,
-``domain_classifier`` (its own test accuracy), optionally ``fid`` + ``fid_meta``, and ``meta``.
+The metrics themselves are registered in ``catalog.py``; this module makes the samples, runs the feature
+extractors the chosen metrics need (real-reference features cached) and calls each metric. The returned dict
+is what `productgan evaluate` writes as metrics.json (see README "## Evaluate"): ``fd_domain``,
+``kid``/``kid_std``, ``precision``/``recall``, ``class_accuracy`` (+ per category), ``fd_domain_per_category``,
+``diversity_ratio_per_category``/``diversity_ratio_min``/``mode_collapse``, ``domain_classifier`` (its own
+test accuracy), optionally ``fid`` + ``fid_meta``, and ``meta``.
 
 Generated samples follow the category mix of the real reference: the reference is the first ``n`` images of
 a fixed permutation of ``real_split`` (all of it when ``n`` is larger), and generation asks for exactly
@@ -23,9 +26,7 @@ their labels (cycled when ``n`` exceeds the split).
 from __future__ import annotations
 
 import logging
-import math
 import os
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,24 +35,20 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from productgan.data.arrays import images_path, labels_path, load_manifest, load_split
+from productgan.device import pick_device
 from productgan.io import sha256_file
 from productgan.metrics import cache
-from productgan.metrics.diversity import diversity_ratios
-from productgan.metrics.domain_classifier import ClassifierSettings, DomainClassifier, load_or_train
-from productgan.metrics.frechet import feature_stats, frechet_distance
-from productgan.metrics.kid import kernel_inception_distance
-from productgan.metrics.precision_recall import precision_recall
-from productgan.params import ParamsError
+from productgan.metrics.catalog import METRICS, Evaluation, Features, default_metrics, extractors_for, known_metrics
+from productgan.metrics.domain_classifier import ClassifierSettings, load_or_train
+from productgan.metrics.frechet import feature_stats
+from productgan.params import ParamsError, load_section
 
 log = logging.getLogger(__name__)
 
 SampleFn = Callable[[np.ndarray, int], np.ndarray]
 
-KNOWN_METRICS = ("fid", "fd_domain", "kid", "precision_recall", "class_accuracy", "diversity")
-DOMAIN_METRICS = ("fd_domain", "kid", "precision_recall", "class_accuracy", "diversity")
 REFERENCE_SEED = 0  # fixed: the real reference subset must not move with the sampling seed
 
 
@@ -59,9 +56,7 @@ REFERENCE_SEED = 0  # fixed: the real reference subset must not move with the sa
 class EvaluateParams:
     """The ``evaluate`` section of params.yaml (defaults equal to the shipped file)."""
 
-    metrics: list[str] = field(
-        default_factory=lambda: ["fd_domain", "kid", "precision_recall", "class_accuracy", "diversity"]
-    )
+    metrics: list[str] = field(default_factory=default_metrics)  # the metrics registered as default
     n: int = 10000
     real_split: str = "test"
     seed: int = 0
@@ -83,10 +78,10 @@ class EvaluateParams:
     device: str = "auto"
 
     def validate(self) -> None:
-        unknown = sorted(set(self.metrics) - set(KNOWN_METRICS))
+        unknown = sorted(set(self.metrics) - set(known_metrics()))
         if unknown:
             raise ParamsError(
-                f"evaluate.metrics: unknown metric(s) {', '.join(unknown)}; known: {', '.join(KNOWN_METRICS)}"
+                f"evaluate.metrics: unknown metric(s) {', '.join(unknown)}; known: {', '.join(known_metrics())}"
             )
         if self.n < 2 or self.fid_n < 2:
             raise ParamsError(f"evaluate: n={self.n} and fid_n={self.fid_n} must be at least 2")
@@ -101,136 +96,118 @@ class EvaluateParams:
         )
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
-def _progress() -> bool:
-    return sys.stderr.isatty()
+def evaluation_params(n: int | None = None) -> EvaluateParams:
+    """The ``evaluate`` section of the params file in use, validated; ``n`` (a CLI option) wins."""
+    params = load_section("evaluate", EvaluateParams, overrides={"n": n})
+    params.validate()
+    return params
 
 
 def generator_sample_fn(
     generator: torch.nn.Module, latent_dim: int, truncation: float | None = None, batch_size: int = 500
 ) -> SampleFn:
-    """Seeded sampling from a generator; the same images as productgan.gan.sample.generate_uint8."""
-    from productgan.gan.sample import latents, to_uint8
+    """Seeded sampling from a generator (productgan.gan.sample.generate_uint8) as a ``sample_fn``."""
+    from productgan.gan.sample import generate_uint8
 
-    @torch.inference_mode()
     def sample(labels: np.ndarray, seed: int) -> np.ndarray:
-        labels_t = torch.as_tensor(np.asarray(labels), dtype=torch.long)
-        z = latents(seed, len(labels_t), latent_dim, truncation)
-        device = next(generator.parameters()).device
-        out = []
-        for i in tqdm(
-            range(0, len(labels_t), batch_size), desc="evaluate: generate", disable=not _progress(), leave=False
-        ):
-            out.append(to_uint8(generator(z[i : i + batch_size].to(device), labels_t[i : i + batch_size].to(device))))
-        return np.concatenate(out)
+        return generate_uint8(generator, labels, seed, latent_dim, truncation, batch_size, "evaluate: generate")
 
     return sample
 
 
-def _finite(x: float) -> float | None:
-    """JSON has no NaN: undefined values become null."""
-    return None if x is None or not math.isfinite(x) else float(x)
+@dataclass
+class Reference:
+    """The real side of an evaluation: the first ``n`` images of a fixed permutation of the real split."""
+
+    data_dir: Path
+    split: str
+    manifest: dict[str, Any]
+    images: np.ndarray
+    labels: np.ndarray
+    order: np.ndarray
+    cache_dir: Path
+
+    def features(self, extract: Callable[[np.ndarray], np.ndarray], identity: str, n: int) -> cache.RealFeatures:
+        """Features of the first ``n`` reference images by ``extract``, from the cache when present."""
+        key = {
+            "extractor": identity,
+            "dataset_hash": self.manifest.get("dataset_hash"),
+            "split": self.split,
+            "split_content": sha256_file(images_path(self.data_dir, self.split))[:16]
+            + sha256_file(labels_path(self.data_dir, self.split))[:16],
+            "n": int(n),
+            "resolution": int(self.images.shape[-1]),
+            "channels": int(self.images.shape[1]),
+            "reference_seed": REFERENCE_SEED,
+        }
+        hit = cache.load_real(self.cache_dir, key)
+        if hit is not None:
+            return hit
+        idx = self.order[:n]
+        feats = extract(np.asarray(self.images[idx]))
+        mu, sigma = feature_stats(feats)
+        real = cache.RealFeatures(feats.astype(np.float32), np.asarray(self.labels[idx], np.int64), mu, sigma,
+                                  cached=False)
+        log.info("evaluate: real statistics cached in %s", cache.save_real(self.cache_dir, key, real))
+        return real
 
 
-def _split_fingerprint(data_dir: Path, split: str) -> str:
-    return sha256_file(images_path(data_dir, split))[:16] + sha256_file(labels_path(data_dir, split))[:16]
+@dataclass
+class Extracted:
+    features: Features
+    n_real: int
+    images_seen: int
+    result: dict[str, Any] = field(default_factory=dict)  # entries of metrics.json about the extractor
 
 
-def _real_features(
-    extract: Callable[[np.ndarray], np.ndarray],
-    identity: str,
-    real_images: np.ndarray,
-    real_labels: np.ndarray,
-    order: np.ndarray,
-    n: int,
-    data_dir: Path,
-    split: str,
-    manifest: dict[str, Any],
-    cache_dir: Path,
-) -> cache.RealFeatures:
-    """Features of the real reference (first ``n`` of ``order``), from the cache when present."""
-    key = {
-        "extractor": identity,
-        "dataset_hash": manifest.get("dataset_hash"),
-        "split": split,
-        "split_content": _split_fingerprint(data_dir, split),
-        "n": int(n),
-        "resolution": int(real_images.shape[-1]),
-        "channels": int(real_images.shape[1]),
-        "reference_seed": REFERENCE_SEED,
-    }
-    hit = cache.load_real(cache_dir, key)
-    if hit is not None:
-        return hit
-    idx = order[:n]
-    feats = extract(np.asarray(real_images[idx]))
-    mu, sigma = feature_stats(feats)
-    real = cache.RealFeatures(feats.astype(np.float32), np.asarray(real_labels[idx], np.int64), mu, sigma, cached=False)
-    path = cache.save_real(cache_dir, key, real)
-    log.info("evaluate: real statistics cached in %s", path)
-    return real
-
-
-def _per_category(values: list[float], categories: list[str]) -> dict[str, float | None]:
-    return {name: _finite(v) for name, v in zip(categories, values, strict=True)}
-
-
-def _domain_metrics(
-    params: EvaluateParams,
-    clf: DomainClassifier,
-    real: cache.RealFeatures,
-    fake_images: np.ndarray,
-    fake_labels: np.ndarray,
-    categories: list[str],
-    timings: dict[str, float],
-) -> dict[str, Any]:
+def _domain_features(params: EvaluateParams, ref: Reference, fake: np.ndarray, fake_labels: np.ndarray,
+                     device: torch.device, timings: dict[str, float], _weights: Path | None) -> Extracted:
+    """The dataset's own classifier (trained once per dataset and cached): features and predictions."""
+    n = min(params.n, len(ref.images))
     t0 = time.perf_counter()
-    fake, preds = clf.embed(fake_images, params.batch_size)
+    clf = load_or_train(ref.data_dir, ref.cache_dir, params.classifier(), params.real_split, device)
+    timings["domain_classifier"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    real = ref.features(lambda x: clf.features(x, params.batch_size), clf.identity, n)
+    timings["domain_features_real"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    fake_features, predictions = clf.embed(fake[: params.n], params.batch_size)
     timings["domain_features_generated"] = time.perf_counter() - t0
-    wanted, k = set(params.metrics), len(categories)
-    out: dict[str, Any] = {}
+    info = {"test_accuracy": clf.info.get("test_accuracy"), "eval_split": clf.info.get("eval_split"), "key": clf.key,
+            "cached": bool(clf.info.get("cached")), "feature_dim": clf.info.get("feature_dim"),
+            "train_images": clf.info.get("train_images"), "steps": params.classifier_steps}
+    features = Features(real, fake_features, fake_labels[: params.n], predictions)
+    return Extracted(features, n, clf.images_seen, {"domain_classifier": info})
+
+
+def _inception_features(params: EvaluateParams, ref: Reference, fake: np.ndarray, fake_labels: np.ndarray,
+                        device: torch.device, timings: dict[str, float], weights: Path | None) -> Extracted:
+    """The TF Inception graph of FID (inception-2015-12-05), ``fid_n`` images a side."""
+    from productgan.metrics.inception import RESIZE, InceptionExtractor
+
+    n = min(params.fid_n, len(ref.images))
     t0 = time.perf_counter()
-    if "fd_domain" in wanted:
-        out["fd_domain"] = frechet_distance(real.mu, real.sigma, *feature_stats(fake))
-        per = []
-        for c in range(k):
-            r, f = real.features[real.labels == c], fake[fake_labels == c]
-            per.append(
-                frechet_distance(*feature_stats(r), *feature_stats(f)) if len(r) > 1 and len(f) > 1 else math.nan
-            )
-        out["fd_domain_per_category"] = _per_category(per, categories)
-    if "kid" in wanted:
-        out["kid"], out["kid_std"] = kernel_inception_distance(
-            real.features, fake, params.kid_subsets, params.kid_subset_size, seed=params.seed
-        )
-    if "precision_recall" in wanted:
-        out["precision"], out["recall"] = precision_recall(real.features, fake, params.pr_k)
-    if "class_accuracy" in wanted:
-        hits = preds == fake_labels
-        out["class_accuracy"] = float(hits.mean())
-        out["class_accuracy_per_category"] = _per_category(
-            [float(hits[fake_labels == c].mean()) if (fake_labels == c).any() else math.nan for c in range(k)],
-            categories,
-        )
-    if "diversity" in wanted:
-        ratios = diversity_ratios(real.features, real.labels, fake, fake_labels, k)
-        finite = [r for r in ratios if math.isfinite(r)]
-        collapsed = [
-            name
-            for name, r in zip(categories, ratios, strict=True)
-            if math.isfinite(r) and r < params.collapse_threshold
-        ]
-        out["diversity_ratio_per_category"] = _per_category(ratios, categories)
-        out["diversity_ratio_min"] = _finite(min(finite)) if finite else None
-        out["collapsed_categories"] = collapsed
-        out["mode_collapse"] = bool(collapsed)
-    timings["domain_metrics"] = time.perf_counter() - t0
-    return out
+    inception = InceptionExtractor(weights, device)
+    real = ref.features(inception.features, inception.identity, n)
+    timings["inception_features_real"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    fake_features = inception.features(fake[: params.fid_n])
+    timings["inception_features_generated"] = time.perf_counter() - t0
+    info = {
+        "library": "productgan.metrics (torch-fidelity's preprocessing and pool3 features)",
+        "network": "inception-2015-12-05 (TF graph as TorchScript)",
+        "weights": str(weights),
+        "weights_sha256": inception.sha256,
+        "resize": RESIZE,
+        "n_generated": int(params.fid_n),
+        "n_real": int(n),
+        "real_split": params.real_split,
+    }
+    return Extracted(Features(real, fake_features, fake_labels[: params.fid_n], info=info), n,
+                     inception.images_seen)
+
+
+EXTRACT = {"domain": _domain_features, "inception": _inception_features}
 
 
 def evaluate_samples(
@@ -247,21 +224,20 @@ def evaluate_samples(
     ``cache_dir``: real-statistics and classifier cache (default: params.cache_dir, $PRODUCTGAN_CACHE,
     .cache/productgan). ``device``: for feature extraction (default: params.device).
     """
-    from productgan.metrics.inception import RESIZE, InceptionExtractor, resolve_weights
+    from productgan.metrics.inception import resolve_weights
 
     params = params or EvaluateParams()
     params.validate()
-    wanted = set(params.metrics)
+    extractors = extractors_for(params.metrics)
     data_dir = Path(data_dir)
-    cache_dir = cache.cache_root(cache_dir or params.cache_dir)
-    dev = torch.device(device) if device is not None else resolve_device(params.device)
-    weights = resolve_weights(params.inception_weights) if "fid" in wanted else None  # fail before any work
+    dev = torch.device(device) if device is not None else pick_device(params.device, setting="evaluate.device")
+    weights = resolve_weights(params.inception_weights) if "inception" in extractors else None  # fail first
 
     manifest = load_manifest(data_dir)
-    data_categories = list(manifest["categories"])
-    if categories is not None and list(categories) != data_categories:
+    names = list(manifest["categories"])
+    if categories is not None and list(categories) != names:
         raise ValueError(
-            f"evaluate: the generator's categories {list(categories)} differ from {data_dir}'s {data_categories}; "
+            f"evaluate: the generator's categories {list(categories)} differ from {data_dir}'s {names}; "
             "evaluate a generator against the prepared data it was trained on"
         )
     real_images, real_labels = load_split(data_dir, params.real_split)
@@ -270,9 +246,9 @@ def evaluate_samples(
             f"evaluate: {data_dir} split {params.real_split!r} has {len(real_images)} images; need 2 or more"
         )
     order = np.random.default_rng(REFERENCE_SEED).permutation(len(real_images))
-    n_domain = min(params.n, len(real_images)) if wanted & set(DOMAIN_METRICS) else 0
-    n_fid = min(params.fid_n, len(real_images)) if weights is not None else 0
-    n_gen = max(params.n if n_domain else 0, params.fid_n if n_fid else 0)
+    ref = Reference(data_dir, params.real_split, manifest, real_images, real_labels, order,
+                    cache.cache_root(cache_dir or params.cache_dir))
+    n_gen = max({"domain": params.n, "inception": params.fid_n}[e] for e in extractors)
     gen_labels = np.asarray(real_labels[order], np.int64)[np.arange(n_gen) % len(real_images)]
 
     timings: dict[str, float] = {}
@@ -287,87 +263,28 @@ def evaluate_samples(
         )
 
     result: dict[str, Any] = {}
-    cache_state: dict[str, str] = {}
-    extractor_images: dict[str, int] = {}
-    if n_domain:
+    extracted = {e: EXTRACT[e](params, ref, fake_images, gen_labels, dev, timings, weights) for e in extractors}
+    evaluation = Evaluation(params, names, {e: x.features for e, x in extracted.items()})
+    for name in params.metrics:
         t0 = time.perf_counter()
-        clf = load_or_train(data_dir, cache_dir, params.classifier(), params.real_split, dev)
-        timings["domain_classifier"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        real = _real_features(
-            lambda x: clf.features(x, params.batch_size),
-            clf.identity,
-            real_images,
-            real_labels,
-            order,
-            n_domain,
-            data_dir,
-            params.real_split,
-            manifest,
-            cache_dir,
-        )
-        timings["domain_features_real"] = time.perf_counter() - t0
-        cache_state["domain"] = "hit" if real.cached else "miss"
-        result.update(
-            _domain_metrics(
-                params, clf, real, fake_images[: params.n], gen_labels[: params.n], data_categories, timings
-            )
-        )
-        extractor_images["domain"] = clf.images_seen
-        result["domain_classifier"] = {
-            "test_accuracy": clf.info.get("test_accuracy"),
-            "eval_split": clf.info.get("eval_split"),
-            "key": clf.key,
-            "cached": bool(clf.info.get("cached")),
-            "feature_dim": clf.info.get("feature_dim"),
-            "train_images": clf.info.get("train_images"),
-            "steps": params.classifier_steps,
-        }
-    if n_fid:
-        t0 = time.perf_counter()
-        inception = InceptionExtractor(weights, dev)
-        real = _real_features(
-            inception.features,
-            inception.identity,
-            real_images,
-            real_labels,
-            order,
-            n_fid,
-            data_dir,
-            params.real_split,
-            manifest,
-            cache_dir,
-        )
-        timings["inception_features_real"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        fake = inception.features(fake_images[: params.fid_n])
-        timings["inception_features_generated"] = time.perf_counter() - t0
-        result["fid"] = frechet_distance(real.mu, real.sigma, *feature_stats(fake))
-        cache_state["inception"] = "hit" if real.cached else "miss"
-        extractor_images["inception"] = inception.images_seen
-        result["fid_meta"] = {
-            "library": "productgan.metrics (torch-fidelity's preprocessing and pool3 features)",
-            "network": "inception-2015-12-05 (TF graph as TorchScript)",
-            "weights": str(weights),
-            "weights_sha256": inception.sha256,
-            "resize": RESIZE,
-            "n_generated": int(params.fid_n),
-            "n_real": int(n_fid),
-            "real_split": params.real_split,
-        }
+        result.update(METRICS[name].compute(evaluation))
+        timings[f"metric_{name}"] = time.perf_counter() - t0
+    for x in extracted.values():
+        result.update(x.result)
+    domain = extracted.get("domain")
     result["meta"] = {
         "metrics": list(params.metrics),
-        "n_generated": int(params.n) if n_domain else 0,
-        "n_real": int(n_domain),
+        "n_generated": int(params.n) if domain else 0,
+        "n_real": domain.n_real if domain else 0,
         "real_split": params.real_split,
         "seed": params.seed,
         "truncation": params.truncation,
         "precision_recall_k": params.pr_k,
         "collapse_threshold": params.collapse_threshold,
-        "categories": data_categories,
+        "categories": names,
         "dataset_hash": manifest.get("dataset_hash"),
-        "real_stats_cache": cache_state,
-        "extractor_images": extractor_images,
+        "real_stats_cache": {e: "hit" if x.features.real.cached else "miss" for e, x in extracted.items()},
+        "extractor_images": {e: x.images_seen for e, x in extracted.items()},
         "device": str(dev),
         "seconds": {k: round(v, 3) for k, v in timings.items()},
     }
@@ -390,3 +307,17 @@ def evaluate_generator(
         k: config.meta.get(k) for k in ("recipe", "step", "dataset_version", "params_hash") if k in config.meta
     }
     return result
+
+
+def evaluate_folder(
+    folder: str | os.PathLike[str], data_dir: str | os.PathLike[str], params: EvaluateParams | None = None,
+    device: str | torch.device | None = None,
+) -> tuple[dict[str, Any], torch.nn.Module, Any]:
+    """The evaluate step's scoring of a generator folder: (metrics, the loaded generator, its config).
+    The register step scores champion and challenger with it; `productgan evaluate` writes its result."""
+    from productgan.gan.export import load_generator
+
+    params = params or evaluation_params()
+    device = device if device is not None else pick_device(params.device, setting="evaluate.device")
+    generator, config = load_generator(folder, device)
+    return evaluate_generator(generator, config, data_dir, params, device=device), generator, config

@@ -1,5 +1,5 @@
-"""MLflow side of the evaluate step: fetch a generator named by a model URI, and log the metrics onto the
-training run (found in ``<generator>/run.json``, or as the run behind a ``runs:/`` or ``models:/`` URI)."""
+"""MLflow side of the evaluate step: log the metrics onto the training run (found in ``<generator>/run.json``,
+or as the run behind a ``runs:/`` or ``models:/`` URI)."""
 
 from __future__ import annotations
 
@@ -11,36 +11,11 @@ from pathlib import Path
 from typing import Any
 
 from productgan.io import read_json
+from productgan.metrics.flatten import flatten_numbers
 
 log = logging.getLogger(__name__)
 
-MODEL_URI_SCHEMES = ("models:/", "runs:/")
 METRIC_PREFIX = "eval/"
-
-
-def is_model_uri(value: str) -> bool:
-    return value.startswith(MODEL_URI_SCHEMES)
-
-
-def fetch_generator(uri: str, dst: str | os.PathLike[str]) -> Path:
-    """Download the artifacts behind ``uri`` into ``dst`` and return the generator folder inside them
-    (the folder holding generator.json; the pyfunc model logs it as artifact ``generator``)."""
-    import mlflow.artifacts
-    from mlflow.exceptions import MlflowException
-
-    try:
-        root = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dst)))
-    except (MlflowException, OSError) as exc:
-        raise FileNotFoundError(f"evaluate: no generator at {uri}: {exc}") from exc
-    found = sorted(root.rglob("generator.json"), key=lambda p: (len(p.parts), str(p)))
-    if root.is_file() and root.name == "generator.json":
-        found = [root]
-    if not found:
-        raise FileNotFoundError(
-            f"evaluate: {uri} holds no generator folder (no generator.json among its artifacts); "
-            "pass a model logged by `productgan register` or a folder written by `productgan train`"
-        )
-    return found[0].parent
 
 
 def training_run(generator_dir: str | os.PathLike[str], uri: str | None = None) -> tuple[str, str | None] | None:
@@ -71,23 +46,14 @@ def _metric_name(*parts: str) -> str:
 def flat_metrics(result: dict[str, Any]) -> dict[str, float]:
     """The numbers of an evaluation as flat MLflow metric names (``eval/fd_domain``,
     ``eval/class_accuracy/Trouser``, ``eval/domain_classifier_test_accuracy`` ...)."""
-    out: dict[str, float] = {}
-    for key, value in result.items():
-        if key in ("meta", "fid_meta"):
-            continue
-        if key == "domain_classifier":
-            if isinstance(value.get("test_accuracy"), int | float):
-                out[_metric_name("domain_classifier_test_accuracy")] = float(value["test_accuracy"])
-        elif isinstance(value, bool):
-            out[_metric_name(key)] = float(value)
-        elif isinstance(value, int | float):
-            out[_metric_name(key)] = float(value)
-        elif isinstance(value, dict):
-            base = key.removesuffix("_per_category")
-            for name, v in value.items():
-                if isinstance(v, int | float) and not isinstance(v, bool):
-                    out[_metric_name(base, name)] = float(v)
-    return out
+    numbers = {k: v for k, v in result.items() if k not in ("meta", "fid_meta", "domain_classifier")}
+    test_accuracy = (result.get("domain_classifier") or {}).get("test_accuracy")
+    if isinstance(test_accuracy, int | float):
+        numbers["domain_classifier_test_accuracy"] = test_accuracy
+    return flatten_numbers(
+        numbers, name=lambda path: _metric_name(path[0].removesuffix("_per_category"), *path[1:]), finite=False,
+        bools=True,
+    )
 
 
 def log_to_training_run(

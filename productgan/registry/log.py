@@ -20,7 +20,7 @@ from typing import Any
 
 from productgan.io import read_json, sha256_file
 from productgan.lineage import dataset_version, git_commit, params_hash
-from productgan.registry.scoring import numeric_metrics
+from productgan.metrics.flatten import flatten_numbers
 
 MODEL_CODE = Path(__file__).with_name("model_code.py")  # builds ProductGANModel at load time: no pickle
 MODEL_ARTIFACT = "generator"  # the logged model's name in its run, and the pyfunc artifact key
@@ -97,7 +97,7 @@ def read_metrics(metrics_file: Path, primary_metric: str) -> dict[str, float]:
     """The evaluation step's numbers; a non-finite primary metric means a diverged generator (refused)."""
     if not metrics_file.is_file():
         raise RegistrationError(f"register: {metrics_file} is missing; run `productgan evaluate` first")
-    metrics = numeric_metrics(read_json(metrics_file))
+    metrics = flatten_numbers(read_json(metrics_file), finite=False)
     value = metrics.get(primary_metric)
     if value is not None and not math.isfinite(value):
         raise RegistrationError(

@@ -2,7 +2,7 @@
 
 A scorer is any callable ``score(generator_dir, data_dir) -> {metric: value}`` (values that are not numbers,
 e.g. nested per-category tables, are ignored). Tests pass a deterministic fake; the default calls the
-evaluation library (``productgan.metrics.evaluate.evaluate_generator``), imported only when used.
+evaluation library (``productgan.metrics.evaluate.evaluate_folder``), imported only when used.
 """
 
 from __future__ import annotations
@@ -21,27 +21,9 @@ Scorer = Callable[[Path, Path], dict[str, float]]
 def default_scorer(generator_dir: Path, data_dir: Path) -> dict[str, Any]:
     """The evaluation step's own scoring (``evaluate`` section of params.yaml: same extractors, same n, same
     real-statistics cache) of one generator folder on a prepared folder."""
-    from productgan.gan.export import load_generator
-    from productgan.metrics.evaluate import EvaluateParams, evaluate_generator
-    from productgan.params import load_section
+    from productgan.metrics.evaluate import evaluate_folder
 
-    params = load_section("evaluate", EvaluateParams)
-    params.validate()
-    generator, config = load_generator(generator_dir)
-    return evaluate_generator(generator, config, data_dir, params)
-
-
-def numeric_metrics(doc: Any, prefix: str = "") -> dict[str, float]:
-    """The numbers in a metrics file, flattened (``{"a": {"b": 1}}`` -> ``{"a.b": 1.0}``); text is skipped."""
-    out: dict[str, float] = {}
-    if isinstance(doc, dict):
-        for key, value in doc.items():
-            out.update(numeric_metrics(value, f"{prefix}{key}."))
-    elif isinstance(doc, bool):
-        pass
-    elif isinstance(doc, int | float):
-        out[prefix.rstrip(".")] = float(doc)
-    return out
+    return evaluate_folder(generator_dir, data_dir)[0]
 
 
 def is_finite(value: Any) -> bool:

@@ -1,0 +1,163 @@
+"""The GAN update of one step: one object runs G and D and accumulates each phase's gradients.
+
+As in stylegan2-ada's ``training/loss.py``, ``GANLoss`` owns everything around the two networks
+(augmentation, autocast, DDP's no-sync, gradient scaling), so the training loop only orders the phases and
+steps the optimisers. The phases, in the order a step runs them:
+
+  D regulariser  lazy R1 on real images (every ``r1_every`` steps, weighted up to keep its strength). It runs
+                 on the plain D (torch.compile does not do double backward) and first: its gradients
+                 accumulate locally and join D main's DDP all-reduce.
+  D main         D's loss on real images (pushed up) and on generated ones (pushed down).
+  G main         G's loss through D, with D frozen and outside DDP (D has nothing to reduce here).
+
+The objective is picked once, by name, from ``LOSSES``:
+``bce``: the non-saturating loss of Goodfellow et al. 2014 (D: BCE real=1 / fake=0; G: -log D(G(z))).
+``hinge``: the hinge loss of SNGAN / SAGAN / BigGAN (D: relu(1 - real) + relu(1 + fake); G: -fake).
+Losses are batch means over float32 logits, 0-d tensors (no host synchronisation).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from productgan.device import autocast
+from productgan.gan.augment import DiffAugment
+from productgan.gan.distributed import local
+
+LossFn = Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Objective:
+    """A GAN loss as three functions of float32 discriminator logits."""
+
+    d_real: LossFn  # D on real images: wants high logits
+    d_fake: LossFn  # D on generated images: wants low logits
+    g: LossFn  # G through D: wants D's logits on its images high
+
+
+LOSSES: dict[str, Objective] = {
+    "bce": Objective(
+        d_real=lambda logits: F.softplus(-logits).mean(),
+        d_fake=lambda logits: F.softplus(logits).mean(),
+        g=lambda logits: F.softplus(-logits).mean(),
+    ),
+    "hinge": Objective(
+        d_real=lambda logits: F.relu(1.0 - logits).mean(),
+        d_fake=lambda logits: F.relu(1.0 + logits).mean(),
+        g=lambda logits: -logits.mean(),
+    ),
+}
+
+
+def r1_penalty(real_logits: torch.Tensor, real_images: torch.Tensor) -> torch.Tensor:
+    """E ||d D(x) / dx||^2 on real images (Mescheder et al. 2018); ``real_images`` must require grad."""
+    (grad,) = torch.autograd.grad(real_logits.float().sum(), real_images, create_graph=True)
+    return grad.float().square().sum(dim=(1, 2, 3)).mean()
+
+
+def has_batchnorm(module: nn.Module) -> bool:
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in module.modules())
+
+
+@dataclass
+class DiscriminatorOutput:
+    """What D main leaves for the loop's statistics and for adaptive augmentation (all detached)."""
+
+    loss: torch.Tensor
+    real_logits: torch.Tensor
+    fake_logits: torch.Tensor
+
+
+class GANLoss:
+    """Runs ``G_ddp``/``D_ddp`` (the networks as the step calls them: compiled and/or DDP-wrapped) and ``D``
+    (the plain discriminator, for R1); draws augmentation randomness from ``gen``."""
+
+    def __init__(
+        self,
+        D: nn.Module,
+        G_ddp: nn.Module,
+        D_ddp: nn.Module,
+        objective: Objective,
+        augment: DiffAugment,
+        scaler: torch.amp.GradScaler,
+        gen: torch.Generator,
+        device: torch.device,
+        amp_dtype: torch.dtype | None,
+    ) -> None:
+        self.D, self.G_ddp, self.D_ddp = D, G_ddp, D_ddp
+        self.objective, self.augment, self.scaler, self.gen = objective, augment, scaler, gen
+        self.device, self.amp_dtype = device, amp_dtype
+        # BatchNorm in D must see real and fake batches apart (DCGAN); otherwise one joint pass is faster
+        self.d_separate = has_batchnorm(D)
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        return autocast(self.device, self.amp_dtype)
+
+    def _aug(self, images: torch.Tensor) -> torch.Tensor:
+        return self.augment(images, self.gen) if self.augment.enabled else images
+
+    def _backward(self, loss: torch.Tensor) -> None:
+        self.scaler.scale(loss).backward()
+
+    def generate(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """G's images for this step, with their graph kept: D main uses them detached, G main through it."""
+        with self._autocast():
+            return self.G_ddp(z, labels)
+
+    def accumulate_d_reg(self, real: torch.Tensor, labels: torch.Tensor, weight: float) -> None:
+        """D regulariser: ``weight`` x R1 on augmented real images."""
+        self.D.requires_grad_(True)
+        real_aug = self._aug(real).detach().requires_grad_(True)
+        with self._autocast():
+            logits = self.D(real_aug, labels)
+        self._backward(r1_penalty(logits, real_aug) * weight)
+
+    def accumulate_d_main(
+        self, real: torch.Tensor, fake: torch.Tensor, labels: torch.Tensor, scale: torch.Tensor | None = None
+    ) -> DiscriminatorOutput:
+        """D main on real and (detached) generated images; ``scale`` multiplies the loss (the NaN test hook)."""
+        self.D.requires_grad_(True)
+        fake = fake.detach()
+        if self.d_separate:
+            with self._no_sync(self.D_ddp):  # only the second backward all-reduces
+                with self._autocast():
+                    real_logits = self.D_ddp(self._aug(real), labels)
+                loss_real = self.objective.d_real(real_logits.float())
+                self._backward(loss_real)
+            with self._autocast():
+                fake_logits = self.D_ddp(self._aug(fake), labels)
+            loss_fake = self.objective.d_fake(fake_logits.float())
+            if scale is not None:
+                loss_fake = loss_fake * scale
+            self._backward(loss_fake)
+            loss = loss_real.detach() + loss_fake.detach()
+        else:
+            n = len(labels)
+            with self._autocast():
+                logits = self.D_ddp(self._aug(torch.cat([real, fake])), torch.cat([labels, labels]))
+            real_logits, fake_logits = logits[:n], logits[n:]
+            loss = self.objective.d_real(real_logits.float()) + self.objective.d_fake(fake_logits.float())
+            if scale is not None:
+                loss = loss * scale
+            self._backward(loss)
+        return DiscriminatorOutput(loss.detach(), real_logits.detach(), fake_logits.detach())
+
+    def accumulate_g_main(self, fake: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """G main: generated images through a frozen D; returns the (detached) loss."""
+        self.D.requires_grad_(False)
+        with self._autocast():
+            logits = local(self.D_ddp)(self._aug(fake), labels)
+        loss = self.objective.g(logits.float())
+        self._backward(loss)
+        return loss.detach()
+
+    @staticmethod
+    def _no_sync(module: nn.Module) -> contextlib.AbstractContextManager:
+        return module.no_sync() if hasattr(module, "no_sync") else contextlib.nullcontext()
