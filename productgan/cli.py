@@ -1,10 +1,17 @@
 """`productgan` command line. Each subcommand lives in ``productgan/commands/<module>.py`` and is imported
-only when used, so ``productgan --help`` stays fast (no torch, mlflow or kfp at start-up)."""
+only when used, so ``productgan --help`` stays fast (no torch, mlflow or kfp at start-up).
+
+Other installed code adds commands through the entry-point group ``productgan.commands`` (the Kubeflow
+``pipeline`` and ``submit`` commands of ``pipelines/cli.py`` do, see pyproject.toml): the core never imports
+an orchestrator, and lists those commands only when they are installed.
+"""
 
 from __future__ import annotations
 
+import functools
 import importlib
 import os
+from importlib.metadata import EntryPoint, entry_points
 
 import click
 
@@ -21,14 +28,19 @@ COMMANDS: dict[str, str] = {
     "generate": "generate:generate",
     "interpolate": "generate:interpolate",
     "edit": "generate:edit",
-    "pipeline": "pipeline:pipeline",
-    "submit": "pipeline:submit",
 }
+PLUGIN_GROUP = "productgan.commands"
+
+
+@functools.cache
+def plugin_commands() -> dict[str, EntryPoint]:
+    """Commands registered by installed packages under the entry-point group ``productgan.commands``."""
+    return {ep.name: ep for ep in entry_points(group=PLUGIN_GROUP) if ep.name not in COMMANDS}
 
 
 class LazyGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return [name for name in COMMANDS if self._load(name) is not None]
+        return [name for name in COMMANDS if self._load(name) is not None] + sorted(plugin_commands())
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         return self._load(cmd_name)
@@ -37,7 +49,8 @@ class LazyGroup(click.Group):
     def _load(name: str) -> click.Command | None:
         target = COMMANDS.get(name)
         if target is None:
-            return None
+            plugin = plugin_commands().get(name)
+            return plugin.load() if plugin is not None else None
         module_name, attr = target.split(":")
         try:
             module = importlib.import_module(f"productgan.commands.{module_name}")

@@ -24,7 +24,7 @@ from mlflow.types import ColSpec, Schema
 from mlflow.types.schema import AnyType
 
 from productgan.api import GenerateParams
-from productgan.edit import Edits
+from productgan.edit_request import Edits
 
 MAX_N = GenerateParams.max_n  # images per request row; bigger asks are refused with a message
 

@@ -261,3 +261,37 @@ def test_params_dataclass_field_names_are_documented():
     """Every knob of the evaluate section is in params.yaml (the file is the documentation)."""
     shipped = yaml.safe_load((REPO / "params.yaml").read_text())["evaluate"]
     assert set(shipped) == {f.name for f in dataclasses.fields(EvaluateParams)}
+
+
+def test_metric_catalog_derives_known_default_and_extractor_lists():
+    from productgan.metrics.catalog import METRICS, default_metrics, extractors_for, known_metrics, metric
+
+    assert set(known_metrics()) == {"fd_domain", "kid", "precision_recall", "class_accuracy", "diversity", "fid"}
+    shipped = yaml.safe_load((REPO / "params.yaml").read_text())["evaluate"]["metrics"]
+    assert default_metrics() == EvaluateParams().metrics == shipped  # fid is registered but off by default
+    assert extractors_for(["fid"]) == ["inception"]
+    assert extractors_for(["kid", "fid", "diversity"]) == ["domain", "inception"]
+    assert {m.extractor for m in METRICS.values()} == {"domain", "inception"}
+    with pytest.raises(ValueError, match="unknown feature extractor"):
+        metric("pixels")
+
+
+def test_a_registered_metric_is_known_validated_and_computed_alone(prepared, cache_dir, monkeypatch):
+    """Adding a metric is one decorated function: params accept it, evaluate runs only its extractor."""
+    from productgan.metrics import catalog
+
+    seen = {}
+
+    def fake_share(ev):
+        f = ev.features["domain"]
+        seen["n"] = len(f.fake)
+        return {"fake_share": float((f.predictions == f.fake_labels).mean()), "fake_share_meta": ev.categories[0]}
+
+    monkeypatch.setitem(catalog.METRICS, "fake_share", catalog.Metric("fake_share", fake_share, "domain", False))
+    EvaluateParams(metrics=["fake_share"]).validate()
+    result = evaluate_samples(real_train_sampler(prepared), prepared, small_params(metrics=["fake_share"]),
+                              cache_dir)
+    assert seen["n"] == SMALL["n"] and 0.0 <= result["fake_share"] <= 1.0
+    assert result["fake_share_meta"] == FMNIST_CATEGORIES[0]
+    assert "fd_domain" not in result and "kid" not in result  # only the chosen metric ran
+    assert set(result["meta"]["extractor_images"]) == {"domain"}  # and only the extractor it needs

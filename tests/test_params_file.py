@@ -45,3 +45,26 @@ def test_every_section_has_a_dataclass() -> None:
     sections = set(yaml.safe_load(PARAMS.read_text()))
     placeholders = {k for k, v in yaml.safe_load(PARAMS.read_text()).items() if v == {}}
     assert sections - placeholders <= set(SECTIONS), sections - placeholders - set(SECTIONS)
+
+
+def test_default_recipe_states_only_its_differences_and_inherits_the_rest(tmp_path):
+    """params.yaml's `default` recipe lists only what differs from `baseline`; reading a file, a recipe is
+    the file's baseline, then its own typed differences, then what the file states for it."""
+    from productgan.gan.recipes import BaselineRecipe, DefaultRecipe, TrainParams
+    from productgan.lineage import params_hash
+
+    shipped = yaml.safe_load(PARAMS.read_text())["train"]
+    base, default = dataclasses.asdict(BaselineRecipe()), dataclasses.asdict(DefaultRecipe())
+    assert set(shipped["default"]) == {k for k in default if default[k] != base[k]}
+
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump({"train": {"baseline": {"g_channels": 32}, "default": {"lr_g": 0.001}}}))
+    p = load_section("train", TrainParams, path)
+    assert p.default.g_channels == 32 and p.default.lr_g == 0.001  # inherited, stated
+    assert p.default.ema_kimg == DefaultRecipe().ema_kimg and p.default.lr_d == DefaultRecipe().lr_d  # typed
+    assert p.baseline.lr_g == BaselineRecipe().lr_g
+
+    # lineage hashes the recipes as training reads them: stating an inherited value changes nothing
+    same = {"train": {"baseline": {"g_channels": 32}, "default": {"g_channels": 32}}}
+    assert params_hash(same) == params_hash({"train": {"baseline": {"g_channels": 32}}})
+    assert params_hash(same) != params_hash({"train": {"baseline": {"g_channels": 16}}})

@@ -237,3 +237,24 @@ def test_compiled_networks_train_and_export_plain_weights(tmp_path, monkeypatch,
     G, cfg = load_generator(tmp_path / "gen")
     assert generate_uint8(G, [0, 1], seed=0, latent_dim=cfg.latent_dim).shape == (2, 1, 28, 28)
     assert not any("_orig_mod" in k for k in load_latest(tmp_path / "ckpt")[1]["G"])
+
+
+def test_resume_survives_a_comment_edit_but_not_a_code_change(tmp_path, monkeypatch, small_data, capsys):
+    """The resume fingerprint covers the code that shapes the model, not its comments or docstrings."""
+    import shutil
+
+    from productgan.gan import trainer as trainer_module
+
+    code = tmp_path / "gan"
+    shutil.copytree(trainer_module.CODE_DIR, code)
+    monkeypatch.setattr(trainer_module, "CODE_DIR", code)
+    monkeypatch.chdir(tmp_path)
+    assert Trainer(tiny_params(tmp_path, steps=2), small_data, tmp_path / "g", track=False).run().step == 2
+    loss = code / "loss.py"
+    text = loss.read_text()
+    loss.write_text("# a reviewer's note\n" + text.replace('"""The GAN update of one step', '"""The update', 1))
+    again = Trainer(tiny_params(tmp_path, steps=4), small_data, tmp_path / "g", resume=True, track=False)
+    assert again.run().step == 4 and "at step 2" in capsys.readouterr().err
+    loss.write_text(text.replace("F.softplus(-logits).mean()", "F.softplus(-logits).sum()", 1))
+    other = Trainer(tiny_params(tmp_path, steps=2), small_data, tmp_path / "g", resume=True, track=False)
+    assert other.run().step == 2 and "other settings" in capsys.readouterr().err

@@ -1,6 +1,7 @@
 """`productgan generate`, `productgan interpolate`, `productgan edit`: make products and adjust them.
 
-Only click and the edit fields (numpy, Pillow) are imported here; torch and mlflow load inside the commands.
+Only click and the edit fields (productgan.edit_request) are imported here; torch, mlflow and numpy load
+inside the commands (fast `--help`).
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ import click
 
 
 def edit_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """The edit options shared by generate, interpolate and edit, one per field of productgan.edit.Edits
+    """The edit options shared by generate, interpolate and edit, one per field of productgan.edit_request.Edits
     (collected into ``edits``)."""
-    from productgan.edit import Edits
+    from productgan.edit_request import Edits
 
     fields = Edits.fields()
     for name, kind, meta in reversed(fields):

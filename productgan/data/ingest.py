@@ -24,7 +24,7 @@ from typing import Any
 from productgan.data.safety import check_source_name
 from productgan.data.sources import open_source
 from productgan.data.sources.base import IngestError, Plan, PlannedFile, Source
-from productgan.io import atomic_write_json, read_json
+from productgan.io import atomic_write_json, fsync_path, read_json
 
 FORMAT = "productgan-dataset/1"
 MANIFEST = "manifest.json"
@@ -225,7 +225,7 @@ def copy_plan(source: Source, plan: Plan, name: str, stage: Path) -> dict[str, A
         else:
             recs = [_copy_file(source, f, dest_root, bar) for f in ordered]
     for dirpath, _, _ in os.walk(dest_root, topdown=False):  # directory entries reach the disk before the rename
-        _fsync_dir(Path(dirpath))
+        fsync_path(Path(dirpath))
     records = [{"path": f"{name}/{f.dest}", "source": name, **rec} for f, rec in zip(ordered, recs, strict=True)]
     return _sorted_manifest(
         {
@@ -236,14 +236,6 @@ def copy_plan(source: Source, plan: Plan, name: str, stage: Path) -> dict[str, A
             "skipped": _records(name, plan.skipped),
         }
     )
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 # --- the step ----------------------------------------------------------------------------------------------
@@ -325,7 +317,7 @@ def _commit(
         # A fresh dataset, or the same single source again (checked before copying): the staged folder
         # becomes --out.
         atomic_write_json(stage / MANIFEST, new)
-        _fsync_dir(stage)
+        fsync_path(stage)
         if existing is None:
             if out.exists():
                 out.rmdir()  # empty (read_existing checked); rename cannot replace a folder in one step otherwise
@@ -341,7 +333,7 @@ def _commit(
                 raise
             shutil.rmtree(old, ignore_errors=True)
             action = "replaced"
-        _fsync_dir(out.parent)
+        fsync_path(out.parent)
         return action
 
     if name in {s["name"] for s in existing["sources"]}:
@@ -355,7 +347,7 @@ def _commit(
     # The folder first, then the manifest: a crash in between leaves data/<name>/ unlisted, which the next
     # run reports (it never deletes it) instead of a manifest pointing at files that are not there.
     os.rename(stage / name, out / name)
-    _fsync_dir(out)
+    fsync_path(out)
     atomic_write_json(out / MANIFEST, merged)
     return "appended"
 

@@ -27,7 +27,7 @@ from productgan.data.decode import DEFAULT_MAX_IMAGE_PIXELS, Refusal, decode_ima
 from productgan.data.idx import IdxError, parse_idx_header, read_idx_bytes
 from productgan.data.resize import BACKGROUNDS, RESOLUTIONS, fit_and_pad, fit_and_pad_grey_batch, to_channels
 from productgan.data.split import assign_split, pixel_digest
-from productgan.io import atomic_write_json, read_json, save_npy_atomic, sha256_bytes, sha256_file
+from productgan.io import atomic_write_json, fsync_path, read_json, save_npy_atomic, sha256_bytes, sha256_file
 from productgan.lineage import dataset_version
 from productgan.params import ParamsError
 
@@ -410,18 +410,10 @@ def _write_split(
             at += k
     images.flush()
     del images
-    _fsync(images_path(tmp, split))
+    fsync_path(images_path(tmp, split))
     save_npy_atomic(labels_path(tmp, split), labels)
     per_category = np.bincount(labels, minlength=len(categories))
     return {"total": n, "per_category": {c: int(per_category[i]) for i, c in enumerate(categories)}}
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _publish(tmp: Path, out_dir: Path) -> None:

@@ -43,13 +43,26 @@ def discriminator_widths(resolution: int, base: int) -> tuple[int, list[int]]:
 # --------------------------------------------------------------------------------------------- dcgan
 
 
-class DCGANGenerator(nn.Module):
+class ConditionalGenerator(nn.Module):
+    """What every generator shares: its config and widths, the class embedding fed in beside z (``embed``:
+    interpolation between classes hooks it), and the first feature map made from both by ``fc``."""
+
     def __init__(self, cfg: GeneratorConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        s0, n_up, ch = generator_widths(cfg)
-        self.s0, self.c0 = s0, ch[0]
-        self.embed = nn.Embedding(max(cfg.num_classes, 1), cfg.latent_dim)
+        self.s0, self.n_up, self.widths = generator_widths(cfg)
+        self.c0 = self.widths[0]
+        self.n_cls = max(cfg.num_classes, 1)
+        self.embed = nn.Embedding(self.n_cls, cfg.latent_dim)
+
+    def first_map(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.cat([z, self.embed(labels)], dim=1)).view(-1, self.c0, self.s0, self.s0)
+
+
+class DCGANGenerator(ConditionalGenerator):
+    def __init__(self, cfg: GeneratorConfig) -> None:
+        super().__init__(cfg)
+        s0, n_up, ch = self.s0, self.n_up, self.widths
         self.fc = nn.Sequential(
             nn.Linear(2 * cfg.latent_dim, ch[0] * s0 * s0, bias=False),
             nn.BatchNorm1d(ch[0] * s0 * s0),
@@ -67,8 +80,7 @@ class DCGANGenerator(nn.Module):
         dcgan_init_(self)
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        h = self.fc(torch.cat([z, self.embed(labels)], dim=1))
-        return self.net(h.view(-1, self.c0, self.s0, self.s0))
+        return self.net(self.first_map(z, labels))
 
 
 class DCGANDiscriminator(nn.Module):
@@ -109,17 +121,13 @@ def dcgan_init_(module: nn.Module) -> None:
 # ------------------------------------------------------------------ dcgan_cbn (G) and dcgan_sn (D)
 
 
-class CBNDCGANGenerator(nn.Module):
+class CBNDCGANGenerator(ConditionalGenerator):
     """The DCGAN generator with class-conditional BatchNorm (the class sets each BN's gain and bias, as in
     BigGAN and SNGAN-projection generators) on top of the class embedding fed with z."""
 
     def __init__(self, cfg: GeneratorConfig) -> None:
-        super().__init__()
-        self.cfg = cfg
-        s0, n_up, ch = generator_widths(cfg)
-        self.s0, self.c0 = s0, ch[0]
-        n_cls = max(cfg.num_classes, 1)
-        self.embed = nn.Embedding(n_cls, cfg.latent_dim)
+        super().__init__(cfg)
+        s0, n_up, ch, n_cls = self.s0, self.n_up, self.widths, self.n_cls
         self.fc = nn.Linear(2 * cfg.latent_dim, ch[0] * s0 * s0, bias=False)
         self.bn0 = ConditionalBatchNorm2d(ch[0], n_cls)
         self.ups = nn.ModuleList(nn.ConvTranspose2d(ch[i], ch[i + 1], 4, 2, 1, bias=False) for i in range(n_up - 1))
@@ -132,8 +140,7 @@ class CBNDCGANGenerator(nn.Module):
                 nn.init.zeros_(m.bias.weight)
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        h = self.fc(torch.cat([z, self.embed(labels)], dim=1)).view(-1, self.c0, self.s0, self.s0)
-        h = F.relu(self.bn0(h, labels))
+        h = F.relu(self.bn0(self.first_map(z, labels), labels))
         for up, bn in zip(self.ups, self.bns, strict=True):
             h = F.relu(bn(up(h), labels))
         return torch.tanh(self.out(h))
@@ -197,14 +204,10 @@ class GBlock(nn.Module):
         return h + self.skip(F.interpolate(x, scale_factor=2.0, mode="nearest"))
 
 
-class ResNetGenerator(nn.Module):
+class ResNetGenerator(ConditionalGenerator):
     def __init__(self, cfg: GeneratorConfig) -> None:
-        super().__init__()
-        self.cfg = cfg
-        s0, n_up, ch = generator_widths(cfg)
-        self.s0, self.c0 = s0, ch[0]
-        n_cls = max(cfg.num_classes, 1)
-        self.embed = nn.Embedding(n_cls, cfg.latent_dim)
+        super().__init__(cfg)
+        s0, n_up, ch, n_cls = self.s0, self.n_up, self.widths, self.n_cls
         self.fc = nn.Linear(2 * cfg.latent_dim, ch[0] * s0 * s0)
         self.blocks = nn.ModuleList(GBlock(ch[i], ch[i + 1], n_cls) for i in range(n_up))
         self.bn_out = nn.BatchNorm2d(ch[-1])
@@ -215,7 +218,7 @@ class ResNetGenerator(nn.Module):
                 nn.init.zeros_(m.bias)
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        h = self.fc(torch.cat([z, self.embed(labels)], dim=1)).view(-1, self.c0, self.s0, self.s0)
+        h = self.first_map(z, labels)
         for block in self.blocks:
             h = block(h, labels)
         return torch.tanh(self.conv_out(F.relu(self.bn_out(h))))

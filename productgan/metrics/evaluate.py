@@ -28,7 +28,8 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -115,6 +116,16 @@ def generator_sample_fn(
     return sample
 
 
+@contextmanager
+def timed(timings: dict[str, float], key: str) -> Iterator[None]:
+    """Add the seconds the block takes to ``timings[key]`` (logged by the step, never in metrics.json)."""
+    t0 = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[key] = timings.get(key, 0.0) + time.perf_counter() - t0
+
+
 @dataclass
 class Reference:
     """The real side of an evaluation: the first ``n`` images of a fixed permutation of the real split."""
@@ -164,15 +175,12 @@ def _domain_features(params: EvaluateParams, ref: Reference, fake: np.ndarray, f
                      device: torch.device, timings: dict[str, float], _weights: Path | None) -> Extracted:
     """The dataset's own classifier (trained once per dataset and cached): features and predictions."""
     n = min(params.n, len(ref.images))
-    t0 = time.perf_counter()
-    clf = load_or_train(ref.data_dir, ref.cache_dir, params.classifier(), params.real_split, device)
-    timings["domain_classifier"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    real = ref.features(lambda x: clf.features(x, params.batch_size), clf.identity, n)
-    timings["domain_features_real"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    fake_features, predictions = clf.embed(fake[: params.n], params.batch_size)
-    timings["domain_features_generated"] = time.perf_counter() - t0
+    with timed(timings, "domain_classifier"):
+        clf = load_or_train(ref.data_dir, ref.cache_dir, params.classifier(), params.real_split, device)
+    with timed(timings, "domain_features_real"):
+        real = ref.features(lambda x: clf.features(x, params.batch_size), clf.identity, n)
+    with timed(timings, "domain_features_generated"):
+        fake_features, predictions = clf.embed(fake[: params.n], params.batch_size)
     info = {"test_accuracy": clf.info.get("test_accuracy"), "eval_split": clf.info.get("eval_split"), "key": clf.key,
             "cached": bool(clf.info.get("cached")), "feature_dim": clf.info.get("feature_dim"),
             "train_images": clf.info.get("train_images"), "steps": params.classifier_steps}
@@ -186,13 +194,11 @@ def _inception_features(params: EvaluateParams, ref: Reference, fake: np.ndarray
     from productgan.metrics.inception import RESIZE, InceptionExtractor
 
     n = min(params.fid_n, len(ref.images))
-    t0 = time.perf_counter()
-    inception = InceptionExtractor(weights, device)
-    real = ref.features(inception.features, inception.identity, n)
-    timings["inception_features_real"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    fake_features = inception.features(fake[: params.fid_n])
-    timings["inception_features_generated"] = time.perf_counter() - t0
+    with timed(timings, "inception_features_real"):
+        inception = InceptionExtractor(weights, device)
+        real = ref.features(inception.features, inception.identity, n)
+    with timed(timings, "inception_features_generated"):
+        fake_features = inception.features(fake[: params.fid_n])
     info = {
         "library": "productgan.metrics (torch-fidelity's preprocessing and pool3 features)",
         "network": "inception-2015-12-05 (TF graph as TorchScript)",
@@ -252,9 +258,8 @@ def evaluate_samples(
     gen_labels = np.asarray(real_labels[order], np.int64)[np.arange(n_gen) % len(real_images)]
 
     timings: dict[str, float] = {}
-    t0 = time.perf_counter()
-    fake_images = np.asarray(sample_fn(gen_labels, params.seed))
-    timings["generate"] = time.perf_counter() - t0
+    with timed(timings, "generate"):
+        fake_images = np.asarray(sample_fn(gen_labels, params.seed))
     expected = (n_gen, *real_images.shape[1:])
     if fake_images.dtype != np.uint8 or fake_images.shape != expected:
         raise ValueError(
@@ -266,9 +271,8 @@ def evaluate_samples(
     extracted = {e: EXTRACT[e](params, ref, fake_images, gen_labels, dev, timings, weights) for e in extractors}
     evaluation = Evaluation(params, names, {e: x.features for e, x in extracted.items()})
     for name in params.metrics:
-        t0 = time.perf_counter()
-        result.update(METRICS[name].compute(evaluation))
-        timings[f"metric_{name}"] = time.perf_counter() - t0
+        with timed(timings, f"metric_{name}"):
+            result.update(METRICS[name].compute(evaluation))
     for x in extracted.values():
         result.update(x.result)
     domain = extracted.get("domain")

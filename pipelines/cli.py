@@ -1,6 +1,13 @@
-"""`productgan pipeline compile|run-local` and `productgan submit`: the Kubeflow pipeline from the command line."""
+"""`productgan pipeline compile|run-local` and `productgan submit`: the Kubeflow pipeline from the command line.
+
+These commands live with the pipeline, not in the core library: pyproject.toml registers them in the entry-point
+group ``productgan.commands``, which `productgan`'s command line lists (productgan/cli.py). They need the
+``kubeflow`` extra (kfp, kfp-kubernetes), imported only when a command runs.
+"""
 
 from __future__ import annotations
+
+import importlib.util
 
 import click
 
@@ -14,9 +21,19 @@ def _fail(exc: Exception) -> click.ClickException:
     return click.ClickException(str(exc))
 
 
+def _require_kfp(command: str) -> None:
+    if importlib.util.find_spec("kfp") is None:
+        raise click.ClickException(
+            f"{command} needs the Kubeflow Pipelines SDK, which is not installed: pip install 'productgan[kubeflow]'"
+        )
+
+
 @click.group()
-def pipeline() -> None:
+@click.pass_context
+def pipeline(ctx: click.Context) -> None:
     """The Kubeflow pipeline: ingest -> retrain-check -> preprocess -> train -> evaluate -> register."""
+    if not ctx.resilient_parsing:
+        _require_kfp("productgan pipeline")
 
 
 @pipeline.command("compile")
@@ -122,6 +139,7 @@ def submit(
     from pipelines.settings import pipeline_params
     from productgan.params import ParamsError
 
+    _require_kfp("productgan submit")
     if pause and resume:
         raise click.UsageError("--pause and --resume: give one")
     if (pause or resume) and (cron or assignments):
