@@ -51,7 +51,7 @@ from productgan.gan.recipes import TrainParams
 from productgan.gan.sample import category_grid, save_png
 from productgan.gan.tracking import Tracker
 from productgan.io import atomic_open, atomic_write_json
-from productgan.lineage import dataset_version, git_commit, params_hash
+from productgan.lineage import dataset_version, git_commit, model_params_hash, params_hash
 from productgan.params import load_params
 
 CHECKPOINT_FORMAT = "productgan-train-checkpoint/1"
@@ -197,8 +197,8 @@ class Trainer:
             **params.fingerprint_fields(), "dataset_version": self.dataset_version, "resolution": resolution,
             "channels": channels, "categories": self.categories, "world": self.ctx.world, "code": code_version(),
         })
-        # lineage: the whole params file in use, as register and the retraining check hash it
-        self.params_hash = params_hash(load_params())
+        # lineage: the settings of the params file in use that change the model, as the retraining check hashes them
+        self.params_hash = model_params_hash(load_params())
         self.gen = torch.Generator(self.device)
         self.tracker = Tracker(enabled=track and self.ctx.main)
         self.step = 0
