@@ -15,11 +15,11 @@ def retrain_check(params: str, dataset_version: str, force: bool, summary: Outpu
     the reason is in the markdown summary and its metadata."""
     from components.retrain import model_name, retrain_decision
     from components.runtime import parse_params, redact_uri, require_tracking_uri
-    from productgan.lineage import git_commit, params_hash
+    from productgan.lineage import git_commit, model_params_hash
 
     tracking_uri = require_tracking_uri("retrain-check")
     doc = parse_params(params)
-    name, code, phash = model_name(doc), git_commit(), params_hash(doc)
+    name, code, phash = model_name(doc), git_commit(), model_params_hash(doc)
     decision = retrain_decision(name, dataset_version, code, phash, force=force)
 
     verdict = "**Retrain**: preprocess, train, evaluate, register run." if decision.retrain else (

@@ -1,4 +1,9 @@
-"""register: the evaluated generator -> an MLflow model version; promoted to champion only if better."""
+"""register: the evaluated generator -> an MLflow model version; promoted to champion only if better.
+
+Outputs: ``decision`` (markdown for the KFP UI) and the returned ``registration`` (register.json as JSON text).
+Output names must differ: on a clash the KFP compiler renames the returned value (``decision_2``) while the
+executor writes the function's name, and a real backend's launcher then fails the task
+(tests/test_component_outputs.py)."""
 
 from typing import NamedTuple
 
@@ -14,7 +19,7 @@ def register(
     evaluation: Input[Artifact],
     prepared: Input[Dataset],
     decision: Output[Markdown],
-) -> NamedTuple("RegisterOutputs", [("decision", str)]):
+) -> NamedTuple("RegisterOutputs", [("registration", str)]):
     """``productgan register --generator G --metrics EVAL/metrics.json --data PREPARED`` (the promotion rule
     lives in the register step; this component only runs it and reports what it decided)."""
     import json
@@ -36,7 +41,7 @@ def register(
     body = json.dumps(result, indent=2, sort_keys=True) if result else "(the register step wrote no register.json)"
     with open(decision.path, "w", encoding="utf-8") as fh:
         fh.write(f"# productgan registration\n\nDataset version `{dataset_version}`.\n\n```json\n{body}\n```\n")
-    return namedtuple("RegisterOutputs", ["decision"])(json.dumps(result, sort_keys=True))
+    return namedtuple("RegisterOutputs", ["registration"])(json.dumps(result, sort_keys=True))
 
 
 def component(image: str) -> PythonComponent:

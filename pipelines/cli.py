@@ -109,8 +109,16 @@ def run_local(source: str | None, workdir: str, per_category: int, full: bool, a
               help="Recurring run: backfill intervals missed while paused.")
 @click.option("--pause", "pause", default=None, metavar="NAME|ID", help="Pause (disable) a recurring run.")
 @click.option("--resume", "resume", default=None, metavar="NAME|ID", help="Resume (enable) a recurring run.")
+@click.option("--delete", "delete", default=None, metavar="NAME|ID", help="Delete a recurring run (its runs stay).")
+@click.option("--wait", is_flag=True, help="Wait for the run to finish; exit 0 only if it SUCCEEDED.")
+@click.option("--wait-timeout", type=click.FloatRange(min=1), default=86400.0, show_default=True,
+              help="--wait: give up (exit 1, the run goes on) after this many seconds.")
 @click.option("--namespace", default=None, help="Kubeflow profile namespace (multi-user deployments).")
 @click.option("--token", default=None, envvar="KFP_TOKEN", help="Bearer token for the KFP API ($KFP_TOKEN).")
+@click.option("--cookie", default=None, envvar="KFP_COOKIE", help="Session cookie of a Dex-protected deployment, "
+              "e.g. 'authservice_session=...' from the browser after login ($KFP_COOKIE).")
+@click.option("--ca-cert", default=None, envvar="KFP_CA_CERT", type=click.Path(exists=True, dir_okay=False),
+              help="PEM CA bundle that signs the endpoint's TLS certificate (private CA; $KFP_CA_CERT).")
 @click.option("--service-account", default=None, help="Kubernetes service account the run's pods use.")
 def submit(
     host: str,
@@ -124,8 +132,13 @@ def submit(
     catchup: bool,
     pause: str | None,
     resume: str | None,
+    delete: str | None,
+    wait: bool,
+    wait_timeout: float,
     namespace: str | None,
     token: str | None,
+    cookie: str | None,
+    ca_cert: str | None,
     service_account: str | None,
 ) -> None:
     """Start a pipeline run on Kubeflow; with --schedule, a recurring run (scheduled retraining).
@@ -140,12 +153,19 @@ def submit(
     from productgan.params import ParamsError
 
     _require_kfp("productgan submit")
-    if pause and resume:
-        raise click.UsageError("--pause and --resume: give one")
-    if (pause or resume) and (cron or assignments):
-        raise click.UsageError("--pause/--resume change an existing recurring run; drop --schedule and --param")
+    if sum(map(bool, (pause, resume, delete))) > 1:
+        raise click.UsageError("--pause, --resume, --delete: give one")
+    if (pause or resume or delete) and (cron or assignments or wait):
+        raise click.UsageError("--pause/--resume/--delete change an existing recurring run; drop --schedule, --param "
+                               "and --wait")
+    if wait and cron:
+        raise click.UsageError("--wait waits for a one-off run; a recurring run (--schedule) does not finish")
     try:
-        kfp_client = sub.client(host, namespace, token)
+        kfp_client = sub.client(host, namespace, token, cookie, ca_cert)
+        if delete:
+            rid = sub.delete_recurring_run(kfp_client, delete, namespace=namespace)
+            click.echo(f"submit: recurring run {delete} ({rid}) deleted")
+            return
         if pause or resume:
             rid = sub.set_enabled(kfp_client, pause or resume, enabled=bool(resume), namespace=namespace)
             click.echo(f"submit: recurring run {pause or resume} ({rid}) {'resumed' if resume else 'paused'}")
@@ -162,5 +182,10 @@ def submit(
         else:
             run_id = sub.submit_run(kfp_client, prepared, experiment, run_name, namespace, service_account)
             click.echo(f"submit: run {run_id} in experiment {experiment}")
+            if wait:
+                run = sub.wait_for_run(kfp_client, run_id, wait_timeout, lambda s: click.echo(f"submit: run {s}"))
+                if run.state != "SUCCEEDED":
+                    why = getattr(getattr(run, "error", None), "message", None)
+                    raise click.ClickException(f"run {run_id} ended {run.state}" + (f": {why}" if why else ""))
     except (sub.SubmitError, CronError, OverrideError, ParamsError, FileNotFoundError) as exc:
         raise _fail(exc) from exc

@@ -5,15 +5,18 @@ image. The whole params.yaml travels as the ``params`` parameter (default: the f
 Kubeflow run and ``dvc repro`` use the same settings. ``retrain-check`` ends the run early when neither the
 dataset version, the code nor the params changed since a model was trained from them.
 
-Cluster settings sit next to the task they concern: CPU/memory requests on every step, a GPU with node
-selector and toleration on train, retries on ingest and register, credentials from Kubernetes Secrets and
-endpoints from a ConfigMap as environment variables. ``kfp.local`` ignores those settings (with a warning),
-so the very same pipeline runs locally (``productgan pipeline run-local``).
+A first step, ``run-settings``, applies the typed run parameters (recipe, steps, max_minutes, resolution,
+eval_n; ``pipelines/run_parameters.py``) to ``params``; every other step reads its result.
+
+Cluster settings sit next to the task they concern: CPU/memory requests on every step, a GPU on train (node
+selector and tolerations only if params set them), retries on ingest and register, credentials from
+Kubernetes Secrets and endpoints from a ConfigMap as environment variables, every step as a non-root user.
+``kfp.local`` ignores those settings (with a warning), so the very same pipeline runs locally
+(``productgan pipeline run-local``).
 """
 
 # No `from __future__ import annotations` here: KFP reads the pipeline function's annotations as real types.
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -22,13 +25,15 @@ from kfp import compiler, dsl, kubernetes
 from kfp.dsl import PipelineTask
 from kfp.dsl.graph_component import GraphComponent
 
-from components import check, evaluate, ingest, preprocess, register, train
+from components import check, evaluate, ingest, preprocess, register, settings, train
 from components.runtime import parse_params
+from pipelines.run_parameters import params_json, run_parameter_defaults
 from pipelines.settings import PipelineParams, Resources, pipeline_params
 from productgan.params import params_path
 
 STEP_TASKS = ("ingest", "preprocess", "train", "evaluate", "register")
 CHECK_TASK = "retrain-check"
+SETTINGS_TASK = "run-settings"
 CONDITION_NAME = "retrain"
 # ConfigMap keys (infra/k8s) exposed to every step under the same names.
 CONFIG_KEYS = ("MLFLOW_TRACKING_URI", "AWS_ENDPOINT_URL")
@@ -45,11 +50,8 @@ def default_params_text(path: str | os.PathLike[str] | None = None) -> str:
 
 
 def params_argument(params: dict[str, Any]) -> str:
-    """The ``params`` pipeline parameter: params.yaml as one-line JSON (JSON is YAML, so steps read it as is).
-
-    One line because the KFP compiler copies parameter defaults into the IR file's header comment verbatim;
-    a multi-line default there would break the YAML file."""
-    return json.dumps(params, ensure_ascii=False)
+    """The ``params`` pipeline parameter: params.yaml as one-line JSON (see ``run_parameters.params_json``)."""
+    return params_json(params)
 
 
 def _resources(task: PipelineTask, res: Resources) -> PipelineTask:
@@ -60,6 +62,35 @@ def _env_from_cluster(task: PipelineTask, cfg: PipelineParams, secret: str | Non
     kubernetes.use_config_map_as_env(task, cfg.config_map, {k: k for k in CONFIG_KEYS})
     if secret:
         kubernetes.use_secret_as_env(task, secret, {k: k for k in keys})
+
+
+def _gpu(task: PipelineTask, cfg: PipelineParams) -> PipelineTask:
+    """A GPU for ``task``; node selector and tolerations only where the params set them (off by default:
+    the GPU request alone makes the scheduler pick a node that has one)."""
+    task.set_accelerator_type(cfg.gpu_type).set_accelerator_limit(cfg.gpus)
+    for label, value in cfg.gpu_node_selector.items():
+        kubernetes.add_node_selector(task, str(label), str(value))
+    for t in cfg.gpu_tolerations:
+        kubernetes.add_toleration(task, key=t.key, operator=t.operator, value=t.value, effect=t.effect,
+                                  toleration_seconds=t.toleration_seconds)
+    return task
+
+
+def _secure_every_step(cfg: PipelineParams) -> None:
+    """Every task of the pipeline being built runs as the image's non-root user.
+
+    kfp-kubernetes can set only runAsUser/runAsGroup/runAsNonRoot (``set_security_context``). The rest of
+    what the restricted Pod Security Standard asks (seccompProfile RuntimeDefault, allowPrivilegeEscalation
+    false, all capabilities dropped) the KFP backend adds to every pod itself from 2.16.0 on
+    (backend/src/v2/compiler/argocompiler/security_context.go); older backends ignore the field (their driver
+    discards unknown fields) and need the cluster to add it (README "Pod security")."""
+    if cfg.run_as_user is None:
+        return
+    from kfp.dsl import pipeline_context
+
+    for task in pipeline_context.Pipeline.get_default_pipeline().tasks.values():
+        kubernetes.set_security_context(task, run_as_user=cfg.run_as_user, run_as_group=cfg.run_as_group,
+                                        run_as_non_root=True)
 
 
 def _retries(task: PipelineTask, cfg: PipelineParams) -> PipelineTask:
@@ -80,9 +111,26 @@ def build_pipeline(params_text: str | None = None, image: str | None = None) -> 
     ingest_op, check_op = ingest.component(image), check.component(image)
     preprocess_op, train_op = preprocess.component(image), train.component(image)
     evaluate_op, register_op = evaluate.component(image), register.component(image)
+    settings_op = settings.component(image)
     res = cfg.resources
+    run = run_parameter_defaults(params)
 
-    def product_gan(params: str = default, dataset_version: str = "", force: bool = False):
+    def product_gan(
+        params: str = default,
+        dataset_version: str = "",
+        force: bool = False,
+        recipe: str = run["recipe"],
+        steps: int = run["steps"],
+        max_minutes: float = run["max_minutes"],
+        resolution: int = run["resolution"],
+        eval_n: int = run["eval_n"],
+    ):
+        # The typed parameters (pipelines/run_parameters.py) on top of `params`: every step reads the result.
+        resolved = settings_op(params=params, recipe=recipe, steps=steps, max_minutes=max_minutes,
+                               resolution=resolution, eval_n=eval_n)
+        _resources(resolved, res.run_settings)
+        params = resolved.output
+
         # ingest looks at the outside world (the source may have changed): never served from the cache.
         ingested = ingest_op(params=params, dataset_version=dataset_version).set_caching_options(False)
         _retries(_resources(ingested, res.ingest), cfg)
@@ -101,9 +149,7 @@ def build_pipeline(params_text: str | None = None, image: str | None = None) -> 
 
             trained = train_op(params=params, dataset_version=version, prepared=prepared.outputs["prepared"])
             _resources(trained, res.train)
-            trained.set_accelerator_type(cfg.gpu_type).set_accelerator_limit(cfg.gpus)
-            kubernetes.add_node_selector(trained, cfg.gpu_node_label, cfg.gpu_node_value)
-            kubernetes.add_toleration(trained, key=cfg.gpu_taint, operator="Exists", effect="NoSchedule")
+            _gpu(trained, cfg)
             _env_from_cluster(trained, cfg, cfg.mlflow_secret, MLFLOW_KEYS)
 
             evaluated = evaluate_op(
@@ -125,13 +171,17 @@ def build_pipeline(params_text: str | None = None, image: str | None = None) -> 
             _retries(_resources(registered, res.register), cfg)
             _env_from_cluster(registered, cfg, cfg.mlflow_secret, MLFLOW_KEYS)
 
+        _secure_every_step(cfg)
+
     product_gan.__doc__ = (
         "Product photos -> a registered class-conditional GAN. params: params.yaml content; dataset_version: "
         "empty = the source's current data, a DVC hash (….dir) = the version the source must hold; "
-        "force: retrain even when nothing changed."
+        "force: retrain even when nothing changed. recipe, steps, max_minutes (0 = no time budget), resolution, "
+        "eval_n: train.recipe, train.steps, train.max_minutes, preprocess.resolution, evaluate.n (win over params)."
     )
     return dsl.pipeline(product_gan, name=cfg.name, description="productgan: ingest, preprocess, train, evaluate, "
-                        "register a class-conditional product-image GAN (retrains only on new data, code or params)")
+                        "register a class-conditional product-image GAN (retrains only on new data, code or params)",
+                        pipeline_root=cfg.pipeline_root)
 
 
 def compile_pipeline(out: str | os.PathLike[str], params_text: str | None = None, image: str | None = None) -> Path:

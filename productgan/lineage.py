@@ -82,6 +82,36 @@ def code_version(paths: Iterable[str | os.PathLike[str]]) -> str:
     return h.hexdigest()[:16]
 
 
+# What does not change the trained generator, so a new value must not make the retrain check train again:
+# whole sections that act before (ingest: the dataset version already identifies the data) or after training
+# (evaluate, register, generate) or only place the work (pipeline: image, CPU requests, GPUs), and the train
+# keys that only say where and how often to log, save or check. Everything else counts, new keys included.
+NOT_MODEL_SECTIONS = frozenset({"ingest", "evaluate", "register", "generate", "pipeline"})
+NOT_MODEL_KEYS = {
+    "train": frozenset({
+        "device", "num_threads", "checkpoint_dir", "checkpoint_every", "keep_checkpoints", "sync_every",
+        "log_every", "sample_every", "grid_columns", "grid_seed", "experiment", "metrics_file", "plots_file",
+    }),
+}
+
+
+def model_params(params: dict[str, Any]) -> dict[str, Any]:
+    """The part of a whole params mapping that changes the trained model (see NOT_MODEL_SECTIONS/_KEYS)."""
+    out: dict[str, Any] = {}
+    for section, values in params.items():
+        if section in NOT_MODEL_SECTIONS:
+            continue
+        dropped = NOT_MODEL_KEYS.get(section, frozenset())
+        out[section] = {k: v for k, v in values.items() if k not in dropped} if isinstance(values, dict) else values
+    return out
+
+
+def model_params_hash(params: dict[str, Any]) -> str:
+    """The ``params_hash`` lineage tag: a hash of the settings that change the trained model only, so the
+    retrain check does not retrain for a new CPU request or log interval."""
+    return params_hash(model_params(params))
+
+
 @dataclass(frozen=True)
 class Lineage:
     """What a step records about its inputs; the command reads it from the working directory (``current``)
@@ -96,4 +126,4 @@ class Lineage:
         """data.dvc, the params file in use (``--params`` / $PRODUCTGAN_PARAMS / ./params.yaml) and git HEAD."""
         from productgan.params import load_params
 
-        return cls(dataset_version(), params_hash(load_params()), git_commit())
+        return cls(dataset_version(), model_params_hash(load_params()), git_commit())

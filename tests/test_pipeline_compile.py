@@ -10,7 +10,7 @@ import yaml
 from click.testing import CliRunner
 
 from pipelines.overrides import OverrideError, apply_overrides, split_params
-from pipelines.product_gan import STEP_TASKS
+from pipelines.product_gan import SETTINGS_TASK, STEP_TASKS
 from productgan.cli import cli
 
 REPO = Path(__file__).resolve().parents[1]
@@ -71,8 +71,10 @@ def test_five_steps_run_in_order_behind_the_retrain_check(compiled):
     for before, after in zip(STEP_TASKS, STEP_TASKS[1:], strict=False):
         assert before in _upstream(spec, after), f"{after} does not wait for {before}"
         assert after not in _upstream(spec, before)
-    assert _upstream(spec, "ingest") == set()
-    assert _upstream(spec, "retrain-check") == {"ingest"}
+    # run-settings (the typed run parameters applied to params) comes first; every step reads its result
+    assert _upstream(spec, SETTINGS_TASK) == set()
+    assert _upstream(spec, "ingest") == {SETTINGS_TASK}
+    assert _upstream(spec, "retrain-check") == {"ingest", SETTINGS_TASK}
     # each step's data comes from the step before (artifacts, not just ordering)
     prep_in = tasks["preprocess"][0]["inputs"]["artifacts"]["data"]["componentInputArtifact"]
     assert prep_in == "pipelinechannel--ingest-data"
@@ -125,21 +127,32 @@ def test_train_asks_for_a_gpu_node(compiled, tmp_path):
     label, container = _executor(spec, "train")
     accelerator = container["resources"]["accelerator"]
     assert accelerator["resourceType"] == "nvidia.com/gpu" and accelerator["resourceCount"] == "1"
-    k8s = platform[label]
-    assert k8s["nodeSelector"]["labels"] == {"nvidia.com/gpu.present": "true"}
-    assert k8s["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    # by default no node selector and no toleration: the GPU request alone finds a GPU node, also on clusters
+    # without NVIDIA's GPU feature discovery (which sets nvidia.com/gpu.present)
+    for name in ALL_TASKS:
+        k8s = platform[_executor(spec, name)[0]]
+        assert "nodeSelector" not in k8s and "tolerations" not in k8s, name
     for other in ("ingest", "retrain-check", "preprocess", "evaluate", "register"):
         other_label, other_container = _executor(spec, other)
         assert "accelerator" not in other_container.get("resources", {})
-        assert "nodeSelector" not in platform[other_label] and "tolerations" not in platform[other_label]
 
-    # the count comes from params
+    # the count, a node selector and tolerations come from params
     out = tmp_path / "p.yaml"
     res = CliRunner().invoke(cli, ["--params", str(REPO / "params.yaml"), "pipeline", "compile", "--out", str(out),
-                                   "--param", "pipeline.gpus=2"])
+                                   "--param", "pipeline.gpus=2",
+                                   "--param", 'pipeline.gpu_node_selector={nvidia.com/gpu.present: "true"}',
+                                   "--param", "pipeline.gpu_tolerations=[{key: nvidia.com/gpu, effect: NoSchedule}, "
+                                   "{key: team, operator: Equal, value: ml}]"])
     assert res.exit_code == 0, res.output
-    two, _ = yaml.safe_load_all(out.read_text())
+    two, two_platform = yaml.safe_load_all(out.read_text())
     assert two["deploymentSpec"]["executors"][label]["container"]["resources"]["accelerator"]["resourceCount"] == "2"
+    k8s = two_platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"][label]
+    assert k8s["nodeSelector"]["labels"] == {"nvidia.com/gpu.present": "true"}
+    assert k8s["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"},
+                                  {"key": "team", "operator": "Equal", "value": "ml"}]
+    for other in ("ingest", "retrain-check", "preprocess", "evaluate", "register"):
+        other_k8s = two_platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"][_executor(two, other)[0]]
+        assert "nodeSelector" not in other_k8s and "tolerations" not in other_k8s, other
 
 
 def test_every_step_requests_cpu_and_memory(compiled):

@@ -9,7 +9,7 @@ import pytest
 from components import check, retrain
 from components.runtime import parse_params
 from pipelines.product_gan import params_argument
-from productgan.lineage import params_hash
+from productgan.lineage import model_params_hash, params_hash
 
 DATA_A, DATA_B = "a" * 32 + ".dir", "b" * 32 + ".dir"
 CODE = "0123456789abcdef0123456789abcdef01234567"
@@ -109,7 +109,7 @@ def test_the_component_body_decides_and_says_so(registry, name, tmp_path, monkey
     """The KFP component function itself (what runs in the pod), with lineage from the image's environment."""
     monkeypatch.setenv("PRODUCTGAN_GIT_COMMIT", CODE)
     text = params_argument({**PARAMS, "register": {"model_name": name}})
-    registry(DATA_A, CODE, params_hash(parse_params(text)), champion=True)
+    registry(DATA_A, CODE, model_params_hash(parse_params(text)), champion=True)  # as register tags it
     summary = types.SimpleNamespace(path=str(tmp_path / "summary.md"), metadata={})
 
     out = check.retrain_check(params=text, dataset_version=DATA_A, force=False, summary=summary)
@@ -123,3 +123,34 @@ def test_the_component_body_decides_and_says_so(registry, name, tmp_path, monkey
     monkeypatch.delenv("MLFLOW_TRACKING_URI")  # restored by monkeypatch
     with pytest.raises(RuntimeError, match="MLFLOW_TRACKING_URI is not set"):
         check.retrain_check(params=text, dataset_version=DATA_A, force=False, summary=summary)
+
+
+def test_only_settings_that_change_the_model_make_a_new_training(registry, name, tmp_path, monkeypatch):
+    """The params hash the check compares (and register records) covers what changes the trained model: not
+    CPU requests, log or checkpoint intervals, the device, evaluation or promotion settings."""
+    from pathlib import Path
+
+    import yaml
+
+    from pipelines.overrides import apply_overrides
+
+    monkeypatch.setenv("PRODUCTGAN_GIT_COMMIT", CODE)
+    shipped = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
+    base = apply_overrides(shipped, [("register.model_name", name)])
+    registry(DATA_A, CODE, model_params_hash(base), champion=True)
+    summary = types.SimpleNamespace(path=str(tmp_path / "summary.md"), metadata={})
+
+    def retrains(dotted: str, value) -> bool:
+        text = params_argument(apply_overrides(base, [(dotted, value)]))
+        return check.retrain_check(params=text, dataset_version=DATA_A, force=False, summary=summary)
+
+    for dotted, value in [("pipeline.resources.train.cpu", "64"), ("pipeline.gpus", 4), ("train.log_every", 7),
+                          ("train.checkpoint_every", 9), ("train.sample_every", 11), ("train.num_threads", 3),
+                          ("train.device", "cuda"), ("evaluate.n", 50), ("register.margin", 0.5),
+                          ("ingest.s3_max_attempts", 2), ("generate.n", 3)]:
+        assert not retrains(dotted, value), f"{dotted}={value} does not change the model, yet the check retrains"
+    for dotted, value in [("train.steps", 9), ("train.max_minutes", 1.0), ("train.default.lr_g", 0.1),
+                          ("train.recipe", "baseline"), ("train.batch_size", 8), ("preprocess.resolution", 32),
+                          ("train.a_new_knob", 1)]:
+        assert retrains(dotted, value), f"{dotted}={value} changes the model, yet the check does not retrain"
+        assert "params_hash" in summary.metadata["reason"]

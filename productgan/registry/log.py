@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from productgan.io import read_json, sha256_file
-from productgan.lineage import dataset_version, git_commit, params_hash
+from productgan.lineage import dataset_version, git_commit, model_params_hash
 from productgan.metrics.flatten import flatten_numbers
 
 MODEL_CODE = Path(__file__).with_name("model_code.py")  # builds ProductGANModel at load time: no pickle
@@ -116,7 +116,7 @@ def lineage_tags(
 
     tags = {
         "dataset_version": str(meta.get("dataset_version") or dataset_version("data.dvc") or "unknown"),
-        "params_hash": str(meta.get("params_hash") or params_hash(load_params())),
+        "params_hash": str(meta.get("params_hash") or model_params_hash(load_params())),
         "git_commit": str(meta.get("git_commit") or git_commit() or "unknown"),
         "training_run_id": run.run_id,
         "training_status": run.status,
