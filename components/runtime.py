@@ -52,19 +52,56 @@ def step_workdir(params_text: str, dataset_version: str = "") -> Iterator[Path]:
     checkpoints/) land here; read them before the block ends."""
     work = Path(tempfile.mkdtemp(prefix="productgan-step-"))
     try:
-        params = parse_params(params_text)
-        (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
-        if dataset_version:
-            dvc = {"outs": [{"md5": dataset_version, "path": "data"}]}
-            (work / "data.dvc").write_text(yaml.safe_dump(dvc, sort_keys=False), encoding="utf-8")
+        write_step_files(work, params_text, dataset_version)
         yield work
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def run_step(step: str, args: Sequence[str], work: Path) -> None:
-    """``python -m productgan STEP ARGS`` in ``work`` with the run's params; its output streams to the pod log."""
-    cmd = [sys.executable, "-m", "productgan", step, *map(str, args)]
+def write_step_files(work: Path, params_text: str, dataset_version: str = "") -> None:
+    """``params.yaml`` and ``data.dvc`` of a step in its working directory ``work`` (see ``step_workdir``)."""
+    params = parse_params(params_text)
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
+    if dataset_version:
+        dvc = {"outs": [{"md5": dataset_version, "path": "data"}]}
+        (work / "data.dvc").write_text(yaml.safe_dump(dvc, sort_keys=False), encoding="utf-8")
+
+
+def copy_folder(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> Path:
+    """Copy folder ``src`` to ``dst`` whole (a temp sibling renamed into place); an existing ``dst`` is replaced."""
+    dst = Path(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", dir=dst.parent))
+    shutil.copytree(src, tmp, dirs_exist_ok=True)
+    if dst.exists():
+        shutil.rmtree(dst)
+    os.replace(tmp, dst)
+    return dst
+
+
+def with_params(params_text: str, assignments: Mapping[str, Any]) -> str:
+    """The run's params with dotted ``section.key`` values set (a step's own settings, e.g. its checkpoint folder)."""
+    import json
+
+    from pipelines.overrides import apply_overrides
+
+    return json.dumps(apply_overrides(parse_params(params_text), assignments.items()), ensure_ascii=False)
+
+
+def step_command(step: str, args: Sequence[str], nproc: int = 1) -> list[str]:
+    """The command of one productgan step; ``nproc`` > 1 launches that many data-parallel processes with
+    ``torchrun --standalone --nproc_per_node=N`` (DDP: NCCL on GPUs, gloo on CPUs; productgan.gan.distributed)."""
+    launcher = [sys.executable]
+    if nproc > 1:
+        launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"]
+    return [*launcher, "-m", "productgan", step, *map(str, args)]
+
+
+def run_step(step: str, args: Sequence[str], work: Path, nproc: int = 1) -> None:
+    """``python -m productgan STEP ARGS`` in ``work`` with the run's params; its output streams to the pod log.
+    ``nproc`` > 1: under torchrun (see ``step_command``)."""
+    cmd = step_command(step, args, nproc)
     print(f">> {' '.join(cmd)}  (cwd {work}, params {work / 'params.yaml'})", flush=True)
     result = subprocess.run(cmd, cwd=work, env={**os.environ, PARAMS_ENV: str(work / "params.yaml")}, check=False)
     if result.returncode != 0:

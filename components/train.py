@@ -6,17 +6,33 @@ from kfp.dsl.python_component import PythonComponent
 
 
 def train(
-    params: str, dataset_version: str, prepared: Input[Dataset], generator: Output[Model], metrics: Output[Metrics]
+    params: str,
+    dataset_version: str,
+    prepared: Input[Dataset],
+    generator: Output[Model],
+    metrics: Output[Metrics],
+    checkpoint_root: str = "",
+    run_id: str = "",
+    nproc: int = 1,
 ):
-    """``productgan train --data PREPARED --out GENERATOR`` with the run's params (recipe, steps, ...)."""
+    """``productgan train --data PREPARED --out GENERATOR`` with the run's params (recipe, steps, ...).
+
+    ``checkpoint_root`` (on a cluster: the mount of the run's checkpoint PVC) keeps the checkpoints outside the
+    pod, in ``<checkpoint_root>/<run_id>/train``, and train runs with ``--resume``: a retried train (after an
+    eviction or preemption) goes on from its last checkpoint. ``nproc`` > 1: one process per GPU (torchrun)."""
     import json
     import os
 
-    from components.runtime import flatten_numbers, require_tracking_uri, run_step, step_workdir
+    from components.runtime import flatten_numbers, require_tracking_uri, run_step, step_workdir, with_params
 
     require_tracking_uri("train")
+    args = ["--data", prepared.path, "--out", generator.path]
+    if checkpoint_root:
+        folder = os.path.join(checkpoint_root, run_id, "train")  # run_id "": a volume of its own
+        params = with_params(params, {"train.checkpoint_dir": folder})
+        args.append("--resume")
     with step_workdir(params, dataset_version) as work:
-        run_step("train", ["--data", prepared.path, "--out", generator.path], work)
+        run_step("train", args, work, nproc=nproc)
         # metrics/train.json is written relative to the step's working directory (as under `dvc repro`).
         train_metrics = os.path.join(work, "metrics", "train.json")
         numbers = {}

@@ -22,8 +22,9 @@ from kfp import compiler, dsl, kubernetes
 from kfp.dsl import PipelineTask
 from kfp.dsl.graph_component import GraphComponent
 
-from components import check, evaluate, ingest, preprocess, register, train
+from components import check, evaluate, ingest, preprocess, register, train, train_job
 from components.runtime import parse_params
+from pipelines import scaling
 from pipelines.settings import PipelineParams, Resources, pipeline_params
 from productgan.params import params_path
 
@@ -79,6 +80,7 @@ def build_pipeline(params_text: str | None = None, image: str | None = None) -> 
     image = image or cfg.image
     ingest_op, check_op = ingest.component(image), check.component(image)
     preprocess_op, train_op = preprocess.component(image), train.component(image)
+    train_job_op = train_job.component(image)
     evaluate_op, register_op = evaluate.component(image), register.component(image)
     res = cfg.resources
 
@@ -99,20 +101,29 @@ def build_pipeline(params_text: str | None = None, image: str | None = None) -> 
             _resources(prepared, res.preprocess)
             _env_from_cluster(prepared, cfg, None, ())
 
-            trained = train_op(params=params, dataset_version=version, prepared=prepared.outputs["prepared"])
+            # checkpoints on a volume, retries, torchrun or a PyTorchJob: pipelines/scaling.py
+            volume = scaling.checkpoint_volume(cfg)
+            trained = scaling.train_step(
+                train_op, train_job_op, cfg, image, volume, CONFIG_KEYS, MLFLOW_KEYS,
+                params=params, dataset_version=version, prepared=prepared.outputs["prepared"],
+            )
             _resources(trained, res.train)
-            trained.set_accelerator_type(cfg.gpu_type).set_accelerator_limit(cfg.gpus)
-            kubernetes.add_node_selector(trained, cfg.gpu_node_label, cfg.gpu_node_value)
-            kubernetes.add_toleration(trained, key=cfg.gpu_taint, operator="Exists", effect="NoSchedule")
+            if cfg.train_launcher == "pod":  # a PyTorchJob's pods ask for the GPUs; this step only waits
+                trained.set_accelerator_type(cfg.gpu_type).set_accelerator_limit(cfg.gpus)
+                kubernetes.add_node_selector(trained, cfg.gpu_node_label, cfg.gpu_node_value)
+                kubernetes.add_toleration(trained, key=cfg.gpu_taint, operator="Exists", effect="NoSchedule")
             _env_from_cluster(trained, cfg, cfg.mlflow_secret, MLFLOW_KEYS)
+            scaling.release_checkpoint_volume(volume, trained)
 
             evaluated = evaluate_op(
                 params=params,
                 dataset_version=version,
                 generator=trained.outputs["generator"],
                 prepared=prepared.outputs["prepared"],
+                add_metrics=scaling.evaluate_metrics_added(cfg),
             )
             _resources(evaluated, res.evaluate)
+            scaling.evaluate_on_gpu(evaluated, cfg)
             _env_from_cluster(evaluated, cfg, cfg.mlflow_secret, MLFLOW_KEYS)
 
             registered = register_op(
