@@ -170,7 +170,7 @@ def submit_or_reuse(client: Any, spec: JobSpec, run_id: str, log: Callable[[str]
             return existing
         if existing is None:
             job = render_pytorchjob(dataclasses.replace(spec, name=name, namespace=namespace))
-            client.create_job(job=job, namespace=namespace, job_kind=KIND)
+            client.create_job(job=job, namespace=namespace)  # the kind is the job object's own
             log(f"train: created PyTorchJob {namespace}/{name}: {spec.nodes} pod(s) x {spec.nproc_per_node} "
                 f"process(es), image {spec.image}")
             return job

@@ -6,7 +6,7 @@ from kfp.dsl import Dataset, Input, Metrics, Model, Output
 from kfp.dsl.python_component import PythonComponent
 
 
-def train_job(
+def train(  # named like components/train.py's: the task is "train" whichever launcher runs it
     params: str,
     dataset_version: str,
     prepared: Input[Dataset],
@@ -60,4 +60,4 @@ def train_job(
 
 
 def component(image: str) -> PythonComponent:
-    return dsl.component(train_job, base_image=image, install_kfp_package=False)
+    return dsl.component(train, base_image=image, install_kfp_package=False)
