@@ -169,3 +169,19 @@ def metrics_table(numbers: Mapping[str, float]) -> str:
         return "_no numeric metrics_"
     rows = "\n".join(f"| {k} | {v:.6g} |" for k, v in sorted(numbers.items()))
     return f"| metric | value |\n|---|---|\n{rows}"
+
+
+def prepared_metadata(prepared_dir: str | os.PathLike[str], dataset_version: str) -> dict[str, Any]:
+    """What the KFP UI shows of a prepared dataset (from its manifest.json): version, size, counts per split."""
+    import json
+
+    with open(Path(prepared_dir) / "manifest.json", encoding="utf-8") as fh:
+        manifest = json.load(fh)
+    counts = {split: c.get("total") for split, c in (manifest.get("counts") or {}).items()}
+    return {
+        "dataset_version": dataset_version,
+        "resolution": manifest.get("resolution"),
+        "channels": manifest.get("channels"),
+        "categories": len(manifest.get("categories") or []),
+        **{f"{split}_images": n for split, n in counts.items()},
+    }

@@ -81,6 +81,7 @@ def build_pipeline(params_text: str | None = None, image: str | None = None) -> 
     ingest_op, check_op = ingest.component(image), check.component(image)
     preprocess_op, train_op = preprocess.component(image), train.component(image)
     train_job_op = train_job.component(image)
+    preprocess_shard_op, preprocess_merge_op = preprocess.shard_component(image), preprocess.merge_component(image)
     evaluate_op, register_op = evaluate.component(image), register.component(image)
     res = cfg.resources
 
@@ -97,9 +98,12 @@ def build_pipeline(params_text: str | None = None, image: str | None = None) -> 
         _env_from_cluster(checked, cfg, cfg.mlflow_secret, MLFLOW_KEYS)
 
         with dsl.If(checked.outputs["Output"] == True, name=CONDITION_NAME):  # noqa: E712 (a KFP condition)
-            prepared = preprocess_op(params=params, dataset_version=version, data=ingested.outputs["data"])
-            _resources(prepared, res.preprocess)
-            _env_from_cluster(prepared, cfg, None, ())
+            # one pod, or preprocess_shards pods and a merge: pipelines/scaling.py
+            prepared = scaling.preprocess_step(
+                preprocess_op, preprocess_shard_op, preprocess_merge_op, cfg,
+                lambda task: _env_from_cluster(_resources(task, res.preprocess), cfg, None, ()),
+                params=params, dataset_version=version, data=ingested.outputs["data"],
+            )
 
             # checkpoints on a volume, retries, torchrun or a PyTorchJob: pipelines/scaling.py
             volume = scaling.checkpoint_volume(cfg)

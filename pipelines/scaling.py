@@ -13,6 +13,7 @@
 
 import dataclasses
 import json
+from collections.abc import Callable
 from typing import Any
 
 from kfp import dsl, kubernetes
@@ -111,3 +112,22 @@ def evaluate_on_gpu(task: PipelineTask, cfg: PipelineParams) -> PipelineTask:
     if cfg.evaluate_gpus > 0:
         task.set_accelerator_type(cfg.gpu_type).set_accelerator_limit(cfg.evaluate_gpus)
     return task
+
+
+def preprocess_step(preprocess_op: Any, shard_op: Any, merge_op: Any, cfg: PipelineParams,
+                    configure: Callable[[PipelineTask], Any], **inputs: Any) -> PipelineTask:
+    """The task whose ``prepared`` output train and evaluate read: one preprocess, or with
+    ``preprocess_shards`` > 1 that many shard pods (``dsl.ParallelFor``) and a merge of their parts
+    (``dsl.Collected``). ``configure`` sets resources and environment on every task made here."""
+    shards = cfg.preprocess_shards
+    if shards <= 1:
+        task = preprocess_op(**inputs)
+        configure(task)
+        return task
+    with dsl.ParallelFor(items=list(range(shards)), parallelism=shards) as shard:
+        part = shard_op(**inputs, shard=shard, shards=shards)
+        configure(part)
+    merged = merge_op(params=inputs["params"], dataset_version=inputs["dataset_version"],
+                      parts=dsl.Collected(part.outputs["part"]))
+    configure(merged)
+    return merged
