@@ -111,6 +111,24 @@ def run_step(step: str, args: Sequence[str], work: Path, nproc: int = 1) -> None
         )
 
 
+def require_writable(folder: str | os.PathLike[str], step: str) -> Path:
+    """Create ``folder`` and check this process may write there (a volume's root belongs to root unless the
+    StorageClass or a pod fsGroup says otherwise, and the image runs as a non-root user)."""
+    path = Path(folder)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-check-"):
+            pass
+    except PermissionError as exc:
+        raise StepError(
+            f"step {step}: cannot write to {path} as uid {os.getuid()} ({exc}). The checkpoint volume's root must "
+            "be writable by the image's user: use a StorageClass that provisions writable roots (NFS subdir, EFS "
+            "access points, ...), a cluster policy that sets the pod's fsGroup, or pipeline.checkpoints.pvc with "
+            "a claim prepared for it (README \"Scaling out\")"
+        ) from exc
+    return path
+
+
 def require_tracking_uri(step: str) -> str:
     """Steps that use MLflow must share one tracking server; without MLFLOW_TRACKING_URI each pod would write
     a throw-away ``mlflow.db`` of its own and the registry would silently stay empty."""

@@ -23,12 +23,20 @@ def train(
     import json
     import os
 
-    from components.runtime import flatten_numbers, require_tracking_uri, run_step, step_workdir, with_params
+    from components.runtime import (
+        flatten_numbers,
+        require_tracking_uri,
+        require_writable,
+        run_step,
+        step_workdir,
+        with_params,
+    )
 
     require_tracking_uri("train")
     args = ["--data", prepared.path, "--out", generator.path]
     if checkpoint_root:
         folder = os.path.join(checkpoint_root, run_id, "train")  # run_id "": a volume of its own
+        require_writable(folder, "train")
         params = with_params(params, {"train.checkpoint_dir": folder})
         args.append("--resume")
     with step_workdir(params, dataset_version) as work:

@@ -26,13 +26,21 @@ def train(  # named like components/train.py's: the task is "train" whichever la
     from pathlib import Path
 
     from components.pytorchjob import JobSpec, run_pytorchjob
-    from components.runtime import copy_folder, flatten_numbers, require_tracking_uri, with_params, write_step_files
+    from components.runtime import (
+        copy_folder,
+        flatten_numbers,
+        require_tracking_uri,
+        require_writable,
+        with_params,
+        write_step_files,
+    )
 
     require_tracking_uri("train")
     settings = json.loads(job)
     timeout_s, poll_s = float(settings.pop("timeout_s")), float(settings.pop("poll_s"))
     base = os.path.join(settings["mount_path"], run_id)
     work, data, out = (os.path.join(base, part) for part in ("work", "prepared", "generator"))
+    require_writable(base, "train")
     params = with_params(params, {"train.checkpoint_dir": os.path.join(base, "train")})
     write_step_files(Path(work), params, dataset_version)
     if not os.path.isfile(os.path.join(data, "manifest.json")):
