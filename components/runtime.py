@@ -45,11 +45,19 @@ def parse_params(text: str) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def step_workdir(params_text: str, dataset_version: str = "") -> Iterator[Path]:
+def step_workdir(params_text: str, dataset_version: str = "", keep_in: str | None = None) -> Iterator[Path]:
     """A fresh working directory for one step, removed afterwards: ``params.yaml`` from the run, and
     ``data.dvc`` naming the dataset version so the step's lineage (``productgan.lineage.dataset_version()``)
     records it although no DVC checkout exists inside a pod. Relative outputs of the step (metrics/,
-    checkpoints/) land here; read them before the block ends."""
+    checkpoints/) land here; read them before the block ends.
+
+    ``keep_in``: use (and keep) this folder instead, e.g. on a volume that outlives the pod, so the relative
+    ``checkpoints/`` of a train survive for a retry; the params stay exactly the run's (their hash is lineage)."""
+    if keep_in:
+        work = require_writable(keep_in, "train")
+        write_step_files(work, params_text, dataset_version)
+        yield work
+        return
     work = Path(tempfile.mkdtemp(prefix="productgan-step-"))
     try:
         write_step_files(work, params_text, dataset_version)

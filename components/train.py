@@ -17,29 +17,21 @@ def train(
 ):
     """``productgan train --data PREPARED --out GENERATOR`` with the run's params (recipe, steps, ...).
 
-    ``checkpoint_root`` (on a cluster: the mount of the run's checkpoint PVC) keeps the checkpoints outside the
-    pod, in ``<checkpoint_root>/<run_id>/train``, and train runs with ``--resume``: a retried train (after an
-    eviction or preemption) goes on from its last checkpoint. ``nproc`` > 1: one process per GPU (torchrun)."""
+    ``checkpoint_root`` (on a cluster: the mount of the run's checkpoint volume) holds the step's working folder
+    ``<checkpoint_root>/<run_id>/``, so train's (relative) ``checkpoints/train`` outlive the pod, and train runs
+    with ``--resume``: a retried train (after an eviction or preemption) goes on from its last checkpoint.
+    ``nproc`` > 1: one process per GPU under torchrun."""
     import json
     import os
 
-    from components.runtime import (
-        flatten_numbers,
-        require_tracking_uri,
-        require_writable,
-        run_step,
-        step_workdir,
-        with_params,
-    )
+    from components.runtime import flatten_numbers, require_tracking_uri, run_step, step_workdir
 
     require_tracking_uri("train")
     args = ["--data", prepared.path, "--out", generator.path]
-    if checkpoint_root:
-        folder = os.path.join(checkpoint_root, run_id, "train")  # run_id "": a volume of its own
-        require_writable(folder, "train")
-        params = with_params(params, {"train.checkpoint_dir": folder})
+    keep_in = os.path.join(checkpoint_root, run_id) if checkpoint_root else None  # run_id "": a volume per run
+    if keep_in:
         args.append("--resume")
-    with step_workdir(params, dataset_version) as work:
+    with step_workdir(params, dataset_version, keep_in=keep_in) as work:
         run_step("train", args, work, nproc=nproc)
         # metrics/train.json is written relative to the step's working directory (as under `dvc repro`).
         train_metrics = os.path.join(work, "metrics", "train.json")

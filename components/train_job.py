@@ -23,26 +23,17 @@ def train(  # named like components/train.py's: the task is "train" whichever la
     ReadWriteMany checkpoint claim, mounted in this pod and in every pod of the job at ``mount_path``."""
     import json
     import os
-    from pathlib import Path
 
     from components.pytorchjob import JobSpec, run_pytorchjob
-    from components.runtime import (
-        copy_folder,
-        flatten_numbers,
-        require_tracking_uri,
-        require_writable,
-        with_params,
-        write_step_files,
-    )
+    from components.runtime import copy_folder, flatten_numbers, require_tracking_uri, step_workdir
 
     require_tracking_uri("train")
     settings = json.loads(job)
     timeout_s, poll_s = float(settings.pop("timeout_s")), float(settings.pop("poll_s"))
-    base = os.path.join(settings["mount_path"], run_id)
-    work, data, out = (os.path.join(base, part) for part in ("work", "prepared", "generator"))
-    require_writable(base, "train")
-    params = with_params(params, {"train.checkpoint_dir": os.path.join(base, "train")})
-    write_step_files(Path(work), params, dataset_version)
+    # the run's folder on the shared volume is the job's working directory: params.yaml, data.dvc, the relative
+    # checkpoints/train of every resume, metrics/; the data and the generator sit beside them
+    with step_workdir(params, dataset_version, keep_in=os.path.join(settings["mount_path"], run_id)) as base:
+        work, data, out = str(base), str(base / "prepared"), str(base / "generator")
     if not os.path.isfile(os.path.join(data, "manifest.json")):
         copy_folder(prepared.path, data)
 

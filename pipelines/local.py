@@ -15,7 +15,6 @@ import dataclasses
 import gzip
 import os
 import re
-import time
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -95,9 +94,9 @@ def make_tiny_source(out: Path, per_category: int = 30) -> Path:
 
 
 def local_settings(checkpoints: Path) -> dict[str, Any]:
-    """What a machine without a cluster changes: train's checkpoints in a plain folder of this run (no PVC; the
-    same resume path, see pipelines/scaling.py), train in one process here (no PyTorchJob), and evaluate without a
-    GPU (kfp.local ignores accelerators), so no Inception fid is added to its metrics."""
+    """What a machine without a cluster changes: train's checkpoints in a plain folder (``<checkpoints>/<run id>/``,
+    no PVC; the same resume path, see pipelines/scaling.py), train in one process here (no PyTorchJob), and
+    evaluate without a GPU (kfp.local ignores accelerators), so no Inception fid is added to its metrics."""
     return {
         "pipeline.checkpoints.pvc": "none",
         "pipeline.checkpoints.mount_path": str(checkpoints),
@@ -144,8 +143,8 @@ def run_local(
     work.mkdir(parents=True, exist_ok=True)
     if source is None:
         source = str(make_tiny_source(work / "source" / "tiny-fashion", per_category))
-    stamp = time.strftime("%Y%m%d-%H%M%S") + f"-{os.getpid()}"  # a folder per run, as a PVC per run on a cluster
-    text, arguments = local_params(params_text, source, assignments, tiny, local_settings(work / "checkpoints" / stamp))
+    # train works in checkpoints/<run id>/: a folder per run, as a volume per run on a cluster
+    text, arguments = local_params(params_text, source, assignments, tiny, local_settings(work / "checkpoints"))
 
     # kfp.local's subprocesses inherit this environment.
     os.environ["PYTHONPATH"] = _python_path()

@@ -3,7 +3,9 @@
 - train keeps its checkpoints on a PersistentVolumeClaim (``CreatePVC`` per run, or an existing claim), is retried
   after an eviction or preemption (``set_retry``) and resumes (``--resume``): an eviction costs at most one
   checkpoint interval. ``checkpoints.pvc: none`` keeps them in a plain folder at ``mount_path`` instead, which is
-  what ``kfp.local`` runs use: the same component, the same resume path, no volume.
+  what ``kfp.local`` runs use: the same component, the same resume path, no volume. Train's working folder
+  (params.yaml, the relative ``checkpoints/train``, metrics/) is ``<mount_path>/[<run id>/]``; the params are
+  left as the run gave them, so their hash (lineage, the retrain check) does not depend on where they ran.
 - train launches ``torchrun --nproc_per_node=<gpus>`` in its pod (one process per GPU), or, with
   ``train_launcher: pytorchjob``, a Kubeflow PyTorchJob over several nodes (components/pytorchjob.py).
 - evaluate asks for a GPU and then also computes the Inception ``fid`` (``evaluate_gpu_metrics``).
@@ -34,8 +36,9 @@ class CheckpointVolume:
 
     @property
     def per_run(self) -> bool:
-        """A fresh volume (or folder) per run: no run id is needed to keep runs apart."""
-        return self.created is not None or self.claim is None
+        """A fresh volume per run: no run id is needed to keep runs apart (a claim or a folder shared by
+        runs gets a ``<run id>/`` folder per run)."""
+        return self.created is not None
 
 
 def checkpoint_volume(cfg: PipelineParams) -> CheckpointVolume:
@@ -86,7 +89,7 @@ def train_step(train_op: Any, train_job_op: Any, cfg: PipelineParams, image: str
         task = train_job_op(**inputs, job=json.dumps(settings), pvc_name=volume.claim,
                             run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER)
     else:
-        run_id = "" if volume.per_run else dsl.PIPELINE_JOB_ID_PLACEHOLDER  # a shared claim: a folder per run
+        run_id = "" if volume.per_run else dsl.PIPELINE_JOB_ID_PLACEHOLDER  # shared by runs: a folder per run
         task = train_op(**inputs, checkpoint_root=cfg.checkpoints.mount_path, run_id=run_id,
                         nproc=cfg.nproc_per_node)
     if volume.claim is not None:

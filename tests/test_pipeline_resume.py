@@ -40,7 +40,7 @@ def _train_processes(marker: str) -> list[int]:
 def _kill_once(work: Path, done: threading.Event, killed: list[int]) -> None:
     """Wait for a checkpoint at step >= KILL_AT, then SIGKILL the train process (once)."""
     while not done.is_set():
-        for folder in (work / "checkpoints").glob("*/train"):
+        for folder in (work / "checkpoints").glob("*/checkpoints/train"):
             if any(step >= KILL_AT for step, _ in list_checkpoints(folder)):
                 for pid in _train_processes(str(work)):
                     os.kill(pid, signal.SIGKILL)
@@ -74,12 +74,13 @@ def test_killed_train_is_retried_and_resumes_from_its_checkpoint(tmp_path, cli_e
     assert "trained, evaluated and registered" in res.stdout
 
     # the retried train went on from the last checkpoint before the kill, in the same folder and MLflow run
-    (folder,) = (work / "checkpoints").glob("*/train")
+    (folder,) = (work / "checkpoints").glob("*/checkpoints/train")  # <run id>/: the train step's working folder
     resumed = [line for line in log.splitlines() if "resumed from" in line]
     assert resumed, log[-8000:]
     step = int(resumed[0].rsplit("at step", 1)[1].split()[0])
     assert step >= KILL_AT and step % EVERY == 0, resumed[0]
-    assert str(folder) in resumed[0]
+    assert "checkpoints/train/ckpt-" in resumed[0]
+    assert folder.parent.parent.name not in ("", "{{$.pipeline_job_uuid}}")  # the run's own folder
     _, final = load_latest(folder)
     assert final["step"] == STEPS
     runs = MlflowClient(f"sqlite:///{db}").search_runs(

@@ -82,6 +82,7 @@ def test_local_runs_use_a_plain_folder_and_no_cluster_features(tmp_path):
     label, _ = _container(spec, tasks, "train")
     assert "pvcMount" not in k8s.get(label, {})
     assert _constant(tasks["train"], "checkpoint_root") == str(tmp_path / "ck")
+    assert _constant(tasks["train"], "run_id") == "{{$.pipeline_job_uuid}}"  # a folder per run
     assert _constant(tasks["evaluate"], "add_metrics") == ""
 
 
@@ -149,7 +150,7 @@ def test_train_launches_torchrun_with_one_process_per_gpu(tmp_path):
 
 def test_train_component_runs_two_gloo_processes_at_tiny_size(tmp_path, monkeypatch, capfd, cli_env, fmnist_small):
     """The train component's own launch path with nproc=2 on CPU: DDP over gloo, checkpoints in
-    <checkpoint_root>/train, the generator in the output folder."""
+    <checkpoint_root>/checkpoints/train, the generator in the output folder."""
     from kfp.dsl import Dataset, Metrics, Model
     from mlflow import MlflowClient
 
@@ -169,7 +170,8 @@ def test_train_component_runs_two_gloo_processes_at_tiny_size(tmp_path, monkeypa
     log = capfd.readouterr()
     assert "--nproc_per_node=2" in log.out
     assert "x 2 process(es)" in log.out + log.err
-    _, state = load_latest(tmp_path / "ck" / "train")
+    _, state = load_latest(tmp_path / "ck" / "checkpoints" / "train")  # relative to the kept working folder
+    assert (tmp_path / "ck" / "params.yaml").is_file()
     assert state["step"] == 4
     assert (tmp_path / "generator" / "generator.safetensors").is_file()
     run = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").get_run(generator.metadata["mlflow_run_id"])

@@ -22,6 +22,7 @@ from pipelines.overrides import apply_overrides
 from pipelines.product_gan import CONFIG_KEYS, MLFLOW_KEYS
 from pipelines.scaling import pytorchjob_settings
 from pipelines.settings import pipeline_params
+from productgan.gan.checkpoint import load_latest
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = json.loads((REPO / "tests" / "schemas" / "kubeflow.org_v1_pytorchjob.schema.json").read_text())
@@ -250,3 +251,105 @@ def test_a_job_that_never_finishes_is_deleted(kube):
     with pytest.raises(JobFailed, match="did not finish"):
         run_pytorchjob(client, _spec(), RUN_ID, timeout_s=0.1, poll_s=0.01, log=lambda _: None)
     assert ("DELETE", job_name(RUN_ID)) in fake.calls and not fake.jobs
+
+
+# --- the train step of the pytorchjob launcher, end to end at tiny size ------------------------------------------
+
+class FakeOperator(FakeKube):
+    """A FakeKube that, like the Training Operator for a Master-only job, runs the Master container's command
+    (in its workingDir, with its literal env and the PET_* variables the operator sets) when the job is created;
+    the job is Running while it runs, then Succeeded or Failed by its exit code."""
+
+    def __init__(self, env: dict[str, str]):
+        super().__init__([])
+        self.env, self.procs = env, {}
+
+    def handler(self) -> type[BaseHTTPRequestHandler]:
+        base, fake = super().handler(), self
+
+        class Handler(base):
+            def do_POST(self):
+                super().do_POST()
+                key, job = next(reversed(fake.jobs.items()))
+                fake.start(key, job)
+
+            def do_GET(self):
+                for key, proc in list(fake.procs.items()):
+                    code = proc.poll()
+                    state = ("Running", "", "") if code is None else (
+                        ("Succeeded", "PyTorchJobSucceeded", "") if code == 0
+                        else ("Failed", "PyTorchJobFailed", f"master-0 exited with code {code}"))
+                    if key in fake.jobs:
+                        fake.jobs[key]["status"] = {"conditions": [fake._condition("Created", "", ""),
+                                                                   fake._condition(*state)]}
+                super().do_GET()
+
+        return Handler
+
+    def start(self, key, job) -> None:
+        import socket
+        import subprocess
+
+        spec = job["spec"]
+        (container,) = spec["pytorchReplicaSpecs"]["Master"]["template"]["spec"]["containers"]
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        env = {**self.env, **{e["name"]: e["value"] for e in container.get("env", []) if "value" in e},
+               "PET_NNODES": "1", "PET_NODE_RANK": "0", "PET_NPROC_PER_NODE": spec["nprocPerNode"],
+               "PET_MASTER_ADDR": "127.0.0.1", "PET_MASTER_PORT": str(port)}
+        log = open(Path(container["workingDir"]) / "master-0.log", "wb")  # noqa: SIM115 - closed with the process
+        self.procs[key] = subprocess.Popen(container["command"], cwd=container["workingDir"], env=env,
+                                           stdout=log, stderr=subprocess.STDOUT)
+        self.reads[key] = 0
+
+
+@pytest.mark.slow
+def test_train_step_runs_the_job_and_passes_its_generator_on(tmp_path, monkeypatch, cli_env, fmnist_small):
+    from kfp.dsl import Dataset, Metrics, Model
+    from mlflow import MlflowClient
+    from train_helpers import small_prepared
+
+    import components.train_job as comp
+
+    data = small_prepared(tmp_path, fmnist_small)
+    tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    fake = FakeOperator({**cli_env, "MLFLOW_TRACKING_URI": tracking})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), fake.handler())
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "fake",
+        "clusters": [{"name": "fake", "cluster": {"server": f"http://127.0.0.1:{server.server_address[1]}"}}],
+        "users": [{"name": "fake", "user": {"token": "not-a-secret"}}],
+        "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "fake", "namespace": "team"}}],
+    }))
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking)
+    volume = tmp_path / "volume"  # the run's ReadWriteMany claim, as mounted in the step and in the job's pods
+    job = {"image": "registry.example/productgan:abc", "mount_path": str(volume), "nodes": 1, "nproc_per_node": 2,
+           "gpu_type": "nvidia.com/gpu", "gpus_per_node": 0, "cpu": "1", "memory": "1Gi",
+           "config_map": "productgan-config", "config_keys": ["MLFLOW_TRACKING_URI"], "secret": None,
+           "secret_keys": [], "backoff_limit": 0, "active_deadline_seconds": 600, "timeout_s": 600, "poll_s": 0.2}
+    tiny = {"g_channels": 4, "d_channels": 4, "lr_schedule": "constant"}
+    params = json.dumps({"train": {"recipe": "default", "steps": 4, "batch_size": 4, "checkpoint_every": 2,
+                                   "sync_every": 1, "log_every": 2, "sample_every": 1000, "grid_columns": 2,
+                                   "max_minutes": None, "default": tiny}})
+    generator, metrics = Model(uri=str(tmp_path / "generator")), Metrics(uri=str(tmp_path / "metrics"))
+    try:
+        comp.train(params, "abc.dir", Dataset(uri=str(data)), generator, metrics, job=json.dumps(job),
+                   pvc_name="run-checkpoints", run_id=RUN_ID)
+    finally:
+        server.shutdown()
+        server.server_close()
+    base = volume / RUN_ID
+    master_log = (base / "master-0.log").read_text()
+    assert "x 2 process(es)" in master_log, master_log[-3000:]  # torchrun took --nproc_per_node from PET_*
+    assert (base / "prepared" / "manifest.json").is_file() and (base / "params.yaml").is_file()
+    _, state = load_latest(base / "checkpoints" / "train")
+    assert state["step"] == 4
+    assert (tmp_path / "generator" / "generator.safetensors").is_file()
+    assert generator.metadata["dataset_version"] == "abc.dir"
+    run = MlflowClient(tracking).get_run(generator.metadata["mlflow_run_id"])
+    assert run.info.status == "FINISHED" and run.data.params["world_size"] == "2"
+    assert [c for c in fake.calls if c[0] == "POST"] == [("POST", job_name(RUN_ID))]
