@@ -324,7 +324,8 @@ def test_train_step_runs_the_job_and_passes_its_generator_on(tmp_path, monkeypat
         "users": [{"name": "fake", "user": {"token": "not-a-secret"}}],
         "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "fake", "namespace": "team"}}],
     }))
-    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    # what `KUBECONFIG=...` does (the kubernetes client reads the variable once, when first imported)
+    monkeypatch.setattr("kubernetes.config.kube_config.KUBE_CONFIG_DEFAULT_LOCATION", str(kubeconfig))
     monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking)
     volume = tmp_path / "volume"  # the run's ReadWriteMany claim, as mounted in the step and in the job's pods
     job = {"image": "registry.example/productgan:abc", "mount_path": str(volume), "nodes": 1, "nproc_per_node": 2,
