@@ -57,6 +57,7 @@ class JobSpec:
     secret_keys: Sequence[str] = ()
     backoff_limit: int = 3
     active_deadline_seconds: int | None = None
+    ttl_seconds_after_finished: int | None = None
     python: str = dataclasses.field(default_factory=lambda: sys.executable)
 
 
@@ -122,7 +123,8 @@ def render_pytorchjob(spec: JobSpec) -> Any:
             pytorch_replica_specs=replicas,
             run_policy=kf.KubeflowOrgV1RunPolicy(
                 backoff_limit=spec.backoff_limit,
-                clean_pod_policy="None",  # keep finished pods: their logs are the training log
+                clean_pod_policy="None",  # keep finished pods: their logs are the training log ...
+                ttl_seconds_after_finished=spec.ttl_seconds_after_finished,  # ... for this long
                 active_deadline_seconds=spec.active_deadline_seconds,
             ),
         ),

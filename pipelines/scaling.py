@@ -75,6 +75,7 @@ def pytorchjob_settings(cfg: PipelineParams, image: str, config_keys: tuple[str,
         "secret_keys": list(secret_keys),
         "backoff_limit": job.backoff_limit,
         "active_deadline_seconds": job.timeout_minutes * 60,
+        "ttl_seconds_after_finished": job.keep_finished_hours * 3600,
         "timeout_s": job.timeout_minutes * 60,
         "poll_s": job.poll_seconds,
     }

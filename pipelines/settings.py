@@ -49,6 +49,7 @@ class PyTorchJobSettings:
     backoff_limit: int = 3  # pod restarts (each resumes from the last checkpoint) before the job fails
     timeout_minutes: int = 2880  # the train step gives up waiting after this long (and deletes the job)
     poll_seconds: int = 30  # how often the train step reads the job's status
+    keep_finished_hours: int = 24  # then the operator deletes the finished job and its pods (they hold the volume)
 
 
 @dataclasses.dataclass

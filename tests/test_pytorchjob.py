@@ -56,6 +56,7 @@ def test_manifest_from_params_validates_against_the_crd_schema():
     master, worker = spec["pytorchReplicaSpecs"]["Master"], spec["pytorchReplicaSpecs"]["Worker"]
     assert master["replicas"] == 1 and worker["replicas"] == 2
     assert spec["runPolicy"]["backoffLimit"] == 3 and spec["runPolicy"]["activeDeadlineSeconds"] == 2880 * 60
+    assert spec["runPolicy"]["ttlSecondsAfterFinished"] == 24 * 3600  # then the run's volume can go
     for replica in (master, worker):
         pod = replica["template"]["spec"]
         (container,) = pod["containers"]
