@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import io
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -81,6 +82,12 @@ def time_cli(data: Path, out: Path, resolution: int, channels: int = 1, workers:
     return time.perf_counter() - start, res.stdout.strip()
 
 
+def children_cpu_seconds() -> float:
+    """User + system CPU time of every finished child (the CLI and its decoding processes)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--photos", type=int, default=200)
@@ -95,19 +102,23 @@ def main() -> None:
         for r in resolutions:
             seconds, summary = time_cli(data, tmp / f"prep{r}", r)
             rate = 70_000 / seconds
-            rows.append(f"| Fashion-MNIST IDX, 70,000 images | {r}×{r}×1 | {seconds:.1f} s | {rate:,.0f} img/s |")
+            rows.append(f"| Fashion-MNIST IDX, 70,000 images | {r}×{r}×1 | {seconds:.1f} s | {rate:,.0f} img/s | |")
             print(summary, file=sys.stderr)
             shutil.rmtree(tmp / f"prep{r}")
         if args.photos:
             data = photo_data(tmp / "photos", args.photos)
             for workers in (int(x) for x in args.workers.split(",")):
+                cpu = children_cpu_seconds()
                 seconds, summary = time_cli(data, tmp / f"prep-photos-{workers}", 64, 3, workers)
+                cpu = children_cpu_seconds() - cpu
                 rows.append(f"| {args.photos} JPEG photos 1600×1200, {workers} process(es) | 64×64×3 | "
-                            f"{seconds:.1f} s | {args.photos / seconds:,.1f} img/s |")
+                            f"{seconds:.1f} s | {args.photos / seconds:,.1f} img/s | "
+                            f"{cpu:.1f} s ({args.photos / cpu:,.1f} img per CPU-s) |")
                 print(summary, f"(load average {os.getloadavg()[0]:.1f})", file=sys.stderr)
     print(f"load average after: {', '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} cores",
           file=sys.stderr)
-    print("| input | output | wall time (CLI, end to end) | throughput |\n|---|---|---|---|")
+    print("| input | output | wall time (CLI, end to end) | throughput | CPU time (all processes) |\n"
+          "|---|---|---|---|---|")
     print("\n".join(rows))
 
 
