@@ -1,6 +1,8 @@
-"""Preprocess speed: the full real Fashion-MNIST (70k IDX images) per resolution, and a folder of phone-size photos.
+"""Preprocess speed: the full real Fashion-MNIST (70k IDX images) per resolution, and a folder of phone-size photos
+decoded by 1, 2, ... processes (preprocess.workers).
 
-    PYTHONPATH=. python -m benchmarks.bench_preprocess [--photos 200] [--resolutions 28,32,64,128]
+    PYTHONPATH=. python -m benchmarks.bench_preprocess [--photos 200] [--resolutions 28,32,64,128] [--workers 1,2]
+    PYTHONPATH=. python -m benchmarks.bench_preprocess --resolutions "" --photos 160 --workers 1,2   # photos only
 
 Times the CLI end to end (`python -m productgan preprocess`, interpreter start included) on a data/ folder built
 per the ingest contract in a temp dir; prints a markdown table for benchmarks/RESULTS.md.
@@ -11,6 +13,7 @@ from __future__ import annotations
 import argparse
 import io
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -69,36 +72,53 @@ def photo_data(root: Path, n: int) -> Path:
     return root
 
 
-def time_cli(data: Path, out: Path, resolution: int, channels: int = 1) -> tuple[float, str]:
-    cmd = [sys.executable, "-m", "productgan", "preprocess", "--input", str(data), "--out", str(out),
-           "--resolution", str(resolution), "--channels", str(channels)]
+def time_cli(data: Path, out: Path, resolution: int, channels: int = 1, workers: int = 0) -> tuple[float, str]:
+    params = out.parent / f"params-workers{workers}.yaml"
+    params.write_text(f"preprocess:\n  workers: {workers}\n")
+    cmd = [sys.executable, "-m", "productgan", "--params", str(params), "preprocess", "--input", str(data),
+           "--out", str(out), "--resolution", str(resolution), "--channels", str(channels)]
     start = time.perf_counter()
     res = subprocess.run(cmd, capture_output=True, text=True, check=True)
     return time.perf_counter() - start, res.stdout.strip()
 
 
+def children_cpu_seconds() -> float:
+    """User + system CPU time of every finished child (the CLI and its decoding processes)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--photos", type=int, default=200)
-    ap.add_argument("--resolutions", default="28,32,64,128")
+    ap.add_argument("--resolutions", default="28,32,64,128", help='"" skips Fashion-MNIST')
+    ap.add_argument("--workers", default="1", help="decoding processes for the photos, comma list (0 = every core)")
     args = ap.parse_args()
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-preprocess-") as tmp:
         tmp = Path(tmp)
-        data = fashion_mnist_data(tmp / "fmnist")
-        for r in (int(x) for x in args.resolutions.split(",")):
+        resolutions = [int(x) for x in args.resolutions.split(",") if x.strip()]
+        data = fashion_mnist_data(tmp / "fmnist") if resolutions else None
+        for r in resolutions:
             seconds, summary = time_cli(data, tmp / f"prep{r}", r)
             rate = 70_000 / seconds
-            rows.append(f"| Fashion-MNIST IDX, 70,000 images | {r}×{r}×1 | {seconds:.1f} s | {rate:,.0f} img/s |")
+            rows.append(f"| Fashion-MNIST IDX, 70,000 images | {r}×{r}×1 | {seconds:.1f} s | {rate:,.0f} img/s | |")
             print(summary, file=sys.stderr)
             shutil.rmtree(tmp / f"prep{r}")
         if args.photos:
             data = photo_data(tmp / "photos", args.photos)
-            seconds, summary = time_cli(data, tmp / "prep-photos", 64, 3)
-            rows.append(f"| {args.photos} JPEG photos 1600×1200 | 64×64×3 | {seconds:.1f} s | "
-                        f"{args.photos / seconds:,.1f} img/s |")
-            print(summary, file=sys.stderr)
-    print("| input | output | wall time (CLI, end to end) | throughput |\n|---|---|---|---|")
+            for workers in (int(x) for x in args.workers.split(",")):
+                cpu = children_cpu_seconds()
+                seconds, summary = time_cli(data, tmp / f"prep-photos-{workers}", 64, 3, workers)
+                cpu = children_cpu_seconds() - cpu
+                rows.append(f"| {args.photos} JPEG photos 1600×1200, {workers} process(es) | 64×64×3 | "
+                            f"{seconds:.1f} s | {args.photos / seconds:,.1f} img/s | "
+                            f"{cpu:.1f} s ({args.photos / cpu:,.1f} img per CPU-s) |")
+                print(summary, f"(load average {os.getloadavg()[0]:.1f})", file=sys.stderr)
+    print(f"load average after: {', '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} cores",
+          file=sys.stderr)
+    print("| input | output | wall time (CLI, end to end) | throughput | CPU time (all processes) |\n"
+          "|---|---|---|---|---|")
     print("\n".join(rows))
 
 

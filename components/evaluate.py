@@ -13,16 +13,35 @@ def evaluate(
     evaluation: Output[Artifact],
     metrics: Output[Metrics],
     report: Output[Markdown],
+    add_metrics: str = "",
 ):
-    """``productgan evaluate --generator GENERATOR --data PREPARED --out EVALUATION`` with the run's params."""
+    """``productgan evaluate --generator GENERATOR --data PREPARED --out EVALUATION`` with the run's params.
+
+    ``add_metrics`` (comma list) joins ``evaluate.metrics``: the pipeline adds the Inception ``fid`` when this
+    step has a GPU (seconds there, most of an hour on a CPU)."""
     import glob
     import json
     import os
 
-    from components.runtime import metrics_table, png_markdown, require_tracking_uri, run_step, step_workdir
+    from components.runtime import (
+        metrics_table,
+        parse_params,
+        png_markdown,
+        require_tracking_uri,
+        run_step,
+        step_workdir,
+        with_params,
+    )
     from productgan.metrics.flatten import flatten_numbers
 
     require_tracking_uri("evaluate")
+    extra = [m.strip() for m in add_metrics.split(",") if m.strip()]
+    if extra:
+        from productgan.metrics.evaluate import EvaluateParams
+
+        section = parse_params(params).get("evaluate") or {}
+        chosen = list(section.get("metrics", EvaluateParams().metrics))
+        params = with_params(params, {"evaluate.metrics": chosen + [m for m in extra if m not in chosen]})
     with step_workdir(params, dataset_version) as work:
         run_step("evaluate", ["--generator", generator.path, "--data", prepared.path, "--out", evaluation.path], work)
 

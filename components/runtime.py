@@ -44,26 +44,71 @@ def parse_params(text: str) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def step_workdir(params_text: str, dataset_version: str = "") -> Iterator[Path]:
+def step_workdir(params_text: str, dataset_version: str = "", keep_in: str | None = None) -> Iterator[Path]:
     """A fresh working directory for one step, removed afterwards: ``params.yaml`` from the run, and
     ``data.dvc`` naming the dataset version so the step's lineage (``productgan.lineage.dataset_version()``)
     records it although no DVC checkout exists inside a pod. Relative outputs of the step (metrics/,
-    checkpoints/) land here; read them before the block ends."""
+    checkpoints/) land here; read them before the block ends.
+
+    ``keep_in``: use (and keep) this folder instead, e.g. on a volume that outlives the pod, so the relative
+    ``checkpoints/`` of a train survive for a retry; the params stay exactly the run's (their hash is lineage)."""
+    if keep_in:
+        work = require_writable(keep_in, "train")
+        write_step_files(work, params_text, dataset_version)
+        yield work
+        return
     work = Path(tempfile.mkdtemp(prefix="productgan-step-"))
     try:
-        params = parse_params(params_text)
-        (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
-        if dataset_version:
-            dvc = {"outs": [{"md5": dataset_version, "path": "data"}]}
-            (work / "data.dvc").write_text(yaml.safe_dump(dvc, sort_keys=False), encoding="utf-8")
+        write_step_files(work, params_text, dataset_version)
         yield work
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def run_step(step: str, args: Sequence[str], work: Path) -> None:
-    """``python -m productgan STEP ARGS`` in ``work`` with the run's params; its output streams to the pod log."""
-    cmd = [sys.executable, "-m", "productgan", step, *map(str, args)]
+def write_step_files(work: Path, params_text: str, dataset_version: str = "") -> None:
+    """``params.yaml`` and ``data.dvc`` of a step in its working directory ``work`` (see ``step_workdir``)."""
+    params = parse_params(params_text)
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
+    if dataset_version:
+        dvc = {"outs": [{"md5": dataset_version, "path": "data"}]}
+        (work / "data.dvc").write_text(yaml.safe_dump(dvc, sort_keys=False), encoding="utf-8")
+
+
+def copy_folder(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> Path:
+    """Copy folder ``src`` to ``dst`` whole (a temp sibling renamed into place); an existing ``dst`` is replaced."""
+    dst = Path(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", dir=dst.parent))
+    shutil.copytree(src, tmp, dirs_exist_ok=True)
+    if dst.exists():
+        shutil.rmtree(dst)
+    os.replace(tmp, dst)
+    return dst
+
+
+def with_params(params_text: str, assignments: Mapping[str, Any]) -> str:
+    """The run's params with dotted ``section.key`` values set (a step's own settings, e.g. its checkpoint folder)."""
+    import json
+
+    from pipelines.overrides import apply_overrides
+
+    return json.dumps(apply_overrides(parse_params(params_text), assignments.items()), ensure_ascii=False)
+
+
+def step_command(step: str, args: Sequence[str], nproc: int = 1) -> list[str]:
+    """The command of one productgan step; ``nproc`` > 1 launches that many data-parallel processes with
+    ``torchrun --standalone --nproc_per_node=N`` (DDP: NCCL on GPUs, gloo on CPUs; productgan.gan.distributed)."""
+    launcher = [sys.executable]
+    if nproc > 1:
+        launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"]
+    return [*launcher, "-m", "productgan", step, *map(str, args)]
+
+
+def run_step(step: str, args: Sequence[str], work: Path, nproc: int = 1) -> None:
+    """``python -m productgan STEP ARGS`` in ``work`` with the run's params; its output streams to the pod log.
+    ``nproc`` > 1: under torchrun (see ``step_command``)."""
+    cmd = step_command(step, args, nproc)
     print(f">> {' '.join(cmd)}  (cwd {work}, params {work / 'params.yaml'})", flush=True)
     result = subprocess.run(cmd, cwd=work, env={**os.environ, PARAMS_ENV: str(work / "params.yaml")}, check=False)
     if result.returncode != 0:
@@ -71,6 +116,24 @@ def run_step(step: str, args: Sequence[str], work: Path) -> None:
             f"step {step}: `productgan {step}` exited with code {result.returncode}; its log is above. "
             f"Reproduce outside Kubeflow with `productgan --params params.yaml {step} {' '.join(map(str, args))}`"
         )
+
+
+def require_writable(folder: str | os.PathLike[str], step: str) -> Path:
+    """Create ``folder`` and check this process may write there (a volume's root belongs to root unless the
+    StorageClass or a pod fsGroup says otherwise, and the image runs as a non-root user)."""
+    path = Path(folder)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-check-"):
+            pass
+    except PermissionError as exc:
+        raise StepError(
+            f"step {step}: cannot write to {path} as uid {os.getuid()} ({exc}). The checkpoint volume's root must "
+            "be writable by the image's user: use a StorageClass that provisions writable roots (NFS subdir, EFS "
+            "access points, ...), a cluster policy that sets the pod's fsGroup, or pipeline.checkpoints.pvc with "
+            "a claim prepared for it (README \"Scaling out\")"
+        ) from exc
+    return path
 
 
 def require_tracking_uri(step: str) -> str:
@@ -119,3 +182,19 @@ def metrics_table(numbers: Mapping[str, float]) -> str:
         return "_no numeric metrics_"
     rows = "\n".join(f"| {k} | {v:.6g} |" for k, v in sorted(numbers.items()))
     return f"| metric | value |\n|---|---|\n{rows}"
+
+
+def prepared_metadata(prepared_dir: str | os.PathLike[str], dataset_version: str) -> dict[str, Any]:
+    """What the KFP UI shows of a prepared dataset (from its manifest.json): version, size, counts per split."""
+    import json
+
+    with open(Path(prepared_dir) / "manifest.json", encoding="utf-8") as fh:
+        manifest = json.load(fh)
+    counts = {split: c.get("total") for split, c in (manifest.get("counts") or {}).items()}
+    return {
+        "dataset_version": dataset_version,
+        "resolution": manifest.get("resolution"),
+        "channels": manifest.get("channels"),
+        "categories": len(manifest.get("categories") or []),
+        **{f"{split}_images": n for split, n in counts.items()},
+    }

@@ -6,9 +6,21 @@ from kfp.dsl.python_component import PythonComponent
 
 
 def train(
-    params: str, dataset_version: str, prepared: Input[Dataset], generator: Output[Model], metrics: Output[Metrics]
+    params: str,
+    dataset_version: str,
+    prepared: Input[Dataset],
+    generator: Output[Model],
+    metrics: Output[Metrics],
+    checkpoint_root: str = "",
+    run_id: str = "",
+    nproc: int = 1,
 ):
-    """``productgan train --data PREPARED --out GENERATOR`` with the run's params (recipe, steps, ...)."""
+    """``productgan train --data PREPARED --out GENERATOR`` with the run's params (recipe, steps, ...).
+
+    ``checkpoint_root`` (on a cluster: the mount of the run's checkpoint volume) holds the step's working folder
+    ``<checkpoint_root>/<run_id>/``, so train's (relative) ``checkpoints/train`` outlive the pod, and train runs
+    with ``--resume``: a retried train (after an eviction or preemption) goes on from its last checkpoint.
+    ``nproc`` > 1: one process per GPU under torchrun."""
     import json
     import os
 
@@ -16,8 +28,12 @@ def train(
     from productgan.metrics.flatten import flatten_numbers
 
     require_tracking_uri("train")
-    with step_workdir(params, dataset_version) as work:
-        run_step("train", ["--data", prepared.path, "--out", generator.path], work)
+    args = ["--data", prepared.path, "--out", generator.path]
+    keep_in = os.path.join(checkpoint_root, run_id) if checkpoint_root else None  # run_id "": a volume per run
+    if keep_in:
+        args.append("--resume")
+    with step_workdir(params, dataset_version, keep_in=keep_in) as work:
+        run_step("train", args, work, nproc=nproc)
         # metrics/train.json is written relative to the step's working directory (as under `dvc repro`).
         train_metrics = os.path.join(work, "metrics", "train.json")
         numbers = {}

@@ -93,13 +93,28 @@ def make_tiny_source(out: Path, per_category: int = 30) -> Path:
     return out
 
 
-def local_params(params_text: str, source: str, assignments: Sequence[str], tiny: bool) -> tuple[str, dict[str, Any]]:
-    """params.yaml for a local run: the file, the tiny settings, ``ingest.source``, then ``--param`` overrides.
-    Returns the params text and the pipeline arguments given with ``--param NAME=VALUE``."""
+def local_settings(checkpoints: Path) -> dict[str, Any]:
+    """What a machine without a cluster changes: train's checkpoints in a plain folder (``<checkpoints>/<run id>/``,
+    no PVC; the same resume path, see pipelines/scaling.py), train in one process here (no PyTorchJob), and
+    evaluate without a GPU (kfp.local ignores accelerators), so no Inception fid is added to its metrics."""
+    return {
+        "pipeline.checkpoints.pvc": "none",
+        "pipeline.checkpoints.mount_path": str(checkpoints),
+        "pipeline.train_launcher": "pod",
+        "pipeline.gpus": 1,
+        "pipeline.evaluate_gpus": 0,
+    }
+
+
+def local_params(
+    params_text: str, source: str, assignments: Sequence[str], tiny: bool, local: dict[str, Any] | None = None
+) -> tuple[str, dict[str, Any]]:
+    """params.yaml for a local run: the file, the local and tiny settings, ``ingest.source``, then ``--param``
+    overrides. Returns the params text and the pipeline arguments given with ``--param NAME=VALUE``."""
     from pipelines.product_gan import build_pipeline, params_argument, pipeline_inputs
 
     overrides, arguments = split_params(assignments, pipeline_inputs(build_pipeline(params_text)))
-    params = parse_params(params_text)
+    params = apply_overrides(parse_params(params_text), (local or {}).items())
     if tiny:
         params = apply_overrides(params, TINY.items())
     params = apply_overrides(params, [("ingest.source", source), *overrides])
@@ -128,7 +143,8 @@ def run_local(
     work.mkdir(parents=True, exist_ok=True)
     if source is None:
         source = str(make_tiny_source(work / "source" / "tiny-fashion", per_category))
-    text, arguments = local_params(params_text, source, assignments, tiny)
+    # train works in checkpoints/<run id>/: a folder per run, as a volume per run on a cluster
+    text, arguments = local_params(params_text, source, assignments, tiny, local_settings(work / "checkpoints"))
 
     # kfp.local's subprocesses inherit this environment.
     os.environ["PYTHONPATH"] = _python_path()

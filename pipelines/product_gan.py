@@ -25,8 +25,9 @@ from kfp import compiler, dsl, kubernetes
 from kfp.dsl import PipelineTask
 from kfp.dsl.graph_component import GraphComponent
 
-from components import check, evaluate, ingest, preprocess, register, settings, train
+from components import check, evaluate, ingest, preprocess, register, settings, train, train_job
 from components.runtime import parse_params
+from pipelines import scaling
 from pipelines.run_parameters import params_json, run_parameter_defaults
 from pipelines.settings import PipelineParams, Resources, pipeline_params
 from productgan.params import params_path
@@ -64,10 +65,10 @@ def _env_from_cluster(task: PipelineTask, cfg: PipelineParams, secret: str | Non
         kubernetes.use_secret_as_env(task, secret, {k: k for k in keys})
 
 
-def _gpu(task: PipelineTask, cfg: PipelineParams) -> PipelineTask:
-    """A GPU for ``task``; node selector and tolerations only where the params set them (off by default:
+def _gpu(task: PipelineTask, cfg: PipelineParams, count: int) -> PipelineTask:
+    """``count`` GPUs for ``task``; node selector and tolerations only where the params set them (off by default:
     the GPU request alone makes the scheduler pick a node that has one)."""
-    task.set_accelerator_type(cfg.gpu_type).set_accelerator_limit(cfg.gpus)
+    task.set_accelerator_type(cfg.gpu_type).set_accelerator_limit(count)
     for label, value in cfg.gpu_node_selector.items():
         kubernetes.add_node_selector(task, str(label), str(value))
     for t in cfg.gpu_tolerations:
@@ -110,6 +111,8 @@ def build_pipeline(params_text: str | None = None, image: str | None = None) -> 
     image = image or cfg.image
     ingest_op, check_op = ingest.component(image), check.component(image)
     preprocess_op, train_op = preprocess.component(image), train.component(image)
+    train_job_op = train_job.component(image)
+    preprocess_shard_op, preprocess_merge_op = preprocess.shard_component(image), preprocess.merge_component(image)
     evaluate_op, register_op = evaluate.component(image), register.component(image)
     settings_op = settings.component(image)
     res = cfg.resources
@@ -143,22 +146,35 @@ def build_pipeline(params_text: str | None = None, image: str | None = None) -> 
         _env_from_cluster(checked, cfg, cfg.mlflow_secret, MLFLOW_KEYS)
 
         with dsl.If(checked.outputs["Output"] == True, name=CONDITION_NAME):  # noqa: E712 (a KFP condition)
-            prepared = preprocess_op(params=params, dataset_version=version, data=ingested.outputs["data"])
-            _resources(prepared, res.preprocess)
-            _env_from_cluster(prepared, cfg, None, ())
+            # one pod, or preprocess_shards pods and a merge: pipelines/scaling.py
+            prepared = scaling.preprocess_step(
+                preprocess_op, preprocess_shard_op, preprocess_merge_op, cfg,
+                lambda task: _env_from_cluster(_resources(task, res.preprocess), cfg, None, ()),
+                params=params, dataset_version=version, data=ingested.outputs["data"],
+            )
 
-            trained = train_op(params=params, dataset_version=version, prepared=prepared.outputs["prepared"])
+            # checkpoints on a volume, retries, torchrun or a PyTorchJob: pipelines/scaling.py
+            volume = scaling.checkpoint_volume(cfg)
+            trained = scaling.train_step(
+                train_op, train_job_op, cfg, image, volume, CONFIG_KEYS, MLFLOW_KEYS,
+                params=params, dataset_version=version, prepared=prepared.outputs["prepared"],
+            )
             _resources(trained, res.train)
-            _gpu(trained, cfg)
+            if cfg.train_launcher == "pod":  # a PyTorchJob's pods ask for the GPUs; this step only waits
+                _gpu(trained, cfg, cfg.gpus)
             _env_from_cluster(trained, cfg, cfg.mlflow_secret, MLFLOW_KEYS)
+            scaling.release_checkpoint_volume(volume, trained)
 
             evaluated = evaluate_op(
                 params=params,
                 dataset_version=version,
                 generator=trained.outputs["generator"],
                 prepared=prepared.outputs["prepared"],
+                add_metrics=scaling.evaluate_metrics_added(cfg),
             )
             _resources(evaluated, res.evaluate)
+            if cfg.evaluate_gpus > 0:
+                _gpu(evaluated, cfg, cfg.evaluate_gpus)
             _env_from_cluster(evaluated, cfg, cfg.mlflow_secret, MLFLOW_KEYS)
 
             registered = register_op(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from productgan.params import from_dict
+from productgan.params import ParamsError, from_dict
 
 SECTION = "pipeline"
 
@@ -25,6 +25,32 @@ class StepResources:
     train: Resources = dataclasses.field(default_factory=lambda: Resources("4", "16Gi"))
     evaluate: Resources = dataclasses.field(default_factory=lambda: Resources("4", "16Gi"))
     register: Resources = dataclasses.field(default_factory=lambda: Resources("1", "2Gi"))
+
+
+CHECKPOINT_PVC_CREATE, CHECKPOINT_PVC_NONE = "create", "none"
+LAUNCHERS = ("pod", "pytorchjob")
+
+
+@dataclasses.dataclass
+class CheckpointStorage:
+    """Where train keeps its checkpoints so an evicted or preempted train resumes (README "Scaling out")."""
+
+    pvc: str = CHECKPOINT_PVC_CREATE  # create (a PVC per run) | none (a plain folder: local runs) | NAME (existing)
+    size: str = "20Gi"
+    storage_class: str = "standard"  # KFP's driver sets it verbatim ("" = no class: the claim never binds)
+    access_mode: str = "ReadWriteOnce"  # ReadWriteMany for the pytorchjob launcher (pods on several nodes)
+    mount_path: str = "/mnt/productgan/checkpoints"
+
+
+@dataclasses.dataclass
+class PyTorchJobSettings:
+    """train_launcher: pytorchjob — a Kubeflow Training Operator PyTorchJob (kubeflow.org/v1) over several nodes."""
+
+    nodes: int = 2  # pods: 1 Master + nodes-1 Workers, each with `gpus` GPUs and torchrun --nproc_per_node=gpus
+    backoff_limit: int = 3  # pod restarts (each resumes from the last checkpoint) before the job fails
+    timeout_minutes: int = 2880  # the train step gives up waiting after this long (and deletes the job)
+    poll_seconds: int = 30  # how often the train step reads the job's status
+    keep_finished_hours: int = 24  # then the operator deletes the finished job and its pods (they hold the volume)
 
 
 @dataclasses.dataclass
@@ -62,6 +88,41 @@ class PipelineParams:
     s3_secret: str = "productgan-s3"
     mlflow_secret: str = "productgan-mlflow"
     resources: StepResources = dataclasses.field(default_factory=StepResources)
+    # --- scaling (README "Scaling out")
+    train_retries: int = 3
+    checkpoints: CheckpointStorage = dataclasses.field(default_factory=CheckpointStorage)
+    evaluate_gpus: int = 1
+    evaluate_gpu_metrics: list[str] = dataclasses.field(default_factory=lambda: ["fid"])
+    train_launcher: str = "pod"
+    pytorchjob: PyTorchJobSettings = dataclasses.field(default_factory=PyTorchJobSettings)
+    preprocess_shards: int = 1
+
+    def __post_init__(self) -> None:
+        where = "params.yaml pipeline"
+        if self.train_launcher not in LAUNCHERS:
+            raise ParamsError(f"{where}.train_launcher: use one of {', '.join(LAUNCHERS)}, got {self.train_launcher!r}")
+        if self.gpus < 0 or self.evaluate_gpus < 0 or self.train_retries < 0:
+            raise ParamsError(f"{where}: gpus, evaluate_gpus and train_retries must not be negative")
+        if self.preprocess_shards < 1:
+            raise ParamsError(f"{where}.preprocess_shards: must be at least 1, got {self.preprocess_shards}")
+        if self.checkpoints.pvc == CHECKPOINT_PVC_CREATE and not self.checkpoints.storage_class:
+            raise ParamsError(f"{where}.checkpoints.storage_class: name a StorageClass of the cluster (`kubectl get "
+                              "storageclass`); KFP creates the claim with exactly this class (none: it never binds)")
+        if self.train_launcher == "pytorchjob":
+            if self.pytorchjob.nodes < 1:
+                raise ParamsError(f"{where}.pytorchjob.nodes: must be at least 1, got {self.pytorchjob.nodes}")
+            if self.checkpoints.pvc == CHECKPOINT_PVC_NONE:
+                raise ParamsError(f"{where}.checkpoints.pvc: the pytorchjob launcher needs a PVC shared by its pods "
+                                  "(create, or the name of a ReadWriteMany claim)")
+            if self.checkpoints.pvc == CHECKPOINT_PVC_CREATE and self.checkpoints.access_mode != "ReadWriteMany":
+                raise ParamsError(f"{where}.checkpoints.access_mode: the pytorchjob launcher's pods run on several "
+                                  "nodes and share the checkpoints: use ReadWriteMany (a StorageClass that offers it, "
+                                  "e.g. NFS, CephFS, EFS, Filestore)")
+
+    @property
+    def nproc_per_node(self) -> int:
+        """Training processes per pod: one per GPU (torchrun --nproc_per_node), one without a GPU."""
+        return max(1, self.gpus)
 
 
 def pipeline_params(params: dict[str, Any], where: str = "params.yaml") -> PipelineParams:

@@ -88,6 +88,7 @@ def code_version(paths: Iterable[str | os.PathLike[str]]) -> str:
 # keys that only say where and how often to log, save or check. Everything else counts, new keys included.
 NOT_MODEL_SECTIONS = frozenset({"ingest", "evaluate", "register", "generate", "pipeline"})
 NOT_MODEL_KEYS = {
+    "preprocess": frozenset({"workers"}),  # processes decoding photos: the output is byte-identical
     "train": frozenset({
         "device", "num_threads", "checkpoint_dir", "checkpoint_every", "keep_checkpoints", "sync_every",
         "log_every", "sample_every", "grid_columns", "grid_seed", "experiment", "metrics_file", "plots_file",

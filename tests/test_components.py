@@ -63,3 +63,22 @@ def test_metrics_helpers():
     nested = {"fd_domain": 1.5, "kid": {"mean": 0.1, "std": 0.01}, "ok": True, "name": "x", "nan": float("nan")}
     assert flatten_numbers(nested) == {"fd_domain": 1.5, "kid.mean": 0.1, "kid.std": 0.01}
     assert "| kid.mean | 0.1 |" in metrics_table(flatten_numbers(nested))
+
+
+
+
+def test_an_unwritable_checkpoint_volume_is_named_with_the_fix(tmp_path, monkeypatch):
+    """The image runs as a non-root user and a fresh volume's root often belongs to root: the train step says so
+    and how to fix it. (Tests run as root, who writes anywhere, so the denial is simulated.)"""
+    import pytest
+
+    import components.runtime as runtime
+
+    assert runtime.require_writable(tmp_path / "a" / "train", "train").is_dir()
+
+    def denied(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(tmp_path / "b"))
+
+    monkeypatch.setattr(runtime.tempfile, "NamedTemporaryFile", denied)
+    with pytest.raises(runtime.StepError, match="cannot write to .*fsGroup"):
+        runtime.require_writable(tmp_path / "b", "train")

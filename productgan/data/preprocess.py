@@ -12,9 +12,12 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import io
+import multiprocessing
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,9 +54,12 @@ class PreprocessParams:
     background: str = "auto"
     max_refused_fraction: float = 0.2
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
+    workers: int = 0  # decoding processes; 0 = every core this process may use. Never changes the output.
 
     def __post_init__(self) -> None:
         where = "params.yaml preprocess"
+        if self.workers < 0:
+            raise ParamsError(f"{where}.workers: 0 (every core) or a number of processes, got {self.workers}")
         if self.resolution not in RESOLUTIONS:
             raise ParamsError(f"{where}.resolution (or --resolution): use one of {RESOLUTIONS}, got {self.resolution}")
         if self.channels not in (1, 3):
@@ -111,6 +117,26 @@ class _Run:
     def used_images(self) -> int:
         return sum(int(len(b.labels)) for b in self.batches)
 
+    def absorb(self, other: _Run) -> None:
+        """Append what another pass (one item, one shard) decoded, in order."""
+        self.batches += other.batches
+        self.refused += other.refused
+        self.refused_images += other.refused_images
+
+
+@dataclass
+class _Input:
+    """What preprocess needs to know about an ingested ``data/`` folder (and what every shard records of it)."""
+
+    dir: Path
+    manifest_path: Path
+    manifest_sha256: str
+    dataset_hash: str
+    categories: list[str]
+    sources: dict[str, dict[str, Any]]
+    files: list[dict[str, Any]]
+    file_count: int
+
 
 def run_preprocess(
     input_dir: str | os.PathLike[str],
@@ -120,35 +146,114 @@ def run_preprocess(
 ) -> dict[str, Any]:
     """Preprocess ``input_dir`` (an ingested data/ folder) into ``out_dir``; returns the written manifest.
 
+    Photos are decoded by ``params.workers`` processes (0: one per core); the output is the same, byte for byte.
     ``progress``: None shows a progress bar only on a terminal.
     """
     params = params or PreprocessParams()
-    input_dir, out_dir = Path(input_dir).resolve(), Path(out_dir).resolve()
+    inp = open_input(input_dir)
+    out_dir = Path(out_dir).resolve()
+    _check_out_dir(out_dir, inp.dir)
+    run = _Run()
+    items = plan_items(inp, run)
+    for result in decode_items(inp, items, params, progress):
+        run.absorb(result)
+    return write_prepared(run, inp, out_dir, params)
+
+
+def open_input(input_dir: str | os.PathLike[str]) -> _Input:
+    input_dir = Path(input_dir).resolve()
     manifest_path = input_dir / "manifest.json"
     manifest = _read_input_manifest(manifest_path)
     manifest_sha256 = sha256_file(manifest_path)
-    _check_out_dir(out_dir, input_dir)
-    categories: list[str] = list(manifest["categories"])
-    sources = {s.get("name"): s for s in manifest.get("sources") or [] if isinstance(s, dict)}
+    return _Input(
+        dir=input_dir,
+        manifest_path=manifest_path,
+        manifest_sha256=manifest_sha256,
+        # the DVC version of the input when it is tracked (data.dvc beside data/), else its manifest's hash
+        dataset_hash=dataset_version(input_dir.parent / f"{input_dir.name}.dvc") or manifest_sha256,
+        categories=list(manifest["categories"]),
+        sources={s.get("name"): s for s in manifest.get("sources") or [] if isinstance(s, dict)},
+        files=sorted(manifest["files"], key=lambda f: f["path"]),
+        file_count=len(manifest["files"]),
+    )
 
-    run = _Run()
-    files = sorted(manifest["files"], key=lambda f: f["path"])
-    pairs, photos = _plan(files, run)
-    bar = tqdm(total=len(pairs) + len(photos), desc="preprocess", unit="file", disable=_disable_bar(progress))
+
+# One unit of decoding work: an IDX pair ("idx", images entry, labels entry) or a photo ("photo", entry).
+Item = tuple
+
+
+def plan_items(inp: _Input, run: _Run) -> list[Item]:
+    """The work in the order one process does it (IDX pairs, then photos by path); refusals of the plan
+    itself (unknown kinds, unpaired IDX files) go to ``run``."""
+    pairs, photos = _plan(inp.files, run)
+    return [("idx", images, labels) for images, labels in pairs] + [("photo", entry) for entry in photos]
+
+
+def decode_item(inp: _Input, item: Item, params: PreprocessParams) -> _Run:
+    """Decode one item: a _Run holding its batch (if usable) and its refusals."""
+    one = _Run()
+    if item[0] == "idx":
+        _add_idx_pair(one, inp.dir, item[1], item[2], inp.sources, inp.categories, params)
+    else:
+        _add_photo(one, inp.dir, item[1], inp.categories, params)
+    return one
+
+
+def worker_count(params: PreprocessParams) -> int:
+    if params.workers:
+        return params.workers
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+_WORKER: tuple[_Input, PreprocessParams] | None = None  # set in each pool process
+
+
+def _init_worker(inp: _Input, params: PreprocessParams) -> None:
+    global _WORKER
+    _WORKER = (inp, params)
+
+
+def _decode_in_worker(item: Item) -> _Run:
+    assert _WORKER is not None
+    return decode_item(_WORKER[0], item, _WORKER[1])
+
+
+def decode_items(
+    inp: _Input, items: list[Item], params: PreprocessParams, progress: bool | None = None
+) -> Iterator[_Run]:
+    """Decoded items in the order of ``items``. Photos go to a pool of ``worker_count(params)`` processes
+    (results come back in order, so the output never depends on the number of processes); IDX pairs are
+    decoded here (one vectorised pass each)."""
+    workers = min(worker_count(params), sum(1 for i in items if i[0] == "photo"))
+    bar = tqdm(total=len(items), desc="preprocess", unit="file", disable=_disable_bar(progress))
     with bar:
-        for images_entry, labels_entry in pairs:
-            _add_idx_pair(run, input_dir, images_entry, labels_entry, sources, categories, params)
-            bar.update()
-        for entry in photos:
-            _add_photo(run, input_dir, entry, categories, params)
-            bar.update()
+        if workers <= 1:
+            for item in items:
+                yield decode_item(inp, item, params)
+                bar.update()
+            return
+        # fork: workers start at once and share the (read-only) input description; nothing here holds a lock
+        methods = multiprocessing.get_all_start_methods()
+        context = multiprocessing.get_context("fork" if "fork" in methods else None)
+        photos = [i for i in items if i[0] == "photo"]
+        chunk = max(1, min(32, len(photos) // (workers * 8)))
+        with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
+                                 initargs=(inp, params)) as pool:
+            decoded = pool.map(_decode_in_worker, photos, chunksize=chunk)
+            for item in items:
+                yield decode_item(inp, item, params) if item[0] == "idx" else next(decoded)
+                bar.update()
 
+
+def write_prepared(run: _Run, inp: _Input, out_dir: Path, params: PreprocessParams) -> dict[str, Any]:
+    """Dedup, split and write what ``run`` decoded from ``inp`` into ``out_dir``; returns the manifest."""
     seen = run.used_images + run.refused_images
     if seen == 0:
-        raise PreprocessError(f"preprocess: {manifest_path} lists no images; ingest a source first")
+        raise PreprocessError(f"preprocess: {inp.manifest_path} lists no images; ingest a source first")
     if run.refused_images / seen > params.max_refused_fraction:
-        _fail_refused(run, seen, params, manifest_path, out_dir)
+        _fail_refused(run, seen, params, inp.manifest_path, out_dir)
 
+    categories = inp.categories
     if params.dedup:
         _drop_duplicates(run, categories)
     for batch in run.batches:
@@ -164,7 +269,7 @@ def run_preprocess(
         "channels": params.channels,
         "counts": {},
         "inputs": {
-            "files": len(files),
+            "files": inp.file_count,
             "images": seen,
             "used": 0,
             "refused": run.refused_images,
@@ -172,10 +277,9 @@ def run_preprocess(
         },
         "refused": sorted(run.refused, key=lambda r: r["path"]),
         "duplicates": sorted(run.duplicates, key=lambda d: d["path"]),
-        # the DVC version of the input when it is tracked (data.dvc beside data/), else its manifest's hash
-        "dataset_hash": dataset_version(input_dir.parent / f"{input_dir.name}.dvc") or manifest_sha256,
-        "source_manifest_sha256": manifest_sha256,
-        "params": dataclasses.asdict(params),
+        "dataset_hash": inp.dataset_hash,
+        "source_manifest_sha256": inp.manifest_sha256,
+        "params": output_params(params),
         "pillow": _pillow_version(),
     }
     out_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -190,6 +294,11 @@ def run_preprocess(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out_manifest
+
+
+def output_params(params: PreprocessParams) -> dict[str, Any]:
+    """The settings the output depends on (the manifest records them); ``workers`` is not one of them."""
+    return {k: v for k, v in dataclasses.asdict(params).items() if k != "workers"}
 
 
 def _disable_bar(progress: bool | None) -> bool | None:
