@@ -80,10 +80,12 @@ def resolve_generator_dir(model_uri_or_dir: str | os.PathLike[str], dst: str | N
     except Exception as exc:  # mlflow raises several types; the user needs the URI and the tracking store
         import mlflow
 
-        raise FileNotFoundError(
+        from productgan.redact import redact_uri
+
+        raise FileNotFoundError(redact_uri(
             f"{text}: could not download from MLflow (tracking URI {mlflow.get_tracking_uri()}): {exc}; "
             "check MLFLOW_TRACKING_URI and that the model/alias exists (`productgan promote`)"
-        ) from exc
+        )) from exc
     return find_generator_dir(local)
 
 

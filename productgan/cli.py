@@ -21,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "generate": "generate:generate",
     "interpolate": "generate:interpolate",
     "edit": "generate:edit",
+    "studio": "studio:studio",
     "pipeline": "pipeline:pipeline",
     "submit": "pipeline:submit",
 }
