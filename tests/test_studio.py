@@ -389,3 +389,12 @@ def test_checkpoint_studio_serves_one_generator(tiny_generator_dir, tmp_path):
         assert Image.open(io.BytesIO(pngs[0])).size == (28, 28)
     finally:
         stop(proc)
+
+
+def test_which_registry_models_a_uri_names():
+    from productgan.studio.models import parse_registry_uri
+
+    assert parse_registry_uri("models:/product-gan@champion") == ("product-gan", "champion", None)
+    assert parse_registry_uri("models:/product gan.v2/4") == ("product gan.v2", None, "4")
+    assert parse_registry_uri("runs:/abc/generator") is None
+    assert parse_registry_uri("models:/product-gan/latest") is None  # served as one model, no side by side

@@ -86,7 +86,8 @@ async def read_json(request: Request) -> dict[str, Any]:
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype != "application/json":
         raise Problem(415, "send the request as JSON (Content-Type: application/json)")
-    if int(request.headers.get("content-length") or 0) > MAX_BODY:
+    length = request.headers.get("content-length") or "0"
+    if not length.isdigit() or int(length) > MAX_BODY:
         raise Problem(413, f"the request is larger than {MAX_BODY} bytes")
     data = b""
     async for chunk in request.stream():
