@@ -58,6 +58,19 @@ function metricsRows(model, registry, champion) {
   return rows;
 }
 
+function fillTable(body, rows) {
+  for (const [name, value, note, primary] of rows) {
+    const tr = document.createElement("tr");
+    if (primary) tr.className = "primary";
+    for (const text of [name, value, note]) {
+      const td = document.createElement("td");
+      td.textContent = text;
+      tr.append(td);
+    }
+    body.append(tr);
+  }
+}
+
 function buildColumns(info) {
   const holder = $("#columns");
   holder.replaceChildren();
@@ -69,20 +82,20 @@ function buildColumns(info) {
     $(".key", node).textContent = model.key;
     $(".version", node).textContent = model.version ? `version ${model.version}` : "";
     $(".uri", node).textContent = `${model.uri} · ${model.resolution} px · ${model.categories.length} categories`;
-    const body = $(".metrics tbody", node);
-    for (const [name, value, note, primary] of metricsRows(model, info.registry, champion)) {
-      const tr = document.createElement("tr");
-      if (primary) tr.className = "primary";
-      for (const text of [name, value, note]) {
-        const td = document.createElement("td");
-        td.textContent = text;
-        tr.append(td);
-      }
-      body.append(tr);
+    // headline metrics (fd_domain, kid, class_accuracy ...) in view; per-category and bookkeeping ones folded
+    const rows = metricsRows(model, info.registry, champion);
+    const headline = rows.filter(([name]) => !name.includes("."));
+    const detail = rows.filter(([name]) => name.includes("."));
+    fillTable($(".metrics tbody", node), headline);
+    if (detail.length) {
+      $(".more summary", node).textContent = `${detail.length} more metrics (per category …)`;
+      fillTable($(".more tbody", node), detail);
+    } else {
+      $(".more", node).hidden = true;
     }
     const lineage = model.lineage || {};
     $(".lineage", node).textContent = Object.entries(lineage)
-      .map(([k, v]) => `${k}: ${k.endsWith("_id") || k === "git_commit" ? String(v).slice(0, 12) : v}`).join(" · ");
+      .map(([k, v]) => `${k}: ${/(_id|_hash|_version|commit)$/.test(k) ? String(v).slice(0, 12) : v}`).join(" · ");
     const promo = model.promotion || {};
     $(".promotion", node).textContent = promo.decision
       ? `registered: ${promo.decision} — ${promo.reason || ""}` : "";
