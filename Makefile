@@ -36,6 +36,12 @@ $(VENV)/.installed: pyproject.toml requirements.lock
 
 install: $(VENV)/.installed $(FMNIST_DIR)/train-images-idx3-ubyte.gz
 
+# the studio's browser test (tests/test_studio.py) drives Debian's headless Chromium through selenium
+/usr/bin/chromedriver:
+	@echo ">> installing Debian packages chromium and chromium-driver (the studio's browser test)"
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium chromium-driver \
+	  || { $(SUDO) apt-get update && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium chromium-driver; }
+
 data: install
 	bash scripts/get-data.sh
 
@@ -43,7 +49,7 @@ run: data
 	dvc repro
 	@echo ">> done: see prepared/, models/, metrics/ and \`mlflow ui --backend-store-uri sqlite:///mlflow.db\`"
 
-test: install
+test: install /usr/bin/chromedriver
 	$(PY) -m pytest
 
 lint: install

@@ -24,6 +24,8 @@ from typing import Any
 
 import yaml
 
+from productgan.redact import redact_uri  # noqa: F401  (the one implementation; used by components)
+
 PARAMS_ENV = "PRODUCTGAN_PARAMS"
 _DVC_MD5 = re.compile(r"^[0-9a-f]{32}\.dir$")
 
@@ -146,11 +148,6 @@ def require_tracking_uri(step: str) -> str:
             "`productgan-config` (infra/k8s); locally `productgan pipeline run-local` sets it."
         )
     return uri
-
-
-def redact_uri(uri: str) -> str:
-    """``http://user:pw@host`` -> ``http://***@host``: a URI safe to print in logs and summaries."""
-    return re.sub(r"//[^/@]*@", "//***@", uri)
 
 
 def is_dvc_version(value: str) -> bool:

@@ -28,6 +28,7 @@ COMMANDS: dict[str, str] = {
     "generate": "generate:generate",
     "interpolate": "generate:interpolate",
     "edit": "generate:edit",
+    "studio": "studio:studio",
 }
 PLUGIN_GROUP = "productgan.commands"
 

@@ -45,13 +45,15 @@ def resolve_generator_dir(ref: str | os.PathLike[str], dst: str | os.PathLike[st
     import mlflow
     import mlflow.artifacts
 
+    from productgan.redact import redact_uri
+
     try:
         local = mlflow.artifacts.download_artifacts(artifact_uri=text, dst_path=None if dst is None else str(dst))
     except Exception as exc:  # mlflow raises several types; the user needs the URI and the tracking store
-        raise FileNotFoundError(
+        raise FileNotFoundError(redact_uri(
             f"{text}: no generator could be downloaded from MLflow (tracking URI {mlflow.get_tracking_uri()}): "
             f"{exc}; check MLFLOW_TRACKING_URI and that the model/alias exists (`productgan promote`)"
-        ) from exc
+        )) from exc
     return find_generator_dir(local)
 
 

@@ -81,8 +81,7 @@ def tiny_prepared(tmp_path: Path, fmnist_small) -> Path:
     return write_prepared(tmp_path / "prepared", splits, FMNIST_CATEGORIES)
 
 
-@pytest.fixture()
-def tiny_generator_dir(tmp_path: Path) -> Path:
+def build_tiny_generator(out_dir: Path, seed: int = 0, meta: dict | None = None) -> Path:
     """An untrained (random) class-conditional generator folder for the 10 Fashion-MNIST categories."""
     import torch
 
@@ -90,15 +89,22 @@ def tiny_generator_dir(tmp_path: Path) -> Path:
     from productgan.gan.export import save_generator
     from productgan.gan.networks import build_generator
 
-    torch.manual_seed(0)
-    cfg = GeneratorConfig(resolution=28, channels=1, latent_dim=32, base_channels=16, categories=FMNIST_CATEGORIES)
+    torch.manual_seed(seed)
+    cfg = GeneratorConfig(resolution=28, channels=1, latent_dim=32, base_channels=16, categories=FMNIST_CATEGORIES,
+                          meta=dict(meta or {}))
     generator = build_generator(cfg)
     # PyTorch's default init instead of DCGAN's N(0, 0.02): an untrained DCGAN draws nearly flat grey
     # images, and tests of seeds, truncation and edits need images that differ visibly.
     for module in generator.modules():
         if hasattr(module, "reset_parameters"):
             module.reset_parameters()
-    return save_generator(generator.eval(), cfg, tmp_path / "generator")
+    return save_generator(generator.eval(), cfg, out_dir)
+
+
+@pytest.fixture()
+def tiny_generator_dir(tmp_path: Path) -> Path:
+    """An untrained (random) class-conditional generator folder for the 10 Fashion-MNIST categories."""
+    return build_tiny_generator(tmp_path / "generator")
 
 
 @pytest.fixture()

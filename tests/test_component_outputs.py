@@ -100,7 +100,8 @@ def _launcher_missing_parameters(outputs: dict, executor_input: dict, written: d
 
 
 def test_every_component_module_is_checked():
-    assert {f"{m}.component" for m in ("ingest", "check", "preprocess", "train", "evaluate", "register")} <= set(MODULES)
+    steps = ("ingest", "check", "preprocess", "train", "evaluate", "register")
+    assert {f"{m}.component" for m in steps} <= set(MODULES)
 
 
 @pytest.mark.parametrize("module", MODULES)

@@ -107,37 +107,19 @@ def generate(
 ) -> None:
     """Generate products: <out>/<category>_<seed>_<i>.png, a labelled grid.png and generate.json."""
     from productgan.edit import Edits
-    from productgan.io import atomic_write_bytes, atomic_write_json
-    from productgan.render import labelled_grid, png_bytes, safe_name
+    from productgan.io import atomic_write_bytes
+    from productgan.outputs import GRID, SETTINGS, generate_files
 
     params = _params(n=n, seed=seed, truncation=truncation)
     todo = Edits.from_mapping(edits)  # validate before loading the model
     product = _load(model_uri, checkpoint, params)
     names = [product.categories[product.category_index(c)] for c in categories] or product.categories
     out = Path(out_dir)
-    images, labels, files = [], [], []
-    for name in names:
-        for i, image in enumerate(product.generate(name, params.n, params.seed, params.truncation, todo)):
-            path = out / f"{safe_name(name)}_{params.seed}_{i}.png"
-            atomic_write_bytes(path, png_bytes(image))
-            images.append(image)
-            labels.append(f"{name} #{i}")
-            files.append(path.name)
-    atomic_write_bytes(out / "grid.png", png_bytes(labelled_grid(images, labels, cols=params.n, cell=params.cell)))
-    atomic_write_json(
-        out / "generate.json",
-        {
-            "model": model_uri or str(Path(checkpoint).resolve()),
-            "generator": product.meta,
-            "categories": names,
-            "n": params.n,
-            "seed": params.seed,
-            "truncation": params.truncation,
-            "edits": {k: v for k, v in vars(todo).items() if v not in (None, False)},
-            "files": files,
-        },
-    )
-    click.echo(f"wrote {len(files)} images and grid.png to {out}")
+    files = generate_files(product, names, params, todo, model=model_uri or str(Path(checkpoint).resolve()))
+    for name, data in files.items():
+        atomic_write_bytes(out / name, data)
+    images = [name for name in files if name not in (GRID, SETTINGS)]
+    click.echo(f"wrote {len(images)} images and grid.png to {out}")
 
 
 @click.command()

@@ -28,8 +28,8 @@ GENERATOR_FILES = ("generator.safetensors", "generator.json")
 # What ProductGANModel needs at load and predict time (versions pinned from this environment).
 RUNTIME_REQUIREMENTS = ("mlflow", "torch", "safetensors", "numpy", "pandas", "pillow")
 MAX_METRIC_TAGS = 40
-# bundled productgan code leaves out what a model never needs: the command line and bytecode
-CODE_EXCLUDE = ("__pycache__", "*.pyc", "commands", "cli.py", "__main__.py")
+# bundled productgan code leaves out what a model never needs: the command line, the studio and bytecode
+CODE_EXCLUDE = ("__pycache__", "*.pyc", "commands", "cli.py", "__main__.py", "studio")
 
 
 class RegistrationError(RuntimeError):
