@@ -90,6 +90,8 @@ def _secure_every_step(cfg: PipelineParams) -> None:
     from kfp.dsl import pipeline_context
 
     for task in pipeline_context.Pipeline.get_default_pipeline().tasks.values():
+        if task.container_spec is None or task.container_spec.image.startswith("argostub/"):
+            continue  # CreatePVC/DeletePVC: the backend's driver does their work, no pod of ours runs
         kubernetes.set_security_context(task, run_as_user=cfg.run_as_user, run_as_group=cfg.run_as_group,
                                         run_as_non_root=True)
 
