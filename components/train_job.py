@@ -25,7 +25,8 @@ def train(  # named like components/train.py's: the task is "train" whichever la
     import os
 
     from components.pytorchjob import JobSpec, run_pytorchjob
-    from components.runtime import copy_folder, flatten_numbers, require_tracking_uri, step_workdir
+    from components.runtime import copy_folder, require_tracking_uri, step_workdir
+    from productgan.metrics.flatten import flatten_numbers
 
     require_tracking_uri("train")
     settings = json.loads(job)
