@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -160,19 +159,3 @@ def writable_root(root: Path) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     root.chmod(0o777)
     return root
-
-
-def remove_step_containers() -> None:
-    """Remove containers of earlier local runs left behind (kfp.local removes them itself when they exit)."""
-    with contextlib.suppress(Exception):
-        import docker
-
-        client = docker.from_env()
-        for container in client.containers.list(all=True, filters={"label": LABEL}):
-            if container.status in ("exited", "created", "dead"):
-                container.remove(force=True)
-        client.close()
-
-
-def have_engine() -> bool:
-    return bool(os.environ.get("DOCKER_HOST") or shutil.which("podman") or Path("/var/run/docker.sock").exists())
