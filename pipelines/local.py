@@ -206,7 +206,7 @@ def _run(
     local.init(runner=runner, pipeline_root=str(root), raise_on_error=True)
     pipeline = build_pipeline(text, image)
     with warnings.catch_warnings():
-        # The project image name has no "python" in it; locally this Python runs the components anyway.
+        # KFP guesses from the image name; the project image has no "python" in its name but runs Python 3.11.
         warnings.filterwarnings("ignore", message=".*non-Python base image.*", category=RuntimeWarning)
         pipeline(**arguments)
 
