@@ -11,13 +11,15 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 FMNIST_DIR := /usr/share/datasets/fashion-mnist
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help install run test lint data bench clean
+.PHONY: help install run test lint data bench clean image image-tag push containers
 
 help:
 	@echo "make run    - install, get data/ (DVC remote or ingest), dvc repro: ingest -> ... -> register"
 	@echo "make test   - install, then the test suite (pytest)"
 	@echo "make lint   - ruff"
 	@echo "make bench  - every benchmarks/bench_*.py (prints tables; curated into benchmarks/RESULTS.md)"
+	@echo "make image  - the project image (TORCH=cuda|cpu, IMAGE=REGISTRY/productgan, BASE=auto|registry|local)"
+	@echo "make push   - push the image of this commit (same TORCH and IMAGE as make image)"
 
 $(FMNIST_DIR)/train-images-idx3-ubyte.gz:
 	@echo ">> installing Debian package dataset-fashion-mnist (the real Fashion-MNIST)"
@@ -49,7 +51,7 @@ run: data
 	dvc repro
 	@echo ">> done: see prepared/, models/, metrics/ and \`mlflow ui --backend-store-uri sqlite:///mlflow.db\`"
 
-test: install /usr/bin/chromedriver
+test: install /usr/bin/chromedriver containers
 	$(PY) -m pytest
 
 lint: install
@@ -60,3 +62,25 @@ bench: install
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
+
+# --- the project image (infra/docker/build.py: podman or docker; tag = git commit; prints tag and size) ---
+TORCH ?= cuda
+IMAGE ?= localhost/productgan
+BASE ?= auto
+CONTAINER_PACKAGES := podman runc crun fuse-overlayfs slirp4netns uidmap mmdebstrap
+
+image:
+	python3 infra/docker/build.py --torch $(TORCH) --image $(IMAGE) --base $(BASE)
+
+image-tag:
+	@python3 infra/docker/build.py --print-tag --torch $(TORCH) --image $(IMAGE)
+
+push:
+	python3 infra/docker/build.py --push --torch $(TORCH) --image $(IMAGE)
+
+# podman, runc (infra/podman/containers.conf selects it) and mmdebstrap (the local base image)
+containers:
+	@command -v podman >/dev/null && command -v runc >/dev/null && command -v mmdebstrap >/dev/null || { \
+	  echo ">> installing $(CONTAINER_PACKAGES)"; \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=900 install -y $(CONTAINER_PACKAGES) \
+	  || { $(SUDO) apt-get update && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=900 install -y $(CONTAINER_PACKAGES); }; }

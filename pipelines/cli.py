@@ -71,7 +71,13 @@ def compile_(out: str, image: str | None, assignments: tuple[str, ...]) -> None:
 @click.option("--per-category", default=30, show_default=True, type=click.IntRange(1, 6000))
 @click.option("--full", is_flag=True, help="Use params.yaml as is instead of the tiny configuration.")
 @click.option("--param", "assignments", multiple=True, metavar="KEY=VALUE", help=_PARAM_HELP)
-def run_local(source: str | None, workdir: str, per_category: int, full: bool, assignments: tuple[str, ...]) -> None:
+@click.option("--runner", type=click.Choice(["subprocess", "docker"]), default="subprocess", show_default=True,
+              help="docker: every step in a container of --image (podman or Docker; MLflow must be a server: "
+              "MLFLOW_TRACKING_URI=http://..., or unset to start one for the run).")
+@click.option("--image", default=None, help="--runner docker: the image (default: params pipeline.image), "
+              "e.g. the tag `make image TORCH=cpu` prints.")
+def run_local(source: str | None, workdir: str, per_category: int, full: bool, assignments: tuple[str, ...],
+              runner: str, image: str | None) -> None:
     """Run the whole pipeline here with kfp.local (tiny configuration by default; CI runs it).
 
     Run it twice: the second run finds nothing new and ends after retrain-check."""
@@ -82,7 +88,7 @@ def run_local(source: str | None, workdir: str, per_category: int, full: bool, a
 
     try:
         result = _run_local(workdir, default_params_text(), source, assignments, tiny=not full,
-                            per_category=per_category)
+                            per_category=per_category, runner=runner, image=image)
     except (OverrideError, ParamsError, FileNotFoundError) as exc:
         raise _fail(exc) from exc
     except RuntimeError as exc:  # kfp.local: "Task ... finished with status FAILURE"; the task log is above
@@ -90,7 +96,7 @@ def run_local(source: str | None, workdir: str, per_category: int, full: bool, a
     verdict = "trained, evaluated and registered" if result.retrained else "ended early: nothing new"
     click.echo(f"pipeline run-local: {verdict}")
     click.echo(f"  artifacts: {result.run_dir}")
-    click.echo(f"  MLflow:    {result.tracking_uri}  (mlflow ui --backend-store-uri {result.tracking_uri})")
+    click.echo(f"  MLflow:    {result.tracking_uri}  ({result.ui_command})")
 
 
 @click.command()

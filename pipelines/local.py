@@ -1,9 +1,18 @@
-"""Run the whole Kubeflow pipeline on this machine with ``kfp.local`` (no cluster, no Docker).
+"""Run the whole Kubeflow pipeline on this machine with ``kfp.local`` (no cluster).
 
-Every component runs in a subprocess of this Python (``SubprocessRunner(use_venv=False)``), so the package
-must be importable there: ``run_local`` puts this checkout on ``PYTHONPATH``. MLflow goes to a SQLite file in
-the work folder unless ``MLFLOW_TRACKING_URI`` is set. Cluster settings (GPU, secrets, node selector) are
-ignored locally with a warning, which is the point: the same pipeline definition runs here and on a cluster.
+``runner="subprocess"`` (default, no containers): every component runs in a subprocess of this Python
+(``SubprocessRunner(use_venv=False)``), so the package must be importable there: ``run_local`` puts this
+checkout on ``PYTHONPATH``. MLflow goes to a SQLite file in the work folder unless ``MLFLOW_TRACKING_URI`` is
+set.
+
+``runner="docker"``: every component runs in a container of the project image (``kfp.local.DockerRunner``
+through the Docker API of podman or Docker; see ``pipelines.containers``), as the image's non-root user with
+credentials from the environment. MLflow must be a server: ``MLFLOW_TRACKING_URI`` (http) or, unset, one
+started here for the run (SQLite and artifacts in the work folder). A local ``--source`` folder is mounted
+read-only into the steps.
+
+Cluster settings (GPU, secrets, node selector) are ignored locally with a warning, which is the point: the
+same pipeline definition runs here and on a cluster.
 
 The tiny configuration (``TINY``) and a small photo folder cut from the real Fashion-MNIST make the whole
 run take a minute or two on two CPU cores: a test of the plumbing, not of model quality.
@@ -11,6 +20,7 @@ run take a minute or two on two CPU cores: a test of the plumbing, not of model 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gzip
 import os
@@ -52,6 +62,9 @@ TINY: dict[str, Any] = {
 }
 
 
+RUNNERS = ("subprocess", "docker")
+
+
 @dataclasses.dataclass
 class LocalRun:
     workdir: Path
@@ -59,6 +72,10 @@ class LocalRun:
     tracking_uri: str
     retrained: bool
     check_summary: str
+    ui_command: str = ""  # how to browse the run's MLflow records afterwards
+
+    def __post_init__(self) -> None:
+        self.ui_command = self.ui_command or f"mlflow ui --backend-store-uri {self.tracking_uri}"
 
 
 def _read_idx(path: Path) -> Any:
@@ -133,29 +150,81 @@ def run_local(
     assignments: Sequence[str] = (),
     tiny: bool = True,
     per_category: int = 30,
+    runner: str = "subprocess",
+    image: str | None = None,
+    environment: dict[str, str] | None = None,
 ) -> LocalRun:
-    """Run the pipeline with kfp.local; artifacts under ``workdir/pipeline_root``, MLflow in ``workdir``."""
-    from kfp import local
+    """Run the pipeline with kfp.local; artifacts under ``workdir/pipeline_root``, MLflow in ``workdir``.
 
-    from pipelines.product_gan import CHECK_TASK, build_pipeline
-
+    ``runner="docker"`` runs every step in ``image`` (default: params ``pipeline.image``); ``environment``
+    adds variables to the steps' containers."""
+    if runner not in RUNNERS:
+        raise ValueError(f"runner {runner!r}: use one of {', '.join(RUNNERS)}")
     work = Path(workdir).resolve()
     work.mkdir(parents=True, exist_ok=True)
     if source is None:
         source = str(make_tiny_source(work / "source" / "tiny-fashion", per_category))
     # train works in checkpoints/<run id>/: a folder per run, as a volume per run on a cluster
-    text, arguments = local_params(params_text, source, assignments, tiny, local_settings(work / "checkpoints"))
-
-    # kfp.local's subprocesses inherit this environment.
-    os.environ["PYTHONPATH"] = _python_path()
-    tracking_uri = os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{work / 'mlflow.db'}")
+    checkpoints = work / "checkpoints"
+    text, arguments = local_params(params_text, source, assignments, tiny, local_settings(checkpoints))
     root = work / "pipeline_root"
-    before = set(root.iterdir()) if root.is_dir() else set()
+    if runner == "subprocess":
+        from kfp import local
 
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True)
-    pipeline = build_pipeline(text)
+        # kfp.local's subprocesses inherit this environment.
+        os.environ["PYTHONPATH"] = _python_path()
+        tracking_uri = os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{work / 'mlflow.db'}")
+        return _run(work, root, local.SubprocessRunner(use_venv=False), text, arguments, None, tracking_uri)
+    return _run_in_containers(work, root, text, arguments, source, image, environment or {}, checkpoints)
+
+
+def _run_in_containers(
+    work: Path, root: Path, text: str, arguments: dict[str, Any], source: str, image: str | None,
+    environment: dict[str, str], checkpoints: Path,
+) -> LocalRun:
+    from pipelines.containers import (
+        check_tracking_uri,
+        docker_host,
+        docker_runner,
+        step_environment,
+        tracking_server,
+        writable_root,
+    )
+    from pipelines.settings import pipeline_params
+
+    image = image or pipeline_params(parse_params(text)).image
+    read_only = [Path(source).resolve()] if Path(source).exists() else []
+    with contextlib.ExitStack() as stack:
+        tracking_uri = os.environ.get("MLFLOW_TRACKING_URI")
+        ui = ""
+        if tracking_uri:
+            check_tracking_uri(tracking_uri)
+        else:  # a server for this run only; its store stays in the work folder for the next run
+            store = work / "mlflow"
+            tracking_uri = stack.enter_context(tracking_server(store))
+            ui = (f"mlflow ui --backend-store-uri sqlite:///{store / 'mlflow.db'} "
+                  f"--artifacts-destination {store / 'mlartifacts'}")
+        stack.enter_context(docker_host())
+        env = step_environment({**environment, "MLFLOW_TRACKING_URI": tracking_uri})
+        # the checkpoint folder is what a cluster mounts as train's volume: writable, kept across retries
+        runner = docker_runner(image, env, read_only, writable_paths=[writable_root(checkpoints)])
+        result = _run(work, writable_root(root), runner, text, arguments, image, tracking_uri)
+        result.ui_command = ui or result.ui_command
+        return result
+
+
+def _run(
+    work: Path, root: Path, runner: Any, text: str, arguments: dict[str, Any], image: str | None, tracking_uri: str
+) -> LocalRun:
+    from kfp import local
+
+    from pipelines.product_gan import CHECK_TASK, build_pipeline
+
+    before = set(root.iterdir()) if root.is_dir() else set()
+    local.init(runner=runner, pipeline_root=str(root), raise_on_error=True)
+    pipeline = build_pipeline(text, image)
     with warnings.catch_warnings():
-        # The project image name has no "python" in it; locally this Python runs the components anyway.
+        # KFP guesses from the image name; the project image has no "python" in its name but runs Python 3.11.
         warnings.filterwarnings("ignore", message=".*non-Python base image.*", category=RuntimeWarning)
         pipeline(**arguments)
 
