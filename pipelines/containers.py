@@ -109,6 +109,33 @@ def docker_host() -> Iterator[str]:
                 os.environ["DOCKER_HOST"] = before
 
 
+@contextlib.contextmanager
+def gone_containers_not_found() -> Iterator[None]:
+    """For the block, the Docker SDK reports a container that is already gone as ``NotFound``, as Docker does.
+
+    kfp.local runs each step with ``auto_remove=True`` and treats ``NotFound`` while streaming its logs as
+    "it finished and was removed". podman 4's Docker API answers that case with HTTP 500 "no such container",
+    so a step that ends within a second (run-settings) would fail the run although it succeeded."""
+    import docker.api.client
+    import docker.errors
+
+    original = docker.api.client.APIClient._raise_for_status
+
+    def raise_for_status(self: Any, response: Any) -> None:
+        try:
+            original(self, response)
+        except docker.errors.APIError as exc:
+            if exc.status_code == 500 and "no such container" in str(exc.explanation or ""):
+                raise docker.errors.NotFound(str(exc), response=exc.response, explanation=exc.explanation) from exc
+            raise
+
+    docker.api.client.APIClient._raise_for_status = raise_for_status
+    try:
+        yield
+    finally:
+        docker.api.client.APIClient._raise_for_status = original
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

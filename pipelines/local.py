@@ -186,6 +186,7 @@ def _run_in_containers(
         check_tracking_uri,
         docker_host,
         docker_runner,
+        gone_containers_not_found,
         step_environment,
         tracking_server,
         writable_root,
@@ -205,6 +206,7 @@ def _run_in_containers(
             ui = (f"mlflow ui --backend-store-uri sqlite:///{store / 'mlflow.db'} "
                   f"--artifacts-destination {store / 'mlartifacts'}")
         stack.enter_context(docker_host())
+        stack.enter_context(gone_containers_not_found())
         env = step_environment({**environment, "MLFLOW_TRACKING_URI": tracking_uri})
         # the checkpoint folder is what a cluster mounts as train's volume: writable, kept across retries
         runner = docker_runner(image, env, read_only, writable_paths=[writable_root(checkpoints)])
