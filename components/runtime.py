@@ -25,6 +25,8 @@ from typing import Any
 
 import yaml
 
+from productgan.redact import redact as redact_uri  # the one redaction (re-exported: components print URIs)
+
 PARAMS_ENV = "PRODUCTGAN_PARAMS"
 _DVC_MD5 = re.compile(r"^[0-9a-f]{32}\.dir$")
 
@@ -65,13 +67,13 @@ def step_workdir(params_text: str, dataset_version: str = "") -> Iterator[Path]:
 def run_step(step: str, args: Sequence[str], work: Path) -> None:
     """``python -m productgan STEP ARGS`` in ``work`` with the run's params; its output streams to the pod log."""
     cmd = [sys.executable, "-m", "productgan", step, *map(str, args)]
-    print(f">> {' '.join(cmd)}  (cwd {work}, params {work / 'params.yaml'})", flush=True)
+    print(redact_uri(f">> {' '.join(cmd)}  (cwd {work}, params {work / 'params.yaml'})"), flush=True)
     result = subprocess.run(cmd, cwd=work, env={**os.environ, PARAMS_ENV: str(work / "params.yaml")}, check=False)
     if result.returncode != 0:
-        raise StepError(
+        raise StepError(redact_uri(
             f"step {step}: `productgan {step}` exited with code {result.returncode}; its log is above. "
             f"Reproduce outside Kubeflow with `productgan --params params.yaml {step} {' '.join(map(str, args))}`"
-        )
+        ))
 
 
 def require_tracking_uri(step: str) -> str:
@@ -84,11 +86,6 @@ def require_tracking_uri(step: str) -> str:
             "`productgan-config` (infra/k8s); locally `productgan pipeline run-local` sets it."
         )
     return uri
-
-
-def redact_uri(uri: str) -> str:
-    """``http://user:pw@host`` -> ``http://***@host``: a URI safe to print in logs and summaries."""
-    return re.sub(r"//[^/@]*@", "//***@", uri)
 
 
 def is_dvc_version(value: str) -> bool:

@@ -72,7 +72,11 @@ def resolve_generator_dir(model_uri_or_dir: str | os.PathLike[str], dst: str | N
     if Path(text).exists():
         return find_generator_dir(text)
     if not _is_uri(text):
-        raise FileNotFoundError(f"{text}: no such folder, and not an MLflow URI (models:/name@alias, runs:/...)")
+        from productgan.redact import redact
+
+        raise FileNotFoundError(
+            redact(f"{text}: no such folder, and not an MLflow URI (models:/name@alias, runs:/...)")
+        )
     import mlflow.artifacts
 
     try:
@@ -80,10 +84,12 @@ def resolve_generator_dir(model_uri_or_dir: str | os.PathLike[str], dst: str | N
     except Exception as exc:  # mlflow raises several types; the user needs the URI and the tracking store
         import mlflow
 
-        raise FileNotFoundError(
+        from productgan.redact import redact
+
+        raise FileNotFoundError(redact(
             f"{text}: could not download from MLflow (tracking URI {mlflow.get_tracking_uri()}): {exc}; "
             "check MLFLOW_TRACKING_URI and that the model/alias exists (`productgan promote`)"
-        ) from exc
+        )) from exc
     return find_generator_dir(local)
 
 

@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import importlib
 import os
+import sys
+import traceback
+from types import TracebackType
 
 import click
 
-from productgan.params import PARAMS_ENV
+from productgan.params import PARAMS_ENV, ParamsError
+from productgan.redact import redact, redact_log_records
 
 # name -> "module:attribute" under productgan.commands; the order is the order shown in --help.
 COMMANDS: dict[str, str] = {
@@ -27,6 +31,17 @@ COMMANDS: dict[str, str] = {
 
 
 class LazyGroup(click.Group):
+    def invoke(self, ctx: click.Context) -> object:
+        # Every message a step shows the user passes through the one redaction; a params.yaml problem is a
+        # plain error naming the file and key, not a traceback.
+        try:
+            return super().invoke(ctx)
+        except click.ClickException as exc:
+            exc.message = redact(exc.message)
+            raise
+        except ParamsError as exc:
+            raise click.ClickException(redact(exc)) from exc
+
     def list_commands(self, ctx: click.Context) -> list[str]:
         return [name for name in COMMANDS if self._load(name) is not None]
 
@@ -67,5 +82,11 @@ def cli(params_file: str | None) -> None:
         os.environ[PARAMS_ENV] = os.path.abspath(params_file)
 
 
+def _redacted_excepthook(kind: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
+    sys.stderr.write(redact("".join(traceback.format_exception(kind, exc, tb))))
+
+
 def main() -> None:
+    redact_log_records()
+    sys.excepthook = _redacted_excepthook  # an unexpected traceback is shown, its credentials are not
     cli(prog_name="productgan")

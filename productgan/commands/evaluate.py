@@ -42,6 +42,7 @@ def evaluate(generator_ref: str, data_dir: str, out_dir: str, n: int | None) -> 
     from productgan.metrics.inception import InceptionWeightsMissing
     from productgan.metrics.tracking import fetch_generator, is_model_uri, log_to_training_run
     from productgan.params import ParamsError, load_section
+    from productgan.redact import redact
 
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     # an unreachable tracking server should cost seconds, not minutes of retries (user settings win)
@@ -67,7 +68,7 @@ def evaluate(generator_ref: str, data_dir: str, out_dir: str, n: int | None) -> 
         logging.getLogger("productgan.evaluate").info(
             "evaluate: seconds %s", ", ".join(f"{k} {v:.1f}" for k, v in seconds.items())
         )
-        result["meta"]["generator_ref"] = generator_ref
+        result["meta"]["generator_ref"] = redact(generator_ref)
         result["meta"]["git_commit"] = git_commit()
         atomic_write_json(out / "metrics.json", result)
         grid = category_grid(

@@ -111,6 +111,7 @@ def generate(
     """Generate products: <out>/<category>_<seed>_<i>.png, a labelled grid.png and generate.json."""
     from productgan.edit import Edits
     from productgan.io import atomic_write_bytes, atomic_write_json
+    from productgan.redact import redact
     from productgan.render import labelled_grid, png_bytes, safe_name
 
     params = _params(n=n, seed=seed, truncation=truncation)
@@ -130,7 +131,7 @@ def generate(
     atomic_write_json(
         out / "generate.json",
         {
-            "model": model_uri or str(Path(checkpoint).resolve()),
+            "model": redact(model_uri) if model_uri else str(Path(checkpoint).resolve()),
             "generator": product.meta,
             "categories": names,
             "n": params.n,

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from productgan.io import read_json
+from productgan.redact import redact
 
 log = logging.getLogger(__name__)
 
@@ -31,13 +32,13 @@ def fetch_generator(uri: str, dst: str | os.PathLike[str]) -> Path:
     try:
         root = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dst)))
     except (MlflowException, OSError) as exc:
-        raise FileNotFoundError(f"evaluate: no generator at {uri}: {exc}") from exc
+        raise FileNotFoundError(redact(f"evaluate: no generator at {uri}: {exc}")) from exc
     found = sorted(root.rglob("generator.json"), key=lambda p: (len(p.parts), str(p)))
     if root.is_file() and root.name == "generator.json":
         found = [root]
     if not found:
         raise FileNotFoundError(
-            f"evaluate: {uri} holds no generator folder (no generator.json among its artifacts); "
+            f"evaluate: {redact(uri)} holds no generator folder (no generator.json among its artifacts); "
             "pass a model logged by `productgan register` or a folder written by `productgan train`"
         )
     return found[0].parent
@@ -58,7 +59,7 @@ def training_run(generator_dir: str | os.PathLike[str], uri: str | None = None) 
         try:
             run_id = mlflow.models.get_model_info(uri).run_id
         except Exception as exc:  # lineage is optional; the metrics are still written
-            log.warning("evaluate: cannot read the run behind %s (%s)", uri, exc)
+            log.warning("evaluate: cannot read the run behind %s (%s)", redact(uri), redact(exc))
             return None
         return (run_id, None) if run_id else None
     return None
@@ -119,7 +120,8 @@ def log_to_training_run(
             client.log_artifact(run_id, str(path), "eval")
     except Exception as exc:  # a tracking outage must not lose the metrics file
         log.warning(
-            "evaluate: could not log metrics to MLflow run %s (%s); metrics.json is written anyway", run_id, exc
+            "evaluate: could not log metrics to MLflow run %s (%s); metrics.json is written anyway", run_id,
+            redact(exc),
         )
         return None
     return run_id

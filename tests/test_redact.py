@@ -1,0 +1,74 @@
+"""productgan.redact: credentials in URIs, endpoints and messages never reach an output."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from productgan.redact import MASK, redact, redact_log_records
+
+CANARY = "Canary-Pw-7f3a9c"
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("http://admin:s3cret@mlflow:5000/x", "http://***@mlflow:5000/x"),
+        (f"postgresql://mlflow:{CANARY}@db:5432/mlflow", "postgresql://***@db:5432/mlflow"),
+        (f"postgresql+psycopg2://u:{CANARY}@127.0.0.1/m?sslmode=require", "postgresql+psycopg2://***@127.0.0.1/m?sslmode=require"),
+        (f"https://user:{CANARY}@mlflow.example.com", "https://***@mlflow.example.com"),
+        (f"https://{CANARY}@mlflow.example.com/api", "https://***@mlflow.example.com/api"),
+        (f"https://u:p@ss:{CANARY}@host/p", "https://***@host/p"),  # an unencoded @ in the password
+        (f"https://mlflow/api?run=1&token={CANARY}&b=2", "https://mlflow/api?run=1&token=***&b=2"),
+        (
+            f"https://b.s3.amazonaws.com/k.png?X-Amz-Algorithm=AWS4&X-Amz-Credential=AKIA%2F2026&X-Amz-Signature={CANARY}",
+            "https://b.s3.amazonaws.com/k.png?X-Amz-Algorithm=AWS4&X-Amz-Credential=***&X-Amz-Signature=***",
+        ),
+        (f"https://acct.blob.core.windows.net/c/f?sv=2024&sig={CANARY}", "https://acct.blob.core.windows.net/c/f?sv=2024&sig=***"),
+        (f"host=db user=mlflow password={CANARY} dbname=x", "host=db user=mlflow password=*** dbname=x"),
+        (f"Authorization: Bearer {CANARY}", "Authorization: Bearer ***"),
+        # nothing to hide: kept as it was
+        ("sqlite:////tmp/mlflow.db", "sqlite:////tmp/mlflow.db"),
+        ("http://127.0.0.1:5000", "http://127.0.0.1:5000"),
+        ("models:/product-gan@champion", "models:/product-gan@champion"),
+        ("s3://bucket/prefix/Bag", "s3://bucket/prefix/Bag"),
+        ("mailto:someone@example.com", "mailto:someone@example.com"),
+    ],
+)
+def test_redact_uris_and_messages(given: str, expected: str) -> None:
+    assert redact(given, environ={}) == expected
+
+
+def test_redact_finds_uris_inside_messages() -> None:
+    msg = (f"could not reach http://admin:{CANARY}@mlflow:5000 (tracking URI) nor "
+           f"'postgresql://m:{CANARY}@db/mlflow'; retry")
+    out = redact(msg, environ={})
+    assert CANARY not in out
+    assert "http://***@mlflow:5000 (tracking URI)" in out and "'postgresql://***@db/mlflow'" in out
+
+
+def test_redact_removes_secret_environment_values_anywhere() -> None:
+    env = {"MLFLOW_TRACKING_PASSWORD": CANARY, "AWS_SESSION_TOKEN": "tok-" + CANARY, "AWS_REGION": "us-east-1",
+           "AWS_SECRET_ACCESS_KEY": "short", "AWS_SHARED_CREDENTIALS_FILE": "/root/.aws/credentials"}
+    out = redact(f"a repr {{'pw': '{CANARY}', 'tok': 'tok-{CANARY}'}} in us-east-1 from /root/.aws/credentials",
+                 environ=env)
+    assert CANARY not in out and out.count(MASK) == 2
+    assert "us-east-1" in out and "/root/.aws/credentials" in out  # not secrets: kept
+
+
+def test_redact_accepts_any_object_and_is_idempotent() -> None:
+    once = redact(ValueError(f"http://u:{CANARY}@h/x?token={CANARY}"), environ={})
+    assert once == "http://***@h/x?token=***" and redact(once, environ={}) == once
+
+
+def test_log_records_are_redacted(caplog: pytest.LogCaptureFixture) -> None:
+    previous = logging.getLogRecordFactory()
+    try:
+        redact_log_records()
+        redact_log_records()  # twice: still one layer
+        with caplog.at_level(logging.WARNING):
+            logging.getLogger("productgan.test").warning("server %s is down", f"https://u:{CANARY}@mlflow")
+        assert caplog.records[-1].getMessage() == "server https://***@mlflow is down"
+    finally:
+        logging.setLogRecordFactory(previous)
