@@ -5,14 +5,11 @@ from __future__ import annotations
 
 import importlib
 import os
-import sys
-import traceback
-from types import TracebackType
 
 import click
 
 from productgan.params import PARAMS_ENV, ParamsError
-from productgan.redact import redact, redact_log_records
+from productgan.redact import redact, redact_process_output
 
 # name -> "module:attribute" under productgan.commands; the order is the order shown in --help.
 COMMANDS: dict[str, str] = {
@@ -82,11 +79,6 @@ def cli(params_file: str | None) -> None:
         os.environ[PARAMS_ENV] = os.path.abspath(params_file)
 
 
-def _redacted_excepthook(kind: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
-    sys.stderr.write(redact("".join(traceback.format_exception(kind, exc, tb))))
-
-
 def main() -> None:
-    redact_log_records()
-    sys.excepthook = _redacted_excepthook  # an unexpected traceback is shown, its credentials are not
+    redact_process_output()  # messages, logs, library prints and tracebacks: no credential reaches the terminal
     cli(prog_name="productgan")

@@ -21,6 +21,7 @@ import logging
 import os
 import re
 from collections.abc import Mapping
+from typing import Any, TextIO
 
 MASK = "***"
 # Shorter environment values are not searched for: "true", "us-east-1" or "testing" also occur in plain text.
@@ -88,3 +89,35 @@ def redact_log_records() -> None:
 
     factory.productgan_redacts = True  # type: ignore[attr-defined]
     logging.setLogRecordFactory(factory)
+
+
+class RedactingStream:
+    """A text stream (sys.stdout, sys.stderr) that redacts what is written to it, for the lines libraries print
+    themselves (MLflow prints run links with the tracking URI as given)."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        if not isinstance(text, str):  # a text stream refuses bytes (click probes for that with write(b""))
+            raise TypeError(f"write() argument must be str, not {type(text).__name__}")
+        self._stream.write(redact(text))
+        return len(text)
+
+    def writelines(self, lines: Any) -> None:
+        for line in lines:
+            self.write(line)
+
+    def __getattr__(self, name: str) -> Any:  # flush, isatty, fileno, encoding, buffer ...
+        return getattr(self._stream, name)
+
+
+def redact_process_output() -> None:
+    """From now on, this process's log records, prints and tracebacks are redacted (the CLI calls it first)."""
+    import sys
+
+    redact_log_records()
+    if not isinstance(sys.stdout, RedactingStream):
+        sys.stdout = RedactingStream(sys.stdout)  # type: ignore[assignment]
+    if not isinstance(sys.stderr, RedactingStream):
+        sys.stderr = RedactingStream(sys.stderr)  # type: ignore[assignment]

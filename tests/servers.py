@@ -105,7 +105,7 @@ class MlflowServer:
             return
         os.killpg(self.proc.pid, 15)
         try:
-            self.proc.wait(timeout=30)
+            self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             os.killpg(self.proc.pid, 9)
             self.proc.wait(timeout=30)

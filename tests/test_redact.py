@@ -72,3 +72,25 @@ def test_log_records_are_redacted(caplog: pytest.LogCaptureFixture) -> None:
         assert caplog.records[-1].getMessage() == "server https://***@mlflow is down"
     finally:
         logging.setLogRecordFactory(previous)
+
+
+def test_cli_output_is_redacted(tmp_path) -> None:
+    """What a command prints itself and what libraries print (MLflow's run links) pass through the redaction;
+    an error message too."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, click\n"
+        "from productgan.redact import redact_process_output\n"
+        "redact_process_output()\n"
+        f"print('link http://u:{CANARY}@mlflow/#/runs/1')\n"
+        f"click.echo('echo http://u:{CANARY}@mlflow')\n"
+        f"sys.stderr.write('err ?token={CANARY}\\n')\n"
+        f"raise RuntimeError('boom postgresql://m:{CANARY}@db/mlflow')\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    assert res.returncode == 1
+    assert CANARY not in res.stdout + res.stderr
+    assert "link http://***@mlflow/#/runs/1" in res.stdout and "echo http://***@mlflow" in res.stdout
+    assert "err ?token=***" in res.stderr and "boom postgresql://***@db/mlflow" in res.stderr

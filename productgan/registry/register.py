@@ -13,9 +13,9 @@ import math
 from pathlib import Path
 from typing import Any
 
+from productgan.redact import redact
 from productgan.registry import store
 from productgan.registry.config import RegisterConfig, load_register_config
-from productgan.redact import redact
 from productgan.registry.log import (
     RegistrationError,
     check_training_run,
