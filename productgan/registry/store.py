@@ -69,9 +69,22 @@ def require_server(uri: str) -> None:
                      timeout=PROBE_TIMEOUT_S, raise_on_status=False)
     except Exception as exc:  # MlflowException wrapping a requests error: refused, timed out, DNS
         raise TrackingUnavailable(redact(
-            f"the MLflow tracking server {uri} does not answer ({type(exc.__cause__ or exc).__name__}); nothing "
-            "was written to it. Start the server (or fix MLFLOW_TRACKING_URI) and run the step again."
+            f"the MLflow tracking server {uri} does not answer ({_why(exc)}); nothing was written to it. "
+            "Start the server (or fix MLFLOW_TRACKING_URI) and run the step again."
         )) from exc
+
+
+def _why(exc: Exception) -> str:
+    text = str(exc)
+    reasons = (
+        ("Connection refused", "connection refused"), ("timed out", f"no answer in {PROBE_TIMEOUT_S} s"),
+        ("Failed to resolve", "host name not found"), ("Name or service not known", "host name not found"),
+        ("CERTIFICATE_VERIFY_FAILED", "TLS certificate not trusted"),
+    )
+    for needle, why in reasons:
+        if needle.lower() in text.lower():
+            return why
+    return type(exc).__name__
 
 
 def _touch_schema(uri: str) -> None:
