@@ -139,9 +139,10 @@ class PostgresCluster:
             raise RuntimeError("PostgreSQL server programs not found; apt-get install postgresql")
         self.password = password
         self.port = free_port()
-        self.dir = Path(tempfile.mkdtemp(prefix="productgan-pg-"))
-        self.data = self.dir / "data"
         self.run_as = pwd.getpwnam("postgres") if os.geteuid() == 0 else None
+        # as root the cluster's user must reach its folder: /tmp, not a $TMPDIR only root may enter
+        self.dir = Path(tempfile.mkdtemp(prefix="productgan-pg-", dir="/tmp" if self.run_as else None))
+        self.data = self.dir / "data"
         if self.run_as is not None:
             os.chown(self.dir, self.run_as.pw_uid, self.run_as.pw_gid)
 
