@@ -94,3 +94,12 @@ def test_cli_output_is_redacted(tmp_path) -> None:
     assert CANARY not in res.stdout + res.stderr
     assert "link http://***@mlflow/#/runs/1" in res.stdout and "echo http://***@mlflow" in res.stdout
     assert "err ?token=***" in res.stderr and "boom postgresql://***@db/mlflow" in res.stderr
+
+
+def test_evaluate_reads_a_redacted_run_json_without_the_mask(tmp_path) -> None:
+    """run.json keeps the tracking URI redacted; evaluate's fallback to it must not log in as user '***'."""
+    from productgan.io import atomic_write_json
+    from productgan.metrics.tracking import training_run
+
+    atomic_write_json(tmp_path / "run.json", {"run_id": "abc", "tracking_uri": redact(f"https://u:{CANARY}@mlflow")})
+    assert training_run(tmp_path) == ("abc", "https://mlflow")

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from productgan.io import read_json
-from productgan.redact import redact
+from productgan.redact import MASK, redact
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,12 @@ def training_run(generator_dir: str | os.PathLike[str], uri: str | None = None) 
     if run_file.is_file():
         info = read_json(run_file)
         if info.get("run_id"):
-            return str(info["run_id"]), info.get("tracking_uri")
+            recorded = info.get("tracking_uri")
+            # run.json records the URI redacted (``http://***@host``): the credentials come from the environment
+            # (MLFLOW_TRACKING_USERNAME/PASSWORD), never from a file
+            if recorded and f"{MASK}@" in recorded:
+                recorded = recorded.replace(f"{MASK}@", "", 1)
+            return str(info["run_id"]), recorded
     if uri and uri.startswith("runs:/"):
         return uri[len("runs:/") :].split("/", 1)[0], None
     if uri and uri.startswith("models:/"):
