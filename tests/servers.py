@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import pwd
@@ -103,11 +104,14 @@ class MlflowServer:
         """SIGTERM to the server's whole process group (uvicorn workers too), SIGKILL if it lingers."""
         if self.proc is None or self.proc.poll() is not None:
             return
-        os.killpg(self.proc.pid, 15)
         try:
+            os.killpg(self.proc.pid, 15)
             self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, 9)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, 9)
+            self.proc.wait(timeout=30)
+        except ProcessLookupError:  # the group ended between the check and the signal
             self.proc.wait(timeout=30)
 
     def log(self) -> str:

@@ -4,6 +4,7 @@ Real `mlflow server` processes (SQLite backend, artifacts proxied to moto's S3),
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import subprocess
@@ -29,13 +30,14 @@ CANARY = "Canary-Pw-9d2b71"
 def stores(tmp_path_factory):
     """One S3 store and one tracking server for the module; each test leaves both running (each uses its own
     model name)."""
-    s3 = S3Server().start()
-    s3.create_bucket()
-    root = tmp_path_factory.mktemp("server")
-    server = MlflowServer(root, f"sqlite:///{root}/mlflow.db", s3.endpoint).start()
-    yield s3, server
-    server.stop()
-    s3.stop()
+    with contextlib.ExitStack() as stack:  # each server is stopped even when stopping the other one fails
+        s3 = S3Server().start()
+        stack.callback(s3.stop)
+        s3.create_bucket()
+        root = tmp_path_factory.mktemp("server")
+        server = MlflowServer(root, f"sqlite:///{root}/mlflow.db", s3.endpoint)
+        stack.callback(server.stop)
+        yield s3, server.start()
 
 
 @pytest.fixture()

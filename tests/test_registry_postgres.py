@@ -3,6 +3,7 @@ infra/k8s runs it), artifacts proxied to S3 (moto), and the 8-process register/p
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import pytest
@@ -21,18 +22,16 @@ PG_PASSWORD = "pg-test-pw-4c1e"
 
 @pytest.fixture(scope="module")
 def postgres_server_url(tmp_path_factory):
-    s3 = S3Server().start()
-    s3.create_bucket()
-    cluster = PostgresCluster(PG_PASSWORD).start()
-    root = tmp_path_factory.mktemp("pg")
-    server = MlflowServer(root, cluster.uri, s3.endpoint, workers=4)
-    try:
-        server.start()
-        yield server
-    finally:
-        server.stop()
-        cluster.stop()
-        s3.stop()
+    with contextlib.ExitStack() as stack:  # each server is stopped even when stopping another one fails
+        s3 = S3Server().start()
+        stack.callback(s3.stop)
+        s3.create_bucket()
+        cluster = PostgresCluster(PG_PASSWORD)
+        stack.callback(cluster.stop)
+        cluster.start()
+        server = MlflowServer(tmp_path_factory.mktemp("pg"), cluster.uri, s3.endpoint, workers=4)
+        stack.callback(server.stop)
+        yield server.start()
 
 
 @pytest.fixture()
