@@ -11,7 +11,7 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 FMNIST_DIR := /usr/share/datasets/fashion-mnist
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help install run test lint data bench clean image image-tag push containers
+.PHONY: help install postgres run test lint data bench clean image image-tag push containers
 
 help:
 	@echo "make run    - install, get data/ (DVC remote or ingest), dvc repro: ingest -> ... -> register"
@@ -44,6 +44,14 @@ install: $(VENV)/.installed $(FMNIST_DIR)/train-images-idx3-ubyte.gz
 	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium chromium-driver \
 	  || { $(SUDO) apt-get update && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium chromium-driver; }
 
+# The registry tests run `mlflow server` on a throwaway PostgreSQL cluster, as infra/k8s runs it.
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+	  echo ">> installing Debian package postgresql (the registry tests run MLflow on it)"; \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=900 install -y postgresql \
+	  || { $(SUDO) apt-get update && $(SUDO) env DEBIAN_FRONTEND=noninteractive \
+	       apt-get -o DPkg::Lock::Timeout=900 install -y postgresql; }; }
+
 data: install
 	bash scripts/get-data.sh
 
@@ -51,7 +59,7 @@ run: data
 	dvc repro
 	@echo ">> done: see prepared/, models/, metrics/ and \`mlflow ui --backend-store-uri sqlite:///mlflow.db\`"
 
-test: install /usr/bin/chromedriver containers
+test: install /usr/bin/chromedriver postgres containers
 	$(PY) -m pytest
 
 lint: install

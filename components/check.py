@@ -14,8 +14,9 @@ def retrain_check(params: str, dataset_version: str, force: bool, summary: Outpu
     Returns whether to train (a single, unnamed output: kfp.local resolves conditions only on ``Output``);
     the reason is in the markdown summary and its metadata."""
     from components.retrain import model_name, retrain_decision
-    from components.runtime import parse_params, redact_uri, require_tracking_uri
+    from components.runtime import parse_params, require_tracking_uri
     from productgan.lineage import git_commit, model_params_hash
+    from productgan.redact import redact
 
     tracking_uri = require_tracking_uri("retrain-check")
     doc = parse_params(params)
@@ -29,7 +30,7 @@ def retrain_check(params: str, dataset_version: str, force: bool, summary: Outpu
         "# productgan retraining check\n\n"
         f"{verdict}\n\n{decision.reason}\n\n"
         f"| | this run |\n|---|---|\n| model | `{name}` |\n| dataset version | `{dataset_version}` |\n"
-        f"| code (git commit) | `{code}` |\n| params hash | `{phash}` |\n| MLflow | `{redact_uri(tracking_uri)}` |\n"
+        f"| code (git commit) | `{code}` |\n| params hash | `{phash}` |\n| MLflow | `{redact(tracking_uri)}` |\n"
     )
     with open(summary.path, "w", encoding="utf-8") as fh:
         fh.write(text)

@@ -19,6 +19,7 @@ def ingest(params: str, dataset_version: str, data: Output[Dataset]) -> NamedTup
     from collections import namedtuple
 
     from components.runtime import dvc_dir_version, is_dvc_version, parse_params, run_step, step_workdir
+    from productgan.redact import redact
 
     source = (parse_params(params).get("ingest") or {}).get("source") or "fashion-mnist"
     with step_workdir(params) as work:
@@ -26,13 +27,14 @@ def ingest(params: str, dataset_version: str, data: Output[Dataset]) -> NamedTup
 
     actual = dvc_dir_version(data.path)
     if is_dvc_version(dataset_version) and dataset_version != actual:
-        raise ValueError(
+        raise ValueError(redact(
             f"step ingest: source {source!r} now holds dataset version {actual}, but this run asked for "
             f"{dataset_version}. Submit without dataset_version to train on the current data, or point "
             "ingest.source at the data recorded in data.dvc"
-        )
-    data.metadata.update({"dataset_version": actual, "requested_version": dataset_version, "source": source})
-    print(f">> dataset version {actual} (source {source})", flush=True)
+        ))
+    data.metadata.update({"dataset_version": actual, "requested_version": dataset_version,
+                          "source": redact(source)})
+    print(f">> dataset version {actual} (source {redact(source)})", flush=True)
     return namedtuple("IngestOutputs", ["dataset_version"])(actual)
 
 

@@ -24,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from productgan.redact import redact_uri  # noqa: F401  (the one implementation; used by components)
+from productgan.redact import redact
 
 PARAMS_ENV = "PRODUCTGAN_PARAMS"
 _DVC_MD5 = re.compile(r"^[0-9a-f]{32}\.dir$")
@@ -111,13 +111,13 @@ def run_step(step: str, args: Sequence[str], work: Path, nproc: int = 1) -> None
     """``python -m productgan STEP ARGS`` in ``work`` with the run's params; its output streams to the pod log.
     ``nproc`` > 1: under torchrun (see ``step_command``)."""
     cmd = step_command(step, args, nproc)
-    print(f">> {' '.join(cmd)}  (cwd {work}, params {work / 'params.yaml'})", flush=True)
+    print(redact(f">> {' '.join(cmd)}  (cwd {work}, params {work / 'params.yaml'})"), flush=True)
     result = subprocess.run(cmd, cwd=work, env={**os.environ, PARAMS_ENV: str(work / "params.yaml")}, check=False)
     if result.returncode != 0:
-        raise StepError(
+        raise StepError(redact(
             f"step {step}: `productgan {step}` exited with code {result.returncode}; its log is above. "
             f"Reproduce outside Kubeflow with `productgan --params params.yaml {step} {' '.join(map(str, args))}`"
-        )
+        ))
 
 
 def require_writable(folder: str | os.PathLike[str], step: str) -> Path:

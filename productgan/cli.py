@@ -15,7 +15,8 @@ from importlib.metadata import EntryPoint, entry_points
 
 import click
 
-from productgan.params import PARAMS_ENV
+from productgan.params import PARAMS_ENV, ParamsError
+from productgan.redact import redact, redact_process_output
 
 # name -> "module:attribute" under productgan.commands; the order is the order shown in --help.
 COMMANDS: dict[str, str] = {
@@ -40,6 +41,17 @@ def plugin_commands() -> dict[str, EntryPoint]:
 
 
 class LazyGroup(click.Group):
+    def invoke(self, ctx: click.Context) -> object:
+        # Every message a step shows the user passes through the one redaction; a params.yaml problem is a
+        # plain error naming the file and key, not a traceback.
+        try:
+            return super().invoke(ctx)
+        except click.ClickException as exc:
+            exc.message = redact(exc.message)
+            raise
+        except ParamsError as exc:
+            raise click.ClickException(redact(exc)) from exc
+
     def list_commands(self, ctx: click.Context) -> list[str]:
         return [name for name in COMMANDS if self._load(name) is not None] + sorted(plugin_commands())
 
@@ -82,4 +94,5 @@ def cli(params_file: str | None) -> None:
 
 
 def main() -> None:
+    redact_process_output()  # messages, logs, library prints and tracebacks: no credential reaches the terminal
     cli(prog_name="productgan")

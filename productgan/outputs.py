@@ -13,6 +13,7 @@ from typing import Any
 from productgan.api import GenerateParams, ProductGenerator
 from productgan.edit import Edits
 from productgan.io import dumps_json
+from productgan.redact import redact
 from productgan.render import labelled_grid, png_bytes, safe_name
 
 GRID = "grid.png"
@@ -38,7 +39,7 @@ def generate_files(
             images.append(image)
             labels.append(f"{name} #{i}")
     settings: dict[str, Any] = {
-        "model": model,
+        "model": redact(model),
         "generator": product.meta,
         "categories": list(categories),
         "n": params.n,

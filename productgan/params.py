@@ -46,22 +46,50 @@ def load_params(path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
     return doc
 
 
+def _type_name(hint: Any) -> str:
+    return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
+
+
+def _wrong(where: str, expected: str, value: Any) -> ParamsError:
+    return ParamsError(f"{where}: expected {expected}, got {value!r} ({type(value).__name__}); fix it in params.yaml")
+
+
 def _coerce(value: Any, hint: Any, where: str) -> Any:
+    """``value`` checked against the field type ``hint`` (ints widen to floats; bools are not numbers)."""
     origin = typing.get_origin(hint)
-    if dataclasses.is_dataclass(hint) and isinstance(value, dict):
+    if dataclasses.is_dataclass(hint):
+        if not isinstance(value, dict):
+            keys = ", ".join(f.name for f in dataclasses.fields(hint))
+            raise _wrong(where, f"a mapping with keys {keys}", value)
         return from_dict(hint, value, where)
     if origin in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(hint) if a is not type(None)]
         if value is None:
             return None
-        return _coerce(value, args[0], where) if len(args) == 1 else value
-    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        for arg in args:
+            try:
+                return _coerce(value, arg, where)
+            except ParamsError:
+                continue
+        raise _wrong(where, " or ".join([*map(_type_name, args), "null"]), value)
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise _wrong(where, "float", value)
         return float(value)
-    if hint in (int, float, str, bool) and not isinstance(value, hint):
-        raise ParamsError(f"{where}: expected {hint.__name__}, got {value!r}")
-    if origin in (list, tuple) and isinstance(value, list | tuple):
+    if hint in (int, bool, str):
+        if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
+            raise _wrong(where, hint.__name__, value)
+        return value
+    if origin in (list, tuple):
+        if not isinstance(value, list | tuple):
+            raise _wrong(where, f"a list ({_type_name(hint)})", value)
         (inner, *_) = typing.get_args(hint) or (Any,)
         return type(value)(_coerce(v, inner, f"{where}[{i}]") for i, v in enumerate(value))
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise _wrong(where, f"a mapping ({_type_name(hint)})", value)
+        _, inner = typing.get_args(hint) or (Any, Any)
+        return {k: _coerce(v, inner, f"{where}.{k}") for k, v in value.items()}
     return value
 
 
@@ -85,11 +113,14 @@ def with_bases(cls: type, data: dict[str, Any]) -> dict[str, Any]:
 def from_dict(cls: type[T], data: dict[str, Any], where: str = "params") -> T:
     """Build dataclass ``cls`` from ``data``; unknown keys and wrong scalar types raise ParamsError."""
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    if not isinstance(data, dict):
+        raise _wrong(where, f"a mapping with keys {', '.join(fields)}", data)
     data = with_bases(cls, data)
     unknown = sorted(set(data) - set(fields))
     if unknown:
         raise ParamsError(
-            f"{where}: unknown key(s) {', '.join(unknown)}; known keys are {', '.join(sorted(fields))}"
+            f"{where}: unknown key(s) {', '.join(f'{where}.{k}' for k in unknown)}; known keys are "
+            f"{', '.join(sorted(fields))}"
         )
     hints = typing.get_type_hints(cls)
     kwargs = {k: _coerce(v, hints[k], f"{where}.{k}") for k, v in data.items()}
@@ -104,7 +135,10 @@ def load_section(
 ) -> T:
     """Section ``name`` of params.yaml as ``cls``; ``overrides`` (CLI options, None = unset) win."""
     p = params_path(path)
-    section = dict(load_params(p).get(name) or {})
+    raw = load_params(p).get(name)
+    if raw is not None and not isinstance(raw, dict):
+        raise _wrong(f"{p}:{name}", "a mapping of settings", raw)
+    section = dict(raw or {})
     section.update({k: v for k, v in (overrides or {}).items() if v is not None})
     return from_dict(cls, section, f"{p}:{name}")
 

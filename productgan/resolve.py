@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from productgan.gan.export import CONFIG
+from productgan.redact import redact
 
 
 def is_model_uri(text: str) -> bool:
@@ -41,16 +42,16 @@ def resolve_generator_dir(ref: str | os.PathLike[str], dst: str | os.PathLike[st
     if Path(text).exists():
         return find_generator_dir(text)
     if not is_model_uri(text):
-        raise FileNotFoundError(f"{text}: no such folder, and not an MLflow URI (models:/name@alias, runs:/...)")
+        raise FileNotFoundError(
+            redact(f"{text}: no such folder, and not an MLflow URI (models:/name@alias, runs:/...)")
+        )
     import mlflow
     import mlflow.artifacts
-
-    from productgan.redact import redact_uri
 
     try:
         local = mlflow.artifacts.download_artifacts(artifact_uri=text, dst_path=None if dst is None else str(dst))
     except Exception as exc:  # mlflow raises several types; the user needs the URI and the tracking store
-        raise FileNotFoundError(redact_uri(
+        raise FileNotFoundError(redact(
             f"{text}: no generator could be downloaded from MLflow (tracking URI {mlflow.get_tracking_uri()}): "
             f"{exc}; check MLFLOW_TRACKING_URI and that the model/alias exists (`productgan promote`)"
         )) from exc

@@ -8,8 +8,15 @@ the registry -- so a test knows exactly what re-scoring must find, without the e
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
+from typing import Any
 
+TESTS = Path(__file__).resolve().parent
+REPO = TESTS.parent
 CATEGORIES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
 
 
@@ -74,3 +81,67 @@ def _experiment(client, name: str) -> str:
         except MlflowException:
             continue
     raise RuntimeError(f"could not create experiment {name}")
+
+
+def start_together(root: Path, procs: list[subprocess.Popen]) -> None:
+    """Wait until every worker wrote ``root/w<i>/ready``, let them all go at once, and wait for them."""
+    deadline = time.monotonic() + 300
+    while sum((root / f"w{i}" / "ready").exists() for i in range(len(procs))) < len(procs):
+        failed = [p for p in procs if p.poll() not in (None, 0)]
+        assert not failed, failed[0].stdout.read().decode()[-3000:]
+        assert time.monotonic() < deadline, "workers did not get ready"
+        time.sleep(0.1)
+    (root / "go").touch()
+    for p in procs:
+        out, _ = p.communicate(timeout=600)
+        assert p.returncode == 0, out.decode()[-3000:]
+
+
+def register_race(server_url: str, tmp_path: Path, name: str, monkeypatch: Any) -> None:
+    """Eight processes register and promote at once against ``server_url``: exactly one champion, every
+    version recorded and decided against the champion current at that moment, an unbroken history."""
+    from productgan.registry import promote as promotion
+    from productgan.registry import store
+    from productgan.registry.lock import lock_model_name
+
+    # (fd_domain, class_accuracy): fd 6.0 must end champion whatever the order; fd 5.0 is under the floor
+    scores = [(10.0, 0.8), (9.0, 0.8), (12.0, 0.8), (7.0, 0.8), (7.1, 0.8), (5.0, 0.2), (6.0, 0.9), (30.0, 0.8)]
+    env = {k: v for k, v in os.environ.items()}
+    env.update(MLFLOW_TRACKING_URI=server_url, PYTHONPATH=str(REPO))
+    procs = []
+    for i, (fd, acc) in enumerate(scores):
+        work = tmp_path / f"w{i}"
+        work.mkdir()
+        procs.append(subprocess.Popen(
+            [sys.executable, str(TESTS / "registry_worker.py"), str(work), str(i), str(fd), str(acc), name],
+            env=env, cwd=work, stdout=subprocess.PIPE, stderr=subprocess.STDOUT))
+    start_together(tmp_path, procs)
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", server_url)
+    c = store.client()
+    results = [json.loads((tmp_path / f"w{i}" / "result.json").read_text()) for i in range(len(scores))]
+    fd_of = {r["version"]: scores[i][0] for i, r in enumerate(results)}
+    versions = {v.version: v for v in c.search_model_versions(f"name='{name}'")}
+    assert sorted(versions, key=int) == [str(i) for i in range(1, 9)]  # every version recorded
+    for v in versions.values():
+        assert v.tags["promotion.decision"] in ("promoted", "kept") and v.tags["training_run_id"]
+        recorded = json.loads(v.tags["promotion.scores"])
+        assert recorded["challenger"]["fd_domain"] == fd_of[v.version]
+        champ = v.tags["promotion.champion_version"]
+        if champ != "none":  # compared with the real, current champion's score: no stale numbers
+            assert recorded["champion"]["fd_domain"] == fd_of[champ]
+
+    aliases = promotion.aliases(c, name)
+    assert fd_of[aliases["champion"]] == 6.0
+    promoted = [v for v in versions.values() if v.tags["promotion.decision"] == "promoted"]
+    hist = [e["version"] for e in promotion.history(c, name)]
+    assert hist[-1] == aliases["champion"] and len(hist) == len(promoted) == len(set(hist))
+    # each promotion replaced exactly the champion before it: no lost update, no alias lost
+    assert versions[hist[0]].tags["promotion.champion_version"] == "none"
+    for before, after in zip(hist, hist[1:], strict=False):
+        assert versions[after].tags["promotion.champion_version"] == before
+    if "challenger" in aliases:
+        assert versions[aliases["challenger"]].tags["promotion.decision"] == "kept"
+    under_floor = next(v for v in versions.values() if fd_of[v.version] == 5.0)
+    assert under_floor.tags["promotion.decision"] == "kept" and "floor" in under_floor.tags["promotion.reason"]
+    assert not c.search_model_versions(f"name='{lock_model_name(name)}'")  # all lock tickets released

@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 
 from components import ingest
-from components.runtime import is_dvc_version, metrics_table, redact_uri
+from components.runtime import is_dvc_version, metrics_table
 from pipelines.product_gan import params_argument
 from productgan.lineage import dataset_version
 from productgan.metrics.flatten import flatten_numbers
+from productgan.redact import redact
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -55,8 +56,8 @@ def test_a_failing_step_names_itself_and_how_to_reproduce(tmp_path):
 
 
 def test_uris_are_printed_without_credentials():
-    assert redact_uri("http://admin:s3cret@mlflow:5000/x") == "http://***@mlflow:5000/x"
-    assert redact_uri("sqlite:////tmp/mlflow.db") == "sqlite:////tmp/mlflow.db"
+    assert redact("http://admin:s3cret@mlflow:5000/x") == "http://***@mlflow:5000/x"
+    assert redact("sqlite:////tmp/mlflow.db") == "sqlite:////tmp/mlflow.db"
 
 
 def test_metrics_helpers():

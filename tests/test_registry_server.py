@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -16,7 +15,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from registry_helpers import fake_scorer, make_candidate
+from registry_helpers import fake_scorer, make_candidate, register_race, start_together
+from servers import MlflowServer, S3Server
 
 from productgan.registry import promote as promotion
 from productgan.registry.config import RegisterConfig
@@ -27,78 +27,37 @@ pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent
-BUCKET = "mlflow-test"
-FAKE_AWS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
 ADMIN_PASSWORD = "productgan-admin-pw-1"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def s3_endpoint():
-    import boto3
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    boto3.client("s3", endpoint_url=endpoint, **_boto_creds()).create_bucket(Bucket=BUCKET)
-    yield endpoint
+def s3_server():
+    server = S3Server().start()
+    server.create_bucket()
+    yield server
     server.stop()
 
 
-def _boto_creds() -> dict[str, str]:
-    return {"aws_access_key_id": "testing", "aws_secret_access_key": "testing", "region_name": "us-east-1"}
-
-
-def _start_server(root: Path, s3_endpoint: str, auth: bool) -> tuple[subprocess.Popen, str]:
-    """`mlflow server` on 127.0.0.1 with a SQLite backend and artifacts proxied to s3://BUCKET/<root name>."""
-    root.mkdir(parents=True, exist_ok=True)
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "AWS_"))}
-    env.update(FAKE_AWS, MLFLOW_S3_ENDPOINT_URL=s3_endpoint)
-    cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{root}/mlflow.db",
-           "--artifacts-destination", f"s3://{BUCKET}/{root.name}", "--host", "127.0.0.1", "--port", str(port),
-           "--workers", "1"]
-    if auth:
-        cmd += ["--app-name", "basic-auth"]
-        env.update(MLFLOW_FLASK_SERVER_SECRET_KEY="test-secret-key-0123", MLFLOW_AUTH_ADMIN_PASSWORD=ADMIN_PASSWORD)
-    log = open(root / "server.log", "wb")  # noqa: SIM115 - closed with the process
-    proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"mlflow server exited: {(root / 'server.log').read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as resp:
-                if resp.status == 200:
-                    return proc, url
-        except OSError:
-            time.sleep(0.3)
-    proc.kill()
-    raise RuntimeError(f"mlflow server did not answer /health: {(root / 'server.log').read_text()[-3000:]}")
+@pytest.fixture(scope="module")
+def s3_endpoint(s3_server):
+    return s3_server.endpoint
 
 
 @pytest.fixture(scope="module")
 def server_url(tmp_path_factory, s3_endpoint):
-    proc, url = _start_server(tmp_path_factory.mktemp("plain"), s3_endpoint, auth=False)
-    yield url
-    proc.terminate()
-    proc.wait(timeout=30)
+    root = tmp_path_factory.mktemp("plain")
+    server = MlflowServer(root, f"sqlite:///{root}/mlflow.db", s3_endpoint).start()
+    yield server.url
+    server.stop()
 
 
 @pytest.fixture(scope="module")
 def auth_server_url(tmp_path_factory, s3_endpoint):
-    proc, url = _start_server(tmp_path_factory.mktemp("auth"), s3_endpoint, auth=True)
-    yield url
-    proc.terminate()
-    proc.wait(timeout=30)
+    root = tmp_path_factory.mktemp("auth")
+    auth = {"MLFLOW_FLASK_SERVER_SECRET_KEY": "test-secret-key-0123", "MLFLOW_AUTH_ADMIN_PASSWORD": ADMIN_PASSWORD}
+    server = MlflowServer(root, f"sqlite:///{root}/mlflow.db", s3_endpoint, auth_env=auth).start()
+    yield server.url
+    server.stop()
 
 
 @pytest.fixture()
@@ -112,15 +71,7 @@ def client_env(monkeypatch, tmp_path):
     return monkeypatch
 
 
-def _s3_keys(s3_endpoint: str) -> list[str]:
-    import boto3
-
-    s3 = boto3.client("s3", endpoint_url=s3_endpoint, **_boto_creds())
-    return [o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET)
-            for o in page.get("Contents", [])]
-
-
-def test_register_through_proxy_and_load_champion_in_fresh_process(server_url, s3_endpoint, client_env, tmp_path):
+def test_register_through_proxy_and_load_champion_in_fresh_process(server_url, s3_server, client_env, tmp_path):
     client_env.setenv("MLFLOW_TRACKING_URI", server_url)
     (tmp_path / "prepared").mkdir()
     first = register_generator(*make_candidate(tmp_path / "c1", {"fd_domain": 10.0, "class_accuracy": 0.8}),
@@ -130,7 +81,7 @@ def test_register_through_proxy_and_load_champion_in_fresh_process(server_url, s
     assert (first["decision"], worse["decision"], worse["champion_version"]) == ("promoted", "kept", "1")
     # re-scoring the champion downloaded it through the proxy; the weights live in S3
     assert worse["scores"]["champion"] == {"class_accuracy": 0.8, "fd_domain": 10.0}
-    assert any(k.endswith("artifacts/generator/generator.safetensors") for k in _s3_keys(s3_endpoint))
+    assert any(k.endswith("artifacts/generator/generator.safetensors") for k in s3_server.keys())
 
     # a fresh process, without the checkout on its path: the model brings its own productgan code
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH",)}
@@ -154,50 +105,7 @@ print(json.dumps({"sizes": sizes, "categories": list(out["category"]), "code": s
 
 def test_eight_processes_register_and_promote_at_once(server_url, client_env, tmp_path):
     """Exactly one champion, every version recorded and decided against the champion current at that moment."""
-    name = "product-gan-race"
-    # (fd_domain, class_accuracy): fd 6.0 must end champion whatever the order; fd 5.0 is under the floor
-    scores = [(10.0, 0.8), (9.0, 0.8), (12.0, 0.8), (7.0, 0.8), (7.1, 0.8), (5.0, 0.2), (6.0, 0.9), (30.0, 0.8)]
-    env = {k: v for k, v in os.environ.items()}
-    env.update(MLFLOW_TRACKING_URI=server_url, PYTHONPATH=str(REPO))
-    procs = []
-    for i, (fd, acc) in enumerate(scores):
-        work = tmp_path / f"w{i}"
-        work.mkdir()
-        procs.append(subprocess.Popen(
-            [sys.executable, str(TESTS / "registry_worker.py"), str(work), str(i), str(fd), str(acc), name],
-            env=env, cwd=work, stdout=subprocess.PIPE, stderr=subprocess.STDOUT))
-    _start_together(tmp_path, procs)
-
-    from productgan.registry import store
-
-    client_env.setenv("MLFLOW_TRACKING_URI", server_url)
-    c = store.client()
-    results = [json.loads((tmp_path / f"w{i}" / "result.json").read_text()) for i in range(len(scores))]
-    fd_of = {r["version"]: scores[i][0] for i, r in enumerate(results)}
-    versions = {v.version: v for v in c.search_model_versions(f"name='{name}'")}
-    assert sorted(versions, key=int) == [str(i) for i in range(1, 9)]  # every version recorded
-    for v in versions.values():
-        assert v.tags["promotion.decision"] in ("promoted", "kept") and v.tags["training_run_id"]
-        recorded = json.loads(v.tags["promotion.scores"])
-        assert recorded["challenger"]["fd_domain"] == fd_of[v.version]
-        champ = v.tags["promotion.champion_version"]
-        if champ != "none":  # compared with the real, current champion's score: no stale numbers
-            assert recorded["champion"]["fd_domain"] == fd_of[champ]
-
-    aliases = promotion.aliases(c, name)
-    assert fd_of[aliases["champion"]] == 6.0
-    promoted = [v for v in versions.values() if v.tags["promotion.decision"] == "promoted"]
-    hist = [e["version"] for e in promotion.history(c, name)]
-    assert hist[-1] == aliases["champion"] and len(hist) == len(promoted) == len(set(hist))
-    # each promotion replaced exactly the champion before it: no lost update, no alias lost
-    assert versions[hist[0]].tags["promotion.champion_version"] == "none"
-    for before, after in zip(hist, hist[1:], strict=False):
-        assert versions[after].tags["promotion.champion_version"] == before
-    if "challenger" in aliases:
-        assert versions[aliases["challenger"]].tags["promotion.decision"] == "kept"
-    under_floor = next(v for v in versions.values() if fd_of[v.version] == 5.0)
-    assert under_floor.tags["promotion.decision"] == "kept" and "floor" in under_floor.tags["promotion.reason"]
-    assert not c.search_model_versions(f"name='{lock_model_name(name)}'")  # all lock tickets released
+    register_race(server_url, tmp_path, "product-gan-race", client_env)
 
 
 def test_lock_is_mutually_exclusive(server_url, client_env):
@@ -233,19 +141,6 @@ def test_lock_is_mutually_exclusive(server_url, client_env):
     assert not c.search_model_versions(f"name='{lock_model_name(name)}'")
 
 
-def _start_together(root: Path, procs: list[subprocess.Popen]) -> None:
-    deadline = time.monotonic() + 300
-    while sum((root / f"w{i}" / "ready").exists() for i in range(len(procs))) < len(procs):
-        failed = [p for p in procs if p.poll() not in (None, 0)]
-        assert not failed, failed[0].stdout.read().decode()[-3000:]
-        assert time.monotonic() < deadline, "workers did not get ready"
-        time.sleep(0.1)
-    (root / "go").touch()
-    for p in procs:
-        out, _ = p.communicate(timeout=300)
-        assert p.returncode == 0, out.decode()[-3000:]
-
-
 def test_fresh_sqlite_store_opened_by_several_processes_at_once(client_env, tmp_path):
     """Four processes start on a SQLite file that does not exist yet and all register (MLflow alone crashes)."""
     uri = f"sqlite:///{tmp_path}/fresh/mlflow.db"
@@ -258,7 +153,7 @@ def test_fresh_sqlite_store_opened_by_several_processes_at_once(client_env, tmp_
         procs.append(subprocess.Popen(
             [sys.executable, str(TESTS / "registry_worker.py"), str(work), str(i), str(fd), "0.8", "product-gan"],
             env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT))
-    _start_together(tmp_path, procs)
+    start_together(tmp_path, procs)
 
     from productgan.registry import store
 

@@ -35,7 +35,7 @@ from studio_browser import (
 from productgan.api import GenerateParams, load
 from productgan.cli import cli
 from productgan.edit import Edits, hue_distance, mean_hue, product_mask
-from productgan.redact import redact_uri
+from productgan.redact import redact
 from productgan.registry.config import RegisterConfig
 from productgan.registry.register import register_generator
 from productgan.render import png_bytes
@@ -343,12 +343,12 @@ def test_only_loopback_and_only_its_own_files(studio, registry):
 
 
 def test_redact_uri():
-    assert redact_uri("http://admin:s3cret@mlflow:5000/x") == "http://***@mlflow:5000/x"
-    assert redact_uri("postgresql://u:pw@db/ml?sslmode=require&password=pw2") == (
+    assert redact("http://admin:s3cret@mlflow:5000/x") == "http://***@mlflow:5000/x"
+    assert redact("postgresql://u:pw@db/ml?sslmode=require&password=pw2") == (
         "postgresql://***@db/ml?sslmode=require&password=***")
-    assert redact_uri("https://host/?token=abc&x=1") == "https://host/?token=***&x=1"
-    assert redact_uri("sqlite:////tmp/mlflow.db") == "sqlite:////tmp/mlflow.db"
-    assert redact_uri("failed: https://a:b@h/c and http://d:e@f") == "failed: https://***@h/c and http://***@f"
+    assert redact("https://host/?token=abc&x=1") == "https://host/?token=***&x=1"
+    assert redact("sqlite:////tmp/mlflow.db") == "sqlite:////tmp/mlflow.db"
+    assert redact("failed: https://a:b@h/c and http://d:e@f") == "failed: https://***@h/c and http://***@f"
 
 
 def test_tracking_credentials_never_reach_the_page(registry, monkeypatch):

@@ -12,6 +12,9 @@ import click
 def _quiet_downloads() -> None:
     # MLflow's per-file artifact progress bars flood logs (dvc, Kubeflow): only on a terminal
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "true" if sys.stderr.isatty() else "false")
+    # A tracking server that goes away mid-step should cost seconds, not MLflow's ~4 minutes of retries per
+    # request (7 retries); 3 still ride out a restart. User settings win.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "3")
 
 
 @click.command()
@@ -34,12 +37,13 @@ def register(
     from productgan.registry.lock import LockTimeout
     from productgan.registry.log import RegistrationError
     from productgan.registry.register import register_generator
+    from productgan.registry.store import TrackingUnavailable
 
     _quiet_downloads()
     cfg = load_register_config(overrides={"model_name": model_name})
     try:
         result = register_generator(generator_dir, metrics_file, data_dir=data_dir, cfg=cfg)
-    except (RegistrationError, LockTimeout) as exc:
+    except (RegistrationError, LockTimeout, TrackingUnavailable) as exc:
         raise click.ClickException(str(exc)) from exc
     record = {k: result[k] for k in ("model_name", "version", "champion_version", "decision", "scores", "reason")}
     atomic_write_json(out_file, record)
@@ -61,15 +65,16 @@ def promote(version: int | None, rollback: bool, reason: str | None, model_name:
     from productgan.registry.config import load_register_config
     from productgan.registry.lock import LockTimeout
 
+    _quiet_downloads()
     cfg = load_register_config(overrides={"model_name": model_name})
-    client = store.client()
     try:
+        client = store.client()
         if version is not None:
             result = promotion.promote_version(client, cfg, version, reason)
         elif rollback:
             result = promotion.rollback(client, cfg, reason)
         else:
             result = promotion.status(client, cfg)
-    except (promotion.PromotionError, LockTimeout) as exc:
+    except (promotion.PromotionError, LockTimeout, store.TrackingUnavailable) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(json.dumps(result, indent=2, sort_keys=True))

@@ -40,18 +40,18 @@ def studio(model_uri: str | None, checkpoint: str | None, host: str, port: int) 
     import uvicorn
 
     from productgan.api import RequestError
-    from productgan.redact import redact_uri
+    from productgan.redact import redact
     from productgan.registry.config import load_register_config
     from productgan.studio.app import create_app
     from productgan.studio.models import Catalog
 
     params = _params()
     source = checkpoint or model_uri or f"models:/{load_register_config().model_name}@champion"
-    click.echo(f"studio: loading {redact_uri(source)}", err=True)
+    click.echo(f"studio: loading {redact(source)}", err=True)
     try:
         catalog = Catalog(source, params, checkpoint=bool(checkpoint))
     except (FileNotFoundError, RequestError, RuntimeError) as exc:
-        raise click.ClickException(f"studio: {redact_uri(str(exc))}") from None
+        raise click.ClickException(f"studio: {redact(str(exc))}") from None
     loopback = _is_loopback(host)
     if not loopback:
         click.echo(f"studio: listening on {host}: anyone who can reach it can use the studio (no login)", err=True)

@@ -7,6 +7,10 @@ gives byte-identical files and the same DVC hash. Safety rules:
 - everything is written into a temp folder beside --out and renamed into place at the end; a failure leaves
   --out as it was and removes the temp folder.
 - nothing is written outside --out: destination paths are built from checked components (``safety``).
+- nothing fills the disk: a file larger than ``max_file_mb`` (an archive member's declared, expanded size) is
+  refused, and a source whose accepted files add up to more than ``max_total_mb``, or to more than the free
+  space beside --out, is refused before the first byte is written; a file that yields more bytes than its
+  listed size (a forged archive header, a file growing while read) stops the copy.
 """
 
 from __future__ import annotations
@@ -40,6 +44,8 @@ class IngestParams:
     out: str = "data"
     s3_endpoint_url: str | None = None
     s3_max_attempts: int = 8
+    max_file_mb: float = 256.0
+    max_total_mb: float = 51200.0
 
 
 @dataclass
@@ -167,7 +173,41 @@ def _progress(total: int, desc: str) -> Any:
     return tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=desc, disable=not sys.stderr.isatty())
 
 
-def _copy_file(source: Source, f: PlannedFile, dest_root: Path, bar: Any) -> dict[str, Any]:
+_MB = 1 << 20
+_FREE_SPACE_MARGIN = 256 * _MB  # left free beside --out: the manifest, and whatever else needs the disk
+
+
+def enforce_size_limits(plan: Plan, params: IngestParams, out: Path) -> Plan:
+    """Refuse files over ``max_file_mb``; refuse the whole source (IngestError) when what is left exceeds
+    ``max_total_mb`` or the free space beside ``out``. Sizes are the source's listing (archives: the members'
+    declared, expanded sizes), so nothing is read or written to find out."""
+    limit = params.max_file_mb * _MB
+    too_big = [f for f in plan.files if f.size is not None and f.size > limit]
+    if too_big:
+        files = [f for f in plan.files if f not in too_big]
+        refused = [(f.dest, f"{f.size / _MB:.1f} MB once extracted, over ingest.max_file_mb = {params.max_file_mb:g}"
+                    " (an archive bomb, or raise the limit in params.yaml)") for f in too_big]
+        # photo sources name categories by folder (recomputed: one may now be empty); IDX sources list their own
+        by_folder = all(f.category is not None for f in plan.files)
+        categories = sorted({str(f.category) for f in files}) if by_folder else plan.categories
+        plan = Plan(files=files, categories=categories, refused=sorted(plan.refused + refused), skipped=plan.skipped)
+    total = sum(f.size or 0 for f in plan.files)
+    if total > params.max_total_mb * _MB:
+        raise IngestError(
+            f"ingest: the source holds {total / _MB:.1f} MB to copy, over ingest.max_total_mb = "
+            f"{params.max_total_mb:g} (params.yaml); nothing was written. Raise the limit if that is expected."
+        )
+    existing = out.parent if out.parent.exists() else Path(os.path.abspath(os.curdir))
+    free = shutil.disk_usage(existing).free
+    if total + _FREE_SPACE_MARGIN > free:
+        raise IngestError(
+            f"ingest: the source holds {total / _MB:.1f} MB to copy, but only {free / _MB:.1f} MB are free beside "
+            f"{out}; nothing was written. Free some space or choose another --out."
+        )
+    return plan
+
+
+def _copy_file(source: Source, f: PlannedFile, dest_root: Path, bar: Any, max_bytes: float) -> dict[str, Any]:
     dest = dest_root / f.dest
     # Components were checked when planning; this is the last guard before a byte is written.
     if not os.path.normpath(dest).startswith(str(dest_root) + os.sep):
@@ -184,6 +224,12 @@ def _copy_file(source: Source, f: PlannedFile, dest_root: Path, bar: Any) -> dic
                 raise IngestError(f"ingest: reading {f.dest} from {source.uri} failed: {exc}") from exc
             if not chunk:
                 break
+            if size + len(chunk) > (f.size if f.size is not None else max_bytes):
+                raise IngestError(
+                    f"ingest: {f.dest} from {source.uri} yields more bytes than its listed size "
+                    f"({f.size if f.size is not None else f'ingest.max_file_mb = {max_bytes / _MB:g} MB'}); a forged "
+                    "archive header or a file growing while read. Nothing was written; check the source."
+                )
             dst.write(chunk)
             h.update(chunk)
             size += len(chunk)
@@ -204,7 +250,7 @@ def _copy_file(source: Source, f: PlannedFile, dest_root: Path, bar: Any) -> dic
     }
 
 
-def copy_plan(source: Source, plan: Plan, name: str, stage: Path) -> dict[str, Any]:
+def copy_plan(source: Source, plan: Plan, name: str, stage: Path, max_file_mb: float = 256.0) -> dict[str, Any]:
     """Copy the planned files into ``stage/<name>/`` and return this source's manifest."""
     dest_root = (stage / name).resolve()
     dest_root.mkdir(parents=True)
@@ -216,14 +262,14 @@ def copy_plan(source: Source, plan: Plan, name: str, stage: Path) -> dict[str, A
         if source.parallel_reads:
             # Per-file cost is syscalls and waiting (open, fsync, S3 round trips), not Python: threads overlap it.
             with ThreadPoolExecutor(max_workers=_WORKERS) as pool:
-                futures = [pool.submit(_copy_file, source, f, dest_root, bar) for f in ordered]
+                futures = [pool.submit(_copy_file, source, f, dest_root, bar, max_file_mb * _MB) for f in ordered]
                 try:
                     recs = [fut.result() for fut in futures]
                 except BaseException:
                     pool.shutdown(wait=True, cancel_futures=True)
                     raise
         else:
-            recs = [_copy_file(source, f, dest_root, bar) for f in ordered]
+            recs = [_copy_file(source, f, dest_root, bar, max_file_mb * _MB) for f in ordered]
     for dirpath, _, _ in os.walk(dest_root, topdown=False):  # directory entries reach the disk before the rename
         fsync_path(Path(dirpath))
     records = [{"path": f"{name}/{f.dest}", "source": name, **rec} for f, rec in zip(ordered, recs, strict=True)]
@@ -273,7 +319,7 @@ def run_ingest(
                     "--out. Nothing was changed."
                 )
 
-        plan = source.plan()
+        plan = enforce_size_limits(source.plan(), params, out)
         if not plan.files:
             raise IngestError(
                 f"ingest: no files to ingest in {source.uri} ({len(plan.refused)} refused, {len(plan.skipped)} "
@@ -282,7 +328,7 @@ def run_ingest(
         out.parent.mkdir(parents=True, exist_ok=True)
         stage = _sibling_dir(out, "ingest")
         try:
-            new = copy_plan(source, plan, name, stage)
+            new = copy_plan(source, plan, name, stage, params.max_file_mb)
             action = _commit(out, stage, name, new, existing, append)
         finally:
             shutil.rmtree(stage, ignore_errors=True)

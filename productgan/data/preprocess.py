@@ -15,6 +15,7 @@ import io
 import multiprocessing
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -380,17 +381,46 @@ def _plan(files: list[dict[str, Any]], run: _Run) -> tuple[list[tuple[dict, dict
     return pairs, photos
 
 
+_LINK_FIX = ("ingest writes none: it was planted after ingest, or DVC checked data/ out as links (then `dvc config "
+             "cache.type reflink,hardlink,copy` and `dvc checkout --relink`)")
+
+
 def _read_listed(input_dir: Path, entry: dict[str, Any]) -> bytes | str:
-    """The bytes of a manifest entry, or why they cannot be used."""
-    path = (input_dir / entry["path"]).resolve()
-    if not path.is_relative_to(input_dir):
+    """The bytes of a manifest entry, or why they cannot be used.
+
+    data/ may have changed since ingest wrote it, so nothing is followed or trusted: a symlink anywhere on the
+    path is refused (it could point anywhere, even at a file with the listed content), a FIFO or device is
+    refused without blocking on it, and a size other than the listed one is refused before reading."""
+    parts = Path(entry["path"]).parts
+    if ".." in parts or Path(entry["path"]).is_absolute():
         return "path points outside the input folder"
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        return "listed in data/manifest.json but missing on disk; re-run ingest or `dvc checkout`"
+    current = input_dir
+    for part in parts:
+        current = current / part
+        try:
+            mode = os.lstat(current).st_mode
+        except FileNotFoundError:
+            return "listed in data/manifest.json but missing on disk; re-run ingest or `dvc checkout`"
+        except OSError as exc:
+            return f"cannot read: {exc}"
+        if stat.S_ISLNK(mode):
+            return f"{current.relative_to(input_dir)} is a symlink; {_LINK_FIX}"
+    try:  # O_NOFOLLOW: a link swapped in since the check is refused too; O_NONBLOCK: a FIFO does not block
+        fd = os.open(current, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError as exc:
         return f"cannot read: {exc}"
+    with open(fd, "rb") as fh:
+        st = os.fstat(fh.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            return "not a regular file (a FIFO, device or socket in place of the ingested file); re-run ingest"
+        size = entry.get("size")
+        if isinstance(size, int) and st.st_size != size:
+            return (f"size {st.st_size} bytes differs from the {size} in data/manifest.json (changed after ingest); "
+                    "re-run ingest")
+        try:
+            data = fh.read()
+        except OSError as exc:
+            return f"cannot read: {exc}"
     expected = entry.get("sha256")
     if expected and sha256_bytes(data) != expected:
         return "content differs from the sha256 in data/manifest.json (changed after ingest); re-run ingest"

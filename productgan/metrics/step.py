@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from productgan.metrics.evaluate import EvaluateParams, evaluate_folder
+from productgan.redact import redact
 
 log = logging.getLogger("productgan.evaluate")
 
@@ -35,7 +36,7 @@ def evaluate_step(
         # timings go to the log, not to metrics.json: the same generator and data give the same file
         seconds = result["meta"].pop("seconds", {})
         log.info("evaluate: seconds %s", ", ".join(f"{k} {v:.1f}" for k, v in seconds.items()))
-        result["meta"]["generator_ref"] = generator_ref
+        result["meta"]["generator_ref"] = redact(generator_ref)
         result["meta"]["git_commit"] = git_commit
         atomic_write_json(out / METRICS_FILE, result)
         grid = category_grid(generator, len(config.categories), params.grid_per_category, params.seed,

@@ -12,6 +12,7 @@ from typing import Any
 
 from productgan.io import read_json
 from productgan.metrics.flatten import flatten_numbers
+from productgan.redact import MASK, redact
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +25,12 @@ def training_run(generator_dir: str | os.PathLike[str], uri: str | None = None) 
     if run_file.is_file():
         info = read_json(run_file)
         if info.get("run_id"):
-            return str(info["run_id"]), info.get("tracking_uri")
+            recorded = info.get("tracking_uri")
+            # run.json records the URI redacted (``http://***@host``): the credentials come from the environment
+            # (MLFLOW_TRACKING_USERNAME/PASSWORD), never from a file
+            if recorded and f"{MASK}@" in recorded:
+                recorded = recorded.replace(f"{MASK}@", "", 1)
+            return str(info["run_id"]), recorded
     if uri and uri.startswith("runs:/"):
         return uri[len("runs:/") :].split("/", 1)[0], None
     if uri and uri.startswith("models:/"):
@@ -33,7 +39,7 @@ def training_run(generator_dir: str | os.PathLike[str], uri: str | None = None) 
         try:
             run_id = mlflow.models.get_model_info(uri).run_id
         except Exception as exc:  # lineage is optional; the metrics are still written
-            log.warning("evaluate: cannot read the run behind %s (%s)", uri, exc)
+            log.warning("evaluate: cannot read the run behind %s (%s)", redact(uri), redact(exc))
             return None
         return (run_id, None) if run_id else None
     return None
@@ -85,7 +91,8 @@ def log_to_training_run(
             client.log_artifact(run_id, str(path), "eval")
     except Exception as exc:  # a tracking outage must not lose the metrics file
         log.warning(
-            "evaluate: could not log metrics to MLflow run %s (%s); metrics.json is written anyway", run_id, exc
+            "evaluate: could not log metrics to MLflow run %s (%s); metrics.json is written anyway", run_id,
+            redact(exc),
         )
         return None
     return run_id

@@ -6,6 +6,14 @@ writers both believe they won. Version numbers are different: the store hands th
 tickets (versions of a companion registered model ``<model>.promotion-lock``): a contender holds the lock
 when no lower live ticket remains. Release deletes the ticket. A ticket older than its lease (its holder
 died) is deleted by the next waiter. Works the same on SQLite and on a tracking server.
+
+A live contender keeps its ticket's lease fresh from a heartbeat thread (every ``lease_s / 3``), so long work
+under the lock (scoring) does not lose it. A process that stalls as a whole (SIGSTOP, a VM pause, swapping)
+stops its heartbeat too, and after ``lease_s`` another process may delete its ticket and take the lock. So
+``check()``, called before every write made under the lock, refuses (``LockLost``) unless the ticket is still in
+the registry with our owner tag and at least a quarter of its lease is left: a stale holder is told that it
+lost the lock instead of writing over the new holder. (A stall longer than that quarter between ``check()``
+and the write itself is the one window left: MLflow offers no compare-and-set to close it.)
 """
 
 from __future__ import annotations
@@ -15,6 +23,7 @@ import logging
 import os
 import random
 import socket
+import threading
 import time
 import uuid
 from types import TracebackType
@@ -25,6 +34,10 @@ log = logging.getLogger(__name__)
 
 class LockTimeout(TimeoutError):
     pass
+
+
+class LockLost(LockTimeout):
+    """This process held the lock, but its lease ran out (it stalled) and another process may hold it now."""
 
 
 def lock_model_name(model_name: str) -> str:
@@ -56,7 +69,10 @@ class PromotionLock:
         self.timeout_s = timeout_s
         self.poll_s = poll_s
         self.ticket: int | None = None
+        self.owner = ""
         self.expires_at = 0.0
+        self.lost: str | None = None  # why the heartbeat found the ticket gone
+        self._stop_heartbeat: threading.Event | None = None
 
     def _ensure_queue(self) -> None:
         from mlflow.exceptions import MlflowException
@@ -73,8 +89,9 @@ class PromotionLock:
         from mlflow.exceptions import MlflowException
 
         self.expires_at = time.time() + self.lease_s
-        owner = f"{whoami()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        tags = {"owner": owner, "expires_at": f"{self.expires_at:.3f}"}
+        self.owner = f"{whoami()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.lost = None
+        tags = {"owner": self.owner, "expires_at": f"{self.expires_at:.3f}"}
         try:
             ticket = self.client.create_model_version(self.name, source=f"lock:///{self.name}", tags=tags)
         except MlflowException as exc:  # the first lock ever taken for this model: create its queue
@@ -83,9 +100,14 @@ class PromotionLock:
             self._ensure_queue()
             ticket = self.client.create_model_version(self.name, source=f"lock:///{self.name}", tags=tags)
         self.ticket = int(ticket.version)
+        self._start_heartbeat()
         deadline = time.monotonic() + self.timeout_s
         while True:
             tickets = self.client.search_model_versions(f"name='{self.name}'")
+            if not any(int(v.version) == self.ticket for v in tickets):  # we stalled while waiting
+                ticket, self.ticket = self.ticket, None
+                self._stop_heartbeat.set()
+                raise self._lost(f"ticket {ticket} was deleted by another process while this one waited")
             ahead = [v for v in tickets if int(v.version) < self.ticket]
             live = []
             for v in ahead:
@@ -98,7 +120,7 @@ class PromotionLock:
                             raise
                 else:
                     live.append(v)
-            if not live:  # our lease has at least lease_s / 2 left: waiters renew it at half-time
+            if not live:
                 return self
             if time.monotonic() > deadline:
                 holder = min(live, key=lambda v: int(v.version))
@@ -108,23 +130,68 @@ class PromotionLock:
                     f"{holder.tags.get('owner')} (ticket {holder.version}); retry later, or delete that version of "
                     f"{self.name!r} if its owner is gone"
                 )
-            if self.expires_at - time.time() < self.lease_s / 2:
-                self._renew()  # a waiter is alive: keep our place in the queue
             # waiters further back poll less often, so the holder's requests are not crowded out
             time.sleep(min(2.0, self.poll_s * len(live)) * (0.5 + random.random()))
 
     def _renew(self) -> None:
-        self.expires_at = time.time() + self.lease_s
-        self.client.set_model_version_tag(self.name, str(self.ticket), "expires_at", f"{self.expires_at:.3f}")
+        ticket = self.ticket
+        if ticket is None:
+            return
+        expires_at = time.time() + self.lease_s
+        self.client.set_model_version_tag(self.name, str(ticket), "expires_at", f"{expires_at:.3f}")
+        self.expires_at = expires_at  # only once the registry has it
+
+    def _start_heartbeat(self) -> None:
+        from mlflow.exceptions import MlflowException
+
+        stop = self._stop_heartbeat = threading.Event()
+
+        def beat() -> None:
+            while not stop.wait(self.lease_s / 3):
+                try:
+                    self._renew()
+                except MlflowException as exc:
+                    if _is_error(exc, "RESOURCE_DOES_NOT_EXIST") and not stop.is_set():
+                        self.lost = f"ticket {self.ticket} was deleted by another process"
+                        return
+                    log.warning("promotion lock: could not renew the lease of ticket %s: %s", self.ticket, exc)
+                except Exception as exc:  # a tracking-server outage: check() refuses once the lease runs low
+                    log.warning("promotion lock: could not renew the lease of ticket %s: %s", self.ticket, exc)
+
+        threading.Thread(target=beat, name=f"lease-{self.name}", daemon=True).start()
+
+    def _lost(self, why: str) -> LockLost:
+        return LockLost(
+            f"lost the promotion lock of {self.name!r}: {why}. This process stalled longer than the lease "
+            f"(register.lock_lease_s = {self.lease_s:g} s) and another process may have taken the lock, so nothing "
+            "more was written. Re-run the same command: it picks up where this one stopped."
+        )
 
     def check(self) -> None:
-        """Call before a write: refuses to act on a lease that has run out (another process may now hold it)."""
-        if self.ticket is None or time.time() > self.expires_at:
-            raise LockTimeout(f"the promotion lock lease on {self.name!r} ran out; nothing was changed")
+        """Call before every write made under the lock: raises LockLost unless the lock is still ours."""
+        from mlflow.exceptions import MlflowException
+
+        if self.ticket is None:
+            raise self._lost("it is not held (released, or never acquired)")
+        if self.lost:
+            raise self._lost(self.lost)
+        left = self.expires_at - time.time()
+        if left < self.lease_s / 4:  # the heartbeat stalled or failed: a waiter may delete the ticket any moment
+            raise self._lost(f"only {left:.1f} s of its lease were left (the heartbeat did not renew it)")
+        try:
+            ticket = self.client.get_model_version(self.name, str(self.ticket))
+        except MlflowException as exc:
+            if _is_error(exc, "RESOURCE_DOES_NOT_EXIST"):
+                raise self._lost(f"ticket {self.ticket} was deleted by another process") from exc
+            raise
+        if ticket.tags.get("owner") != self.owner:
+            raise self._lost(f"ticket {self.ticket} now belongs to {ticket.tags.get('owner')}")
 
     def release(self) -> None:
         from mlflow.exceptions import MlflowException
 
+        if self._stop_heartbeat is not None:
+            self._stop_heartbeat.set()
         if self.ticket is None:
             return
         ticket, self.ticket = self.ticket, None

@@ -21,6 +21,7 @@ from typing import Any
 from productgan.io import read_json, sha256_file
 from productgan.lineage import dataset_version, git_commit, model_params_hash
 from productgan.metrics.flatten import flatten_numbers
+from productgan.redact import redact
 
 MODEL_CODE = Path(__file__).with_name("model_code.py")  # builds ProductGANModel at load time: no pickle
 MODEL_ARTIFACT = "generator"  # the logged model's name in its run, and the pyfunc artifact key
@@ -76,13 +77,15 @@ def check_training_run(client: Any, generator_dir: Path) -> TrainingRun:
     try:
         run = client.get_run(run_id)
     except MlflowException as exc:
+        if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+            raise  # the store did not answer properly: register_generator reports it as an outage
         import mlflow
 
-        raise RegistrationError(
+        raise RegistrationError(redact(
             f"register: training run {run_id} (from {run_file}) is not in the tracking store "
             f"{mlflow.get_tracking_uri()} ({exc.error_code}); run.json says it was logged to "
             f"{info.get('tracking_uri')!r}: set MLFLOW_TRACKING_URI to that store and retry"
-        ) from exc
+        )) from exc
     if run.info.status != "FINISHED":
         raise RegistrationError(
             f"register: refused; training run {run_id} is {run.info.status} in MLflow, not FINISHED "
@@ -171,22 +174,63 @@ def _staged_code(into: Path) -> Path:
     return dst
 
 
+def _expected_files(generator: Path, code: Path) -> dict[str, int | None]:
+    """Where log_model puts what we staged (path in the model -> size), and the MLmodel that loads it."""
+    files: dict[str, int | None] = {"MLmodel": None}
+    files.update({f"artifacts/{MODEL_ARTIFACT}/{p.name}": p.stat().st_size for p in generator.iterdir()})
+    files.update({f"code/{code.name}/{p.relative_to(code).as_posix()}": p.stat().st_size
+                  for p in code.rglob("*") if p.is_file()})
+    return files
+
+
+def _stored_files(model_uri: str) -> dict[str, int | None]:
+    """Every file the artifact store holds under ``model_uri`` (path -> size, None where it gives none)."""
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+    repo = get_artifact_repository(model_uri)
+    found: dict[str, int | None] = {}
+    folders: list[str | None] = [None]
+    while folders:
+        for info in repo.list_artifacts(folders.pop()):
+            if info.is_dir:
+                folders.append(info.path)
+            else:
+                found[info.path] = info.file_size
+    return found
+
+
+def check_upload(model_uri: str, expected: dict[str, int | None]) -> None:
+    """Refuse to register a model whose files did not all reach the artifact store whole."""
+    stored = _stored_files(model_uri)
+    bad = sorted(p for p, size in expected.items()
+                 if p not in stored or None not in (size, stored[p]) and stored[p] != size)
+    if bad:
+        raise RegistrationError(
+            f"register: the artifact store holds {len(expected) - len(bad)} of the model's {len(expected)} files "
+            f"whole (missing or cut short: {', '.join(bad[:5])}{' ...' if len(bad) > 5 else ''}); nothing was "
+            "registered. Check the artifact store behind the tracking server (S3/MinIO) and run register again."
+        )
+
+
 def log_and_register(model_name: str, generator_dir: Path, tags: dict[str, str]) -> tuple[str, str]:
-    """Log the pyfunc model into the active run and register it as a new version; returns (version, model_uri)."""
+    """Log the pyfunc model into the active run, check that every file reached the artifact store, and only
+    then register it as a new version (a version never points at missing files); returns (version, model_uri)."""
     import mlflow
 
     from productgan.pyfunc import input_example, model_signature
 
     with tempfile.TemporaryDirectory(prefix="productgan-register-") as tmp:
+        generator, code = _staged_generator(generator_dir, Path(tmp)), _staged_code(Path(tmp))
         info = mlflow.pyfunc.log_model(
             name=MODEL_ARTIFACT,
             python_model=str(MODEL_CODE),
-            artifacts={MODEL_ARTIFACT: str(_staged_generator(generator_dir, Path(tmp)))},
-            code_paths=[str(_staged_code(Path(tmp)))],
+            artifacts={MODEL_ARTIFACT: str(generator)},
+            code_paths=[str(code)],
             signature=model_signature(),
             input_example=input_example(),
             pip_requirements=pip_requirements(),
             metadata={"productgan": {k: tags[k] for k in ("training_run_id", "generator_sha256", "dataset_version")}},
         )
+        check_upload(info.model_uri, _expected_files(generator, code))
     mv = mlflow.register_model(info.model_uri, model_name, tags=tags)
     return str(mv.version), info.model_uri

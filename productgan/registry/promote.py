@@ -96,9 +96,11 @@ def snapshot(client: Any, name: str) -> tuple[dict[str, str], list[dict[str, str
             raise
         import mlflow
 
+        from productgan.redact import redact
+
         raise PromotionError(
-            f"model {name!r} is not registered in {mlflow.get_registry_uri()}; run `productgan register` first "
-            "(or set MLFLOW_TRACKING_URI to the store that holds it)"
+            f"model {name!r} is not registered in {redact(mlflow.get_registry_uri())}; run `productgan register` "
+            "first (or set MLFLOW_TRACKING_URI to the store that holds it)"
         ) from exc
     raw = model.tags.get(HISTORY_TAG)
     return {k: str(v) for k, v in (model.aliases or {}).items()}, (json.loads(raw) if raw else [])
@@ -154,12 +156,31 @@ def _check_version(client: Any, name: str, version: str) -> None:
 # --- moving the champion --------------------------------------------------------------------------------------
 
 
+def reconciled_history(entries: list[dict[str, str]], champion: str | None) -> list[dict[str, str]]:
+    """The history made to end at the current ``champion`` alias (the alias is the truth).
+
+    A holder that lost the lock half-way through a move (the alias set, the history not yet written) leaves
+    the two apart; the next holder repairs that before it moves the champion again: a champion missing from
+    the history is appended as ``recovered``; entries after the champion's last one (a move whose alias never
+    changed) are dropped.
+    """
+    if champion is None or (entries and entries[-1]["version"] == champion):
+        return list(entries)
+    positions = [i for i, e in enumerate(entries) if e["version"] == champion]
+    if positions:
+        return list(entries[: positions[-1] + 1])
+    return [*entries, {"version": champion, "action": "recovered", "at": now_iso(),
+                       "by": "the next promotion (this move's own record was never written)"}]
+
+
 def _move_champion(
     client: Any, lock: PromotionLock, name: str, version: str, action: str, reason: str, by: str
 ) -> str | None:
-    """Point ``champion`` at ``version`` and record it; returns the previous champion. Caller holds ``lock``."""
+    """Point ``champion`` at ``version`` and record it; returns the previous champion. Caller holds ``lock``,
+    and every write first checks that it still does (a stalled holder must not write over the next one)."""
     before, entries = snapshot(client, name)
     previous = before.get(CHAMPION)
+    entries = reconciled_history(entries, previous)
     lock.check()
     client.set_registered_model_alias(name, CHAMPION, version)
     at = now_iso()
@@ -168,12 +189,16 @@ def _move_champion(
             entries.pop()
     else:
         entries.append({"version": version, "action": action, "at": at, "by": by})
+    lock.check()
     _write_history(client, name, entries)
     if before.get(CHALLENGER) == version:  # the challenger has become champion: nothing is waiting any more
+        lock.check()
         client.delete_registered_model_alias(name, CHALLENGER)
     event = {"action": action, "at": at, "by": by, "reason": reason, "previous": previous or "none"}
+    lock.check()
     client.set_model_version_tag(name, version, "champion.event", json.dumps(event, sort_keys=True))
     if previous and previous != version:
+        lock.check()
         client.set_model_version_tag(
             name, previous, "champion.replaced", json.dumps({"by_version": version, "action": action, "at": at,
                                                              "by": by, "reason": reason})
@@ -212,6 +237,7 @@ def rollback(client: Any, cfg: RegisterConfig, reason: str | None = None) -> dic
         current = current_aliases.get(CHAMPION)
         if current is None:
             raise PromotionError(f"promote --rollback: {name!r} has no champion to roll back")
+        entries = reconciled_history(entries, current)
         while entries and entries[-1]["version"] == current:
             entries.pop()
         if not entries:
@@ -224,6 +250,7 @@ def rollback(client: Any, cfg: RegisterConfig, reason: str | None = None) -> dic
         if problem:
             raise PromotionError(f"promote --rollback: refused, {problem}; use `productgan promote --version N`")
         _move_champion(client, lock, name, target, "rollback", reason or f"rolled back from version {current}", by)
+        lock.check()
         client.set_model_version_tag(
             name, current, "champion.rolled_back", json.dumps({"to_version": target, "at": now_iso(), "by": by,
                                                                "reason": reason or "rollback"})
@@ -352,7 +379,7 @@ def _decide_under_lock(
                 _move_champion(client, lock, name, version, "auto", decision.reason, by)
             final = version if decision.promoted else champion
             return _record(client, name, version, decision, scores(version), champion_scores,
-                           champion or "none", by, scored_on, final)
+                           champion or "none", by, scored_on, final, lock)
     raise AssertionError("unreachable: the last try scores under the lock")
 
 
@@ -367,16 +394,19 @@ def _record(
     by: str,
     scored_on: str,
     champion_after: str | None,
+    lock: PromotionLock | None = None,
 ) -> dict[str, Any]:
     score_doc = {"challenger": _clean(challenger), "champion": _clean(champion)}
-    tags = {
-        "promotion.decision": decision.decision,
+    tags = {  # promotion.decision last: its presence means the whole record was written (recorded_decision)
         "promotion.reason": decision.reason,
         "promotion.champion_version": champion_version,
         "promotion.scores": json.dumps(score_doc, sort_keys=True),
         "promotion.record": json.dumps({"scored_on": scored_on, "at": now_iso(), "by": by}, sort_keys=True),
+        "promotion.decision": decision.decision,
     }
     for key, value in tags.items():
+        if lock is not None:  # a decision made under the lock is written only while we still hold it
+            lock.check()
         client.set_model_version_tag(name, version, key, value)
     return {
         "model_name": name,

@@ -1,17 +1,56 @@
-"""The register step: check the training run, log + register the generator, decide champion/challenger."""
+"""The register step: check the training run, log + register the generator, decide champion/challenger.
+
+When the tracking server or its artifact store fails part-way, the step stops with a RegistrationError that
+says what exists: nothing (no model version is created before its artifacts are uploaded and checked), or a
+version whose promotion is not decided yet, which the same command decides when run again.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 from pathlib import Path
 from typing import Any
 
+from productgan.redact import redact
 from productgan.registry import store
 from productgan.registry.config import RegisterConfig, load_register_config
-from productgan.registry.log import check_training_run, find_registered, lineage_tags, log_and_register, read_metrics
+from productgan.registry.log import (
+    RegistrationError,
+    check_training_run,
+    find_registered,
+    lineage_tags,
+    log_and_register,
+    read_metrics,
+)
 from productgan.registry.promote import promote_new_version
 from productgan.registry.scoring import Scorer
+
+log = logging.getLogger(__name__)
+
+
+def _outage_errors() -> tuple[type[BaseException], ...]:
+    """What a tracking server or artifact store that stops answering raises through MLflow's client."""
+    import requests
+    from boto3.exceptions import Boto3Error
+    from botocore.exceptions import BotoCoreError, ClientError
+    from mlflow.exceptions import MlflowException
+
+    # requests' errors cover the proxied artifact store; boto's a client that writes to S3 itself
+    return MlflowException, requests.RequestException, BotoCoreError, ClientError, Boto3Error
+
+
+def _stopped(exc: BaseException, model_name: str, version: str | None) -> RegistrationError:
+    if version is None:
+        state = ("Nothing was registered: no model version is created before its artifacts are uploaded and "
+                 "checked. Run the same command again once the server and its artifact store answer.")
+    else:
+        state = (f"Version {version} of {model_name!r} is registered with complete artifacts, but its promotion "
+                 f"was not decided. Run the same command again once the server answers: it reuses version "
+                 f"{version} and decides it.")
+    return RegistrationError(redact(f"register: stopped by the tracking server or its artifact store: {exc}. "
+                                    f"{state}"))
 
 
 def register_generator(
@@ -34,31 +73,62 @@ def register_generator(
     cfg = cfg or load_register_config()
     generator_dir, metrics_file = Path(generator_dir), Path(metrics_file)
     data = Path(data_dir) if data_dir is not None else None
-    client = store.client()
-    run = check_training_run(client, generator_dir)
-    metrics = read_metrics(metrics_file, cfg.primary_metric)
-    tags = lineage_tags(generator_dir, run, metrics, metrics_file)
-    promote_kwargs = dict(challenger_dir=generator_dir, data_dir=data, scorer=scorer, recorded_scores=metrics)
+    client = store.client()  # a tracking server that does not answer is reported here, before any write
+    version: str | None = None
+    try:
+        run = check_training_run(client, generator_dir)
+        metrics = read_metrics(metrics_file, cfg.primary_metric)
+        tags = lineage_tags(generator_dir, run, metrics, metrics_file)
+        promote_kwargs = dict(challenger_dir=generator_dir, data_dir=data, scorer=scorer, recorded_scores=metrics)
 
-    existing = find_registered(client, cfg.model_name, tags)
-    if existing is not None:
-        result = promote_new_version(client, cfg, existing, **promote_kwargs)
-        result.update(reused=True, training_run_id=run.run_id, model_uri=f"models:/{cfg.model_name}/{existing}")
-        return result
+        version = find_registered(client, cfg.model_name, tags)
+        if version is not None:
+            result = promote_new_version(client, cfg, version, **promote_kwargs)
+            result.update(reused=True, training_run_id=run.run_id, model_uri=f"models:/{cfg.model_name}/{version}")
+            return result
 
-    run_tags = {"mlflow.parentRunId": run.run_id, "productgan.step": "register", "training_run_id": run.run_id}
-    with mlflow.start_run(experiment_id=run.experiment_id, run_name="register", tags=run_tags) as reg:
-        mlflow.log_params({f"register.{k}": v for k, v in dataclasses.asdict(cfg).items()})
-        version, _ = log_and_register(cfg.model_name, generator_dir, {**tags, "register_run_id": reg.info.run_id})
-        result = promote_new_version(client, cfg, version, **promote_kwargs)
+        run_tags = {"mlflow.parentRunId": run.run_id, "productgan.step": "register", "training_run_id": run.run_id}
+        reg = mlflow.start_run(experiment_id=run.experiment_id, run_name="register", tags=run_tags)
+        try:
+            mlflow.log_params({f"register.{k}": v for k, v in dataclasses.asdict(cfg).items()})
+            version, _ = log_and_register(cfg.model_name, generator_dir, {**tags, "register_run_id": reg.info.run_id})
+            result = promote_new_version(client, cfg, version, **promote_kwargs)
+        except BaseException:
+            _end_run("FAILED")
+            raise
+        _summarise(cfg.model_name, version, result)
+        _end_run("FINISHED")
+    except _outage_errors() as exc:
+        raise _stopped(exc, cfg.model_name, version) from exc
+    result.update(reused=False, training_run_id=run.run_id, register_run_id=reg.info.run_id,
+                  model_uri=f"models:/{cfg.model_name}/{version}")
+    return result
+
+
+def _summarise(model_name: str, version: str, result: dict[str, Any]) -> None:
+    """The decision as tags and metrics of the register run: a convenience copy (the version's own tags are
+    the record), so an outage here is a warning, not a failed step."""
+    import mlflow
+
+    try:
         mlflow.set_tags({
-            "model_name": cfg.model_name, "model_version": version, "promotion.decision": result["decision"],
+            "model_name": model_name, "model_version": version, "promotion.decision": result["decision"],
             "promotion.reason": result["reason"], "champion_version": str(result["champion_version"]),
         })
         for role, scores in result["scores"].items():
             for key, value in (scores or {}).items():
                 if value is not None and math.isfinite(value):
                     mlflow.log_metric(f"{role}.{key}", value)
-    result.update(reused=False, training_run_id=run.run_id, register_run_id=reg.info.run_id,
-                  model_uri=f"models:/{cfg.model_name}/{version}")
-    return result
+    except _outage_errors() as exc:
+        log.warning("register: version %s is decided (%s), but its summary on the register run was not written: %s",
+                    version, result["decision"], redact(exc))
+
+
+def _end_run(status: str) -> None:
+    """End the register run; with the server gone it stays RUNNING in MLflow (it holds no model version)."""
+    import mlflow
+
+    try:
+        mlflow.end_run(status)
+    except _outage_errors() as exc:
+        log.warning("register: could not mark the register run %s: %s", status, redact(exc))

@@ -3,7 +3,9 @@
 The URI is MLflow's own choice: ``$MLFLOW_TRACKING_URI`` if set, else ``sqlite:///mlflow.db`` in the
 working directory. Two processes that open a *fresh* SQLite file at once race on the schema migration
 (alembic: "expected to match one row"); ``ensure_store`` creates the schema under an exclusive file lock
-beside the database, once per process, so any number of processes may start together.
+beside the database, once per process, so any number of processes may start together. A tracking server
+(``http(s)://``) is asked once whether it answers at all, with a short timeout and one retry, so a server
+that is down is reported in seconds and before anything is written (MLflow's own retries take minutes).
 """
 
 from __future__ import annotations
@@ -13,6 +15,11 @@ from pathlib import Path
 from typing import Any
 
 _READY: set[str] = set()
+PROBE_TIMEOUT_S = 10
+
+
+class TrackingUnavailable(RuntimeError):
+    """The tracking server does not answer; the message names it (redacted) and what to do."""
 
 
 def tracking_uri() -> str:
@@ -34,6 +41,8 @@ def ensure_store(uri: str | None = None) -> str:
     uri = uri or tracking_uri()
     if uri in _READY:
         return uri
+    if uri.startswith(("http://", "https://")):
+        require_server(uri)
     db = sqlite_path(uri)
     if db is not None:
         db.parent.mkdir(parents=True, exist_ok=True)
@@ -45,6 +54,37 @@ def ensure_store(uri: str | None = None) -> str:
                 fcntl.flock(lock, fcntl.LOCK_UN)
     _READY.add(uri)
     return uri
+
+
+def require_server(uri: str) -> None:
+    """Raise TrackingUnavailable unless the tracking server at ``uri`` answers (any HTTP status counts:
+    a 401 or 404 comes from a live server and is reported by the call that meets it)."""
+    from mlflow.utils.credentials import get_default_host_creds
+    from mlflow.utils.rest_utils import http_request
+
+    from productgan.redact import redact
+
+    try:
+        http_request(get_default_host_creds(uri), "/health", "GET", max_retries=1, backoff_factor=1,
+                     timeout=PROBE_TIMEOUT_S, raise_on_status=False)
+    except Exception as exc:  # MlflowException wrapping a requests error: refused, timed out, DNS
+        raise TrackingUnavailable(redact(
+            f"the MLflow tracking server {uri} does not answer ({_why(exc)}); nothing was written to it. "
+            "Start the server (or fix MLFLOW_TRACKING_URI) and run the step again."
+        )) from exc
+
+
+def _why(exc: Exception) -> str:
+    text = str(exc)
+    reasons = (
+        ("Connection refused", "connection refused"), ("timed out", f"no answer in {PROBE_TIMEOUT_S} s"),
+        ("Failed to resolve", "host name not found"), ("Name or service not known", "host name not found"),
+        ("CERTIFICATE_VERIFY_FAILED", "TLS certificate not trusted"),
+    )
+    for needle, why in reasons:
+        if needle.lower() in text.lower():
+            return why
+    return type(exc).__name__
 
 
 def _touch_schema(uri: str) -> None:

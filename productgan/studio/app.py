@@ -35,7 +35,7 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 from productgan.api import RequestError
 from productgan.edit_request import MAX_SIZE, EditError, Edits
 from productgan.outputs import generate_files, image_name, zip_bytes
-from productgan.redact import redact_uri
+from productgan.redact import redact
 from productgan.render import png_base64, safe_name
 from productgan.studio.models import Catalog, Slot
 
@@ -240,7 +240,7 @@ def info(catalog: Catalog) -> dict[str, Any]:
     slots = catalog.slots()
     params = slots[0].product.params
     doc: dict[str, Any] = {
-        "source": redact_uri(catalog.source),
+        "source": redact(catalog.source),
         "models": [s.describe() for s in slots],
         "defaults": {"n": params.n, "seed": params.seed, "truncation": params.truncation, "steps": params.steps},
         "limits": {"max_n": params.max_n, "max_images": params.max_images, "max_size": MAX_SIZE},
@@ -256,7 +256,7 @@ def info(catalog: Catalog) -> dict[str, Any]:
         cfg = load_register_config()
         doc["registry"] = {
             "model_name": catalog.model_name,
-            "tracking_uri": redact_uri(mlflow.get_tracking_uri()),
+            "tracking_uri": redact(mlflow.get_tracking_uri()),
             "primary_metric": cfg.primary_metric,
             "greater_is_better": cfg.greater_is_better,
             "margin": cfg.margin,
@@ -268,7 +268,7 @@ def info(catalog: Catalog) -> dict[str, Any]:
 
 
 def _error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": redact_uri(message)}, status_code=status)
+    return JSONResponse({"error": redact(message)}, status_code=status)
 
 
 async def _timed(work: Callable[[], dict[str, Any]]) -> JSONResponse:

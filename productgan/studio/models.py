@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from productgan.api import GenerateParams, ProductGenerator, RequestError, load
-from productgan.redact import redact_uri
+from productgan.redact import redact
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +148,7 @@ class Catalog:
                 uri = f"models:/{self.model_name}/{version}"
                 slots.append(Slot(key, uri, product, version, details, lock))
         except Exception as exc:  # the registry is remote: any failure keeps what is loaded
-            message = redact_uri(f"the registry could not be read: {exc}")
+            message = redact(f"the registry could not be read: {exc}")
             if strict:
                 raise RuntimeError(message) from exc
             log.warning("studio: %s", message)

@@ -14,15 +14,16 @@ from typing import BinaryIO
 
 from productgan.data.safety import sanitize_source_name
 from productgan.data.sources.base import IngestError, Listed, Plan, PlannedFile, Source, plan_photos
+from productgan.redact import redact
 
 
 def parse_s3_uri(uri: str) -> tuple[str, str]:
     """(bucket, prefix ending in '/' or empty) of ``s3://bucket/prefix``."""
     if not uri.startswith("s3://"):
-        raise IngestError(f"ingest: {uri!r} is not an s3:// URI")
+        raise IngestError(f"ingest: {redact(uri)!r} is not an s3:// URI")
     bucket, _, prefix = uri[len("s3://") :].partition("/")
     if not bucket:
-        raise IngestError(f"ingest: {uri!r} names no bucket; use s3://bucket/prefix")
+        raise IngestError(f"ingest: {redact(uri)!r} names no bucket; use s3://bucket/prefix")
     prefix = prefix.strip("/")
     return bucket, (prefix + "/" if prefix else "")
 
@@ -38,7 +39,7 @@ class S3Source(Source):
         if max_attempts < 1:
             raise IngestError(f"ingest: params ingest.s3_max_attempts is {max_attempts}; it must be 1 or more")
         self.bucket, self.prefix = parse_s3_uri(uri)
-        self.uri = f"s3://{self.bucket}/{self.prefix}"
+        self.uri = redact(f"s3://{self.bucket}/{self.prefix}")  # recorded in manifest.json and shown
         last = self.prefix.rstrip("/").rsplit("/", 1)[-1] if self.prefix else self.bucket
         self.default_name = sanitize_source_name(last)
         self._root_category = last
@@ -50,11 +51,11 @@ class S3Source(Source):
 
     def _error(self, what: str, exc: Exception) -> IngestError:
         endpoint = self._client.meta.endpoint_url
-        return IngestError(
+        return IngestError(redact(
             f"ingest: S3 {what} on {self.uri} (endpoint {endpoint}) failed: {exc}. Check the bucket and prefix, "
             "the credentials (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or AWS_PROFILE), the region, and for "
             "MinIO the endpoint (params ingest.s3_endpoint_url or AWS_ENDPOINT_URL)"
-        )
+        ))
 
     def _listing(self) -> Iterator[Listed]:
         from botocore.exceptions import BotoCoreError, ClientError
