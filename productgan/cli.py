@@ -23,6 +23,7 @@ COMMANDS: dict[str, str] = {
     "ingest": "ingest:ingest",
     "preprocess": "preprocess:preprocess",
     "train": "train:train",
+    "sync-run": "train:sync_run",
     "evaluate": "evaluate:evaluate",
     "register": "register:register",
     "promote": "register:promote",

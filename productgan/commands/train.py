@@ -39,3 +39,25 @@ def train(data_dir: str, out_dir: str, recipe: str | None, steps: int | None, re
     result = trainer.run()
     if result.exit_code:
         sys.exit(result.exit_code)
+
+
+@click.command("sync-run")
+@click.option("--checkpoints", "checkpoint_dir", default=None, type=click.Path(file_okay=False),
+              help="The training's checkpoint folder (default: train.checkpoint_dir in params.yaml).")
+def sync_run(checkpoint_dir: str | None) -> None:
+    """Send to MLflow what training kept while the tracking server was down, and complete run.json.
+
+    Training never waits for MLflow: calls it cannot send are kept in <checkpoints>/mlflow-pending/. Run this
+    (not while that training runs) once the server answers; exits 1 while anything is still kept."""
+    from productgan.gan.run import sync_runs
+
+    if checkpoint_dir is None:
+        from productgan.gan.recipes import TrainParams
+        from productgan.params import ParamsError, load_section
+
+        try:
+            checkpoint_dir = load_section("train", TrainParams).checkpoint_dir
+        except ParamsError as exc:
+            raise click.ClickException(f"sync-run: {exc}") from exc
+    if not sync_runs(checkpoint_dir, say=lambda m: click.echo(m, err=True)):
+        sys.exit(1)

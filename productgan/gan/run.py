@@ -6,6 +6,11 @@ turns SIGTERM/SIGINT into a flag the loop acts on at the next step boundary, and
 ``generator.safetensors`` + ``generator.json``, ``grid.png``, the metrics and loss-curve files, and
 ``run.json`` last (downstream steps trust a FINISHED ``run.json``). A failed run leaves no generator.
 Everything here happens on rank 0 only; the other ranks get quiet no-ops.
+
+A tracking store that is down does not stop the run (``tracking.py`` keeps its calls). When calls are still
+kept at the end, ``run.json`` says so (``mlflow_pending``: what MLflow lacks, the journal, the command that
+sends it) and the user is told; ``sync_runs`` (``productgan sync-run``) sends them later and completes
+``run.json``. Everything recorded or printed about the tracking store is redacted.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
+import os
 import signal
 import sys
 import threading
@@ -29,9 +35,10 @@ from productgan.gan.config import GeneratorConfig
 from productgan.gan.export import CONFIG, WEIGHTS, save_generator
 from productgan.gan.recipes import TrainParams
 from productgan.gan.sample import save_png
-from productgan.gan.tracking import Tracker
-from productgan.io import atomic_open, atomic_write_json
+from productgan.gan.tracking import PENDING_DIR, SYNC_COMMAND, Tracker, pending_journals
+from productgan.io import atomic_open, atomic_write_json, read_json
 from productgan.lineage import Lineage
+from productgan.redact import redact
 
 RUN_FILE = "run.json"
 GRID_FILE = "grid.png"
@@ -60,7 +67,8 @@ def flat_params(params: TrainParams) -> dict[str, Any]:
 class RunLifecycle:
     def __init__(self, params: TrainParams, out_dir: Path, lineage: Lineage, main: bool, track: bool) -> None:
         self.params, self.out_dir, self.lineage, self.main = params, out_dir, lineage, main
-        self.tracker = Tracker(enabled=track and main)
+        self.tracker = Tracker(enabled=track and main, pending_root=Path(params.checkpoint_dir) / PENDING_DIR,
+                               say=self.say)
         self.stop_signal: int | None = None
         self.pbar: Any = None
 
@@ -104,6 +112,7 @@ class RunLifecycle:
     def say(self, message: str) -> None:
         if not self.main:
             return
+        message = redact(message)
         if self._bar_shown():
             self.pbar.write(f"train: {message}", file=sys.stderr)
         else:
@@ -111,14 +120,22 @@ class RunLifecycle:
 
     # ---------------------------------------------------------------------------------------- tracking
 
-    def start_tracking(self, run_id: str | None, logged_params: dict[str, Any]) -> None:
-        """Continue MLflow run ``run_id`` (a resume) or start a new one and log ``logged_params`` on it."""
+    def start_tracking(self, run_id: str | None, logged_params: dict[str, Any], journal_id: str | None = None) -> None:
+        """Continue MLflow run ``run_id`` and its journal of kept calls (a resume) or start a new run and log
+        ``logged_params`` on it."""
+        if not self.tracker.enabled:
+            return
         p, lineage = self.params, self.lineage
+        others = [j for j in pending_journals(p.checkpoint_dir) if j.name != journal_id]
+        if others:
+            self.say(f"{len(others)} earlier run(s) still have MLflow calls kept in {others[0].parent} (the server "
+                     f"was down); `{self._sync_command()}` sends them")
         tags = {"recipe": p.recipe, "dataset_version": lineage.dataset_version, "git_commit": lineage.git_commit,
                 "params_hash": lineage.params_hash, "productgan.step": "train"}
-        self.tracker.start(p.experiment, run_id, run_name=f"train-{p.recipe}",
-                           tags={k: str(v) for k, v in tags.items() if v is not None})
-        if run_id is None and self.tracker.run_id:
+        new = self.tracker.start(p.experiment, run_id, run_name=f"train-{p.recipe}",
+                                 tags={k: str(v) for k, v in tags.items() if v is not None}, journal_id=journal_id,
+                                 meta={"run_file": str((self.out_dir / RUN_FILE).resolve())})
+        if new:
             self.tracker.log_params({**flat_params(p), "dataset_version": lineage.dataset_version,
                                      **logged_params})
 
@@ -155,7 +172,7 @@ class RunLifecycle:
         self.tracker.log_image(grid, "samples", step)
         self.tracker.log_artifacts(str(self.out_dir), "generator")
         self.tracker.end("FINISHED")
-        self._write_run_file("FINISHED")  # last: downstream steps trust a FINISHED run.json
+        self._write_run_file("FINISHED", pending=self._close_tracking())  # last: downstream steps trust it
 
     def fail(self, message: str) -> None:
         if not self.main:
@@ -163,14 +180,15 @@ class RunLifecycle:
         self.tracker.set_tags({"failure": message[:5000]})
         self.tracker.end("FAILED")
         self.clean_outputs()
-        self._write_run_file("FAILED", message)
-        print(f"train: FAILED: {message}", file=sys.stderr, flush=True)
+        self._write_run_file("FAILED", message, pending=self._close_tracking())
+        print(f"train: FAILED: {redact(message)}", file=sys.stderr, flush=True)
 
     def interrupted(self, step: int, checkpoint_dir: Path) -> TrainResult:
         name = signal.Signals(self.stop_signal).name if self.stop_signal else "signal"
         message = (f"stopped by {name} at step {step}; checkpoint written to {checkpoint_dir}; "
                    "run again with --resume to continue")
         self.tracker.end("KILLED")
+        self._close_tracking()
         self.say(message)
         return TrainResult("INTERRUPTED", step, self.run_id, message, exit_code=128 + (self.stop_signal or
                                                                                        signal.SIGTERM))
@@ -182,11 +200,28 @@ class RunLifecycle:
         for name in (WEIGHTS, CONFIG, RUN_FILE, GRID_FILE):
             (self.out_dir / name).unlink(missing_ok=True)
 
-    def _write_run_file(self, status: str, message: str | None = None) -> None:
+    def _sync_command(self) -> str:
+        return f"{SYNC_COMMAND} --checkpoints {self.params.checkpoint_dir}"
+
+    def _close_tracking(self) -> dict[str, str] | None:
+        """A last try to send the kept MLflow calls; what is still missing is said (and returned for run.json)."""
+        missing = self.tracker.close()
+        if missing is None:
+            return None
+        pending = {"missing": missing, "journal": str(self.tracker.journal.folder), "command": self._sync_command()}
+        self.say(f"WARNING: the MLflow run is not complete: {self.tracker.tracking_uri} does not answer. Missing "
+                 f"there: {missing}. Nothing is lost: these calls are kept in {pending['journal']}, and the "
+                 f"generator, metrics and plots files are written. When the server answers, run "
+                 f"`{pending['command']}` (or `productgan train --resume`) to send them; register needs them")
+        return pending
+
+    def _write_run_file(self, status: str, message: str | None = None, pending: dict[str, str] | None = None) -> None:
         doc = {"run_id": self.tracker.run_id, "tracking_uri": self.tracker.tracking_uri,
                "experiment_id": self.tracker.experiment_id, "status": status}
         if message:
-            doc["message"] = message
+            doc["message"] = redact(message)
+        if pending:
+            doc["mlflow_pending"] = pending
         atomic_write_json(self.out_dir / RUN_FILE, doc)
 
     def _write_metrics(self, metrics: dict[str, Any], history: dict[str, list[float]]) -> None:
@@ -198,3 +233,41 @@ class RunLifecycle:
             writer.writerow([int(row[0]), *(f"{v:.6g}" for v in row[1:])])
         with atomic_open(self.params.plots_file, "wb") as fh:
             fh.write(buf.getvalue().encode("utf-8"))
+
+
+def sync_runs(checkpoint_dir: str | os.PathLike[str], say: Any = print) -> bool:
+    """Send the MLflow calls that training runs in ``checkpoint_dir`` kept while the tracking store was down
+    (``productgan sync-run``), and complete each run's ``run.json``. Returns True when nothing is kept any more.
+    Run it while no training uses that checkpoint folder."""
+    journals = pending_journals(checkpoint_dir)
+    if not journals:
+        say(f"sync-run: no MLflow calls are kept in {Path(checkpoint_dir) / PENDING_DIR}; nothing to send")
+        return True
+    complete = True
+    for folder in journals:
+        tracker = Tracker(pending_root=folder.parent, say=lambda m: say(f"sync-run: {m}"))
+        tracker.connect(folder.name)
+        run_file = tracker.journal.meta.get("run_file")
+        missing = tracker.close()
+        if missing is not None:
+            complete = False
+            say(redact(f"sync-run: {folder}: MLflow at {tracker.tracking_uri} still lacks {missing}; "
+                       "run this again when it answers"))
+            continue
+        if run_file:
+            _complete_run_file(Path(run_file), folder.name, tracker)
+        say(f"sync-run: run {tracker.run_id} is complete in MLflow ({tracker.tracking_uri})"
+            + (f"; {run_file} updated" if run_file else ""))
+    return complete
+
+
+def _complete_run_file(path: Path, journal_id: str, tracker: Tracker) -> None:
+    """Record the run id in a run.json that waited for these calls (not one a later run wrote since)."""
+    if not path.is_file():
+        return
+    doc = read_json(path)
+    if Path(str((doc.get("mlflow_pending") or {}).get("journal", ""))).name != journal_id:
+        return
+    doc.pop("mlflow_pending")
+    doc.update(run_id=tracker.run_id, experiment_id=tracker.experiment_id, tracking_uri=tracker.tracking_uri)
+    atomic_write_json(path, doc)

@@ -12,11 +12,12 @@ and weights are channels_last; on CUDA the networks run under bf16 autocast and 
 Data parallel: under ``torchrun`` each rank takes its slice of the global batch.
 
 Safety: a checkpoint (G, D, EMA, optimisers, grad scaler, step, RNG and augmentation state, loss history,
-MLflow run id) is written atomically every ``checkpoint_every`` steps and at step 0; ``--resume``
-continues from the newest one and the same MLflow run when its fingerprint (settings, data and the code
-that shapes the model) matches. SIGTERM/SIGINT write a checkpoint and stop. A NaN/inf loss or an
-exploding gradient restores the last checkpoint with lower learning rates, at most ``max_restarts`` times;
-then the run fails (MLflow status FAILED, run.json status FAILED, no weights).
+MLflow run id, the id of the journal of MLflow calls kept while the store was down) is written atomically
+every ``checkpoint_every`` steps and at step 0; ``--resume`` continues from the newest one, the same MLflow
+run and its journal when its fingerprint (settings, data and the code that shapes the model) matches.
+SIGTERM/SIGINT write a checkpoint and stop. A NaN/inf loss or an exploding gradient restores the last
+checkpoint with lower learning rates, at most ``max_restarts`` times; then the run fails (MLflow status
+FAILED, run.json status FAILED, no weights).
 
 Randomness: every draw of step ``s`` (latents, augmentation) comes from a generator seeded by
 (seed, s, rank, restarts), and batches are a function of (seed, s), so a resumed run continues exactly
@@ -347,6 +348,7 @@ class Trainer:
             "lr_scale": self.lr_scale,
             "train_seconds": self._seconds(),
             "run_id": self.lifecycle.run_id,
+            "tracking_journal": self.lifecycle.tracker.journal_id,  # MLflow calls kept while the store was down
             "G": self.G.state_dict(),
             "D": self.D.state_dict(),
             "G_ema": self.ema.state_dict() if self.ema is not None else {},
@@ -426,7 +428,7 @@ class Trainer:
                 raise TrainingFailed(f"{path} cannot be restored ({exc}); run without --resume to start anew "
                                      f"(its checkpoints move to {self.ckpt_dir / PREVIOUS})") from exc
             self._seconds_base = float(state.get("train_seconds", 0.0))
-            self.lifecycle.start_tracking(state.get("run_id"), {})
+            self.lifecycle.start_tracking(state.get("run_id"), {}, state.get("tracking_journal"))
             self.lifecycle.tracker.set_tags({"resumed_at_step": self.step})
             say(f"resumed from {path} at step {self.step}")
 

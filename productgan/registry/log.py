@@ -65,6 +65,13 @@ def check_training_run(client: Any, generator_dir: Path) -> TrainingRun:
         )
     info = read_json(run_file)
     run_id, file_status = info.get("run_id"), str(info.get("status", ""))
+    pending = info.get("mlflow_pending")
+    if pending:  # training went on while the tracking server was down; its run is not complete in MLflow
+        raise RegistrationError(
+            f"register: {run_file} says the training run is not complete in MLflow (missing: "
+            f"{pending.get('missing')}). Send what training kept with `{pending.get('command')}` once the "
+            "tracking server answers, then register again."
+        )
     if not run_id:
         raise RegistrationError(f"register: {run_file} has no run_id; re-run `productgan train`")
     if file_status != "FINISHED":

@@ -56,7 +56,7 @@ def ensure_store(uri: str | None = None) -> str:
     return uri
 
 
-def require_server(uri: str) -> None:
+def require_server(uri: str, timeout_s: float = PROBE_TIMEOUT_S, retries: int = 1) -> None:
     """Raise TrackingUnavailable unless the tracking server at ``uri`` answers (any HTTP status counts:
     a 401 or 404 comes from a live server and is reported by the call that meets it)."""
     from mlflow.utils.credentials import get_default_host_creds
@@ -65,19 +65,24 @@ def require_server(uri: str) -> None:
     from productgan.redact import redact
 
     try:
-        http_request(get_default_host_creds(uri), "/health", "GET", max_retries=1, backoff_factor=1,
-                     timeout=PROBE_TIMEOUT_S, raise_on_status=False)
+        http_request(get_default_host_creds(uri), "/health", "GET", max_retries=retries, backoff_factor=1,
+                     timeout=timeout_s, raise_on_status=False)
     except Exception as exc:  # MlflowException wrapping a requests error: refused, timed out, DNS
         raise TrackingUnavailable(redact(
-            f"the MLflow tracking server {uri} does not answer ({_why(exc)}); nothing was written to it. "
-            "Start the server (or fix MLFLOW_TRACKING_URI) and run the step again."
+            f"the MLflow tracking server {uri} does not answer ({unreachable_reason(exc, timeout_s)}); nothing was "
+            "written to it. Start the server (or fix MLFLOW_TRACKING_URI) and run the step again."
         )) from exc
 
 
-def _why(exc: Exception) -> str:
+def unreachable_reason(exc: BaseException, timeout_s: float | None = None) -> str:
+    """Why a call to a store failed, in a few words (connection refused, no answer in N s, ...)."""
     text = str(exc)
     reasons = (
-        ("Connection refused", "connection refused"), ("timed out", f"no answer in {PROBE_TIMEOUT_S} s"),
+        ("Connection refused", "connection refused"),
+        ("timed out", f"no answer in {timeout_s:g} s" if timeout_s else "no answer in time"),
+        ("timeout", f"no answer in {timeout_s:g} s" if timeout_s else "no answer in time"),
+        ("too many 5", "server errors (5xx)"), ("Connection aborted", "connection dropped"),
+        ("RemoteDisconnected", "connection dropped"),
         ("Failed to resolve", "host name not found"), ("Name or service not known", "host name not found"),
         ("CERTIFICATE_VERIFY_FAILED", "TLS certificate not trusted"),
     )
