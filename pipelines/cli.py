@@ -18,7 +18,9 @@ _PARAM_HELP = (
 
 
 def _fail(exc: Exception) -> click.ClickException:
-    return click.ClickException(str(exc))
+    from productgan.redact import redact
+
+    return click.ClickException(redact(exc))
 
 
 def _require_kfp(command: str) -> None:
@@ -85,6 +87,7 @@ def run_local(source: str | None, workdir: str, per_category: int, full: bool, a
     from pipelines.overrides import OverrideError
     from pipelines.product_gan import default_params_text
     from productgan.params import ParamsError
+    from productgan.redact import redact
 
     try:
         result = _run_local(workdir, default_params_text(), source, assignments, tiny=not full,
@@ -96,7 +99,7 @@ def run_local(source: str | None, workdir: str, per_category: int, full: bool, a
     verdict = "trained, evaluated and registered" if result.retrained else "ended early: nothing new"
     click.echo(f"pipeline run-local: {verdict}")
     click.echo(f"  artifacts: {result.run_dir}")
-    click.echo(f"  MLflow:    {result.tracking_uri}  ({result.ui_command})")
+    click.echo(redact(f"  MLflow:    {result.tracking_uri}  ({result.ui_command})"))  # the URI may hold a password
 
 
 @click.command()

@@ -108,3 +108,21 @@ def test_evaluate_reads_a_redacted_run_json_without_the_mask(tmp_path) -> None:
 
     atomic_write_json(tmp_path / "run.json", {"run_id": "abc", "tracking_uri": redact(f"https://u:{CANARY}@mlflow")})
     assert training_run(tmp_path) == ("abc", "https://mlflow")
+
+
+def test_pipeline_run_local_summary_shows_the_tracking_uri_redacted(tmp_path, monkeypatch) -> None:
+    """`pipeline run-local` ends with the MLflow line (URI and `mlflow ui` command): no password in it, also
+    when the command is invoked in-process (no process-wide redaction)."""
+    from click.testing import CliRunner
+
+    import pipelines.local
+    from pipelines.cli import pipeline
+
+    uri = f"postgresql://mlflow:{CANARY}@db:5432/mlflow"
+    monkeypatch.setattr(pipelines.local, "run_local", lambda *a, **k: pipelines.local.LocalRun(
+        tmp_path, tmp_path / "run", uri, True, "summary"))
+    res = CliRunner().invoke(pipeline, ["run-local", "--workdir", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    assert CANARY not in res.output
+    assert "MLflow:    postgresql://***@db:5432/mlflow  (mlflow ui --backend-store-uri postgresql://***@db" in (
+        res.output)
