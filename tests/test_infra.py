@@ -248,6 +248,39 @@ def test_mlflow_server_uses_postgres_s3_and_allowed_hosts():
             assert {"MLFLOW_FLASK_SERVER_SECRET_KEY", "MLFLOW_AUTH_ADMIN_PASSWORD", "MLFLOW_AUTH_CONFIG_PATH"} <= env
 
 
+def _pinned(requirements: list[str]) -> dict[str, str]:
+    """{normalised distribution name: version} of ``name[extras]==version`` lines."""
+    found = {}
+    for req in requirements:
+        name, _, version = req.partition("==")
+        if version:
+            found[re.sub(r"[-_.]+", "-", name.split("[")[0]).lower()] = version.strip()
+    return found
+
+
+def test_mlflow_image_installs_the_driver_sqlalchemy_opens_the_cluster_stores_with():
+    """SQLAlchemy 2.1 opens ``postgresql://`` with psycopg 3 (2.0 took psycopg2): the server image pins the lock's
+    SQLAlchemy and installs the driver that version picks for every PostgreSQL URI of infra/k8s (the tracking
+    store and the basic-auth user store); the PostgreSQL test tier runs the same driver in this venv."""
+    from sqlalchemy.engine import make_url
+
+    steps = _instructions(REPO / "infra" / "docker" / "mlflow.Dockerfile")
+    image = _pinned([t.strip("\"'") for k, v in steps if k == "RUN" for t in v.split() if "==" in t])
+    lock = _pinned((REPO / "requirements.lock").read_text().splitlines())
+    for dist in ("mlflow", "sqlalchemy", "boto3"):
+        assert image.get(dist) == lock[dist], f"mlflow.Dockerfile: {dist} {image.get(dist)} != lock {lock[dist]}"
+    text = "\n".join(yaml.safe_dump(o) for folder in OVERLAYS + [K8S / "base"] for o in render(folder))
+    text += (K8S / "secrets" / "secrets.example.yaml").read_text()
+    uris = set(re.findall(r"postgresql(?:\+\w+)?://[^\s'\"]+", text))
+    assert len(uris) >= 2, uris  # the tracking store and the auth store
+    packages = {"psycopg": "psycopg", "psycopg2": "psycopg2-binary", "pg8000": "pg8000", "asyncpg": "asyncpg"}
+    for uri in uris:
+        driver = make_url(re.sub(r"\$\(\w+\)", "x", uri)).get_dialect().driver
+        assert packages[driver] in image, f"{uri}: SQLAlchemy {lock['sqlalchemy']} opens it with {driver}, which " \
+                                          f"mlflow.Dockerfile does not install"
+        __import__(driver)  # and this venv (the PostgreSQL test tier) has it
+
+
 def test_cronjob_alternative_runs_a_valid_submit_command():
     from pipelines.cli import submit
 
