@@ -1,6 +1,7 @@
 """The retraining decision: has this (dataset version, code version, params) triple been trained already?
 
-A run trains only when the triple is new: no registered model version carries it yet. Comparing with every
+A run trains only when the triple is new: no registered model version whose promotion was decided carries it
+yet (a version register left undecided, e.g. in a tracking-server outage, does not count). Comparing with every
 version, not only the champion, matters: a model trained on new data that lost to the champion stays a
 non-promoted version, and the next scheduled run must not train the very same thing again.
 
@@ -14,6 +15,9 @@ import dataclasses
 
 # Model version tags the register step sets (the lineage of the generator it registers).
 LINEAGE_TAGS = ("dataset_version", "git_commit", "params_hash")
+# Set last by register on a version whose promotion was decided (productgan.registry.promote); a version
+# without it was left half-done (e.g. by a tracking-server outage) and does not count as trained.
+DECISION_TAG = "promotion.decision"
 DEFAULT_MODEL_NAME = "product-gan"
 
 
@@ -58,8 +62,12 @@ def retrain_decision(
         return RetrainDecision(True, f"no version of model {name!r} is registered yet")
 
     current = {"dataset_version": dataset_version, "git_commit": git_commit, "params_hash": params_hash}
+    undecided = []
     for mv in sorted(versions, key=lambda v: int(v.version), reverse=True):
         if all(mv.tags.get(k) == current[k] for k in LINEAGE_TAGS):
+            if DECISION_TAG not in mv.tags:  # register stopped before deciding (an outage): not done yet
+                undecided.append(str(mv.version))
+                continue
             aliases = ", ".join(getattr(mv, "aliases", None) or []) or "no alias: it did not beat the champion"
             return RetrainDecision(
                 False,
@@ -68,6 +76,12 @@ def retrain_decision(
                 str(mv.version),
             )
 
+    if undecided:
+        return RetrainDecision(
+            True, f"version {undecided[0]} of {name!r} was trained from this dataset version, code and params but "
+            f"never decided (register stopped before its {DECISION_TAG} tag); training again lets register "
+            "finish it (the same generator reuses that version)"
+        )
     latest = max(versions, key=lambda v: int(v.version))
     try:
         reference = client.get_model_version_by_alias(name, "champion")

@@ -46,12 +46,14 @@ def registry(tracking_uri, tmp_path, name):
 
     client = MlflowClient()
 
-    def add(dataset_version: str, git_commit: str, phash: str, champion: bool) -> str:
+    def add(dataset_version: str, git_commit: str, phash: str, champion: bool, decided: bool = True) -> str:
         if not client.search_registered_models(f"name = '{name}'"):
             client.create_registered_model(name)
         source = tmp_path / "artifacts" / dataset_version
         source.mkdir(parents=True, exist_ok=True)
         tags = {"dataset_version": dataset_version, "git_commit": git_commit, "params_hash": phash}
+        if decided:  # register's last tag on a version (productgan.registry.promote)
+            tags["promotion.decision"] = "promoted" if champion else "kept"
         mv = client.create_model_version(name, str(source), tags=tags)
         if champion:
             client.set_registered_model_alias(name, "champion", mv.version)
@@ -94,6 +96,18 @@ def test_a_candidate_that_lost_to_the_champion_is_not_trained_again(registry, na
     decision = retrain.retrain_decision(name, DATA_B, CODE, params_hash(PARAMS))
     assert not decision.retrain and decision.matching_version == loser
     assert "did not beat the champion" in decision.reason
+
+
+def test_a_version_register_left_undecided_does_not_count_as_trained(registry, name):
+    """An outage stopped register after the version was created, before its decision: the triple is not done,
+    so the next run trains (and register, finding the same generator, finishes that version)."""
+    registry(DATA_A, CODE, params_hash(PARAMS), champion=True)
+    half = registry(DATA_B, CODE, params_hash(PARAMS), champion=False, decided=False)
+    decision = retrain.retrain_decision(name, DATA_B, CODE, params_hash(PARAMS))
+    assert decision.retrain and decision.matching_version is None
+    assert f"version {half} of" in decision.reason and "never decided" in decision.reason
+    registry(DATA_B, CODE, params_hash(PARAMS), champion=False)  # a later register decided one: done
+    assert not retrain.retrain_decision(name, DATA_B, CODE, params_hash(PARAMS)).retrain
 
 
 def test_force_dirty_or_unknown_code_always_train(registry, name):
