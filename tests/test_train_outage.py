@@ -253,3 +253,22 @@ def test_killed_during_an_outage_then_resumed_sends_what_the_first_session_kept(
     assert set(_logged_steps(mlflow_server, run_id)) == set(range(1, k + 5))  # both sessions, every step
     assert len(_client(mlflow_server).search_runs([run.info.experiment_id])) == 1  # one run, not two
     assert CANARY not in out
+
+
+def test_a_refused_call_is_dropped_and_a_torn_journal_line_ignored(tmp_path, client_env):
+    """MLflow refusing a call (a param logged again with another value) is no outage: one warning, nothing kept,
+    later calls go on. A journal whose last line was cut by a kill is read up to that line."""
+    client_env.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    said: list[str] = []
+    tracker = tracking.Tracker(pending_root=tmp_path / "pending", say=said.append)
+    assert tracker.start("exp", None, "run", {"recipe": "default"})
+    tracker.log_params({"lr": 1})
+    tracker.log_params({"lr": 2})  # INVALID_PARAMETER_VALUE: params are immutable
+    tracker.log_metrics({"loss": 0.5}, 1)
+    assert not tracker.pending and len(said) == 1 and "refused params" in said[0]
+    assert tracker.close() is None
+
+    folder = tmp_path / "pending" / "torn"
+    folder.mkdir(parents=True)
+    (folder / "ops.jsonl").write_text(json.dumps({"op": "tags", "tags": {"a": "1"}}) + '\n{"op": "metr')
+    assert tracking.Journal(folder).ops == [{"op": "tags", "tags": {"a": "1"}}]

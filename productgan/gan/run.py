@@ -22,7 +22,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -210,9 +210,8 @@ class RunLifecycle:
             return None
         pending = {"missing": missing, "journal": str(self.tracker.journal.folder), "command": self._sync_command()}
         self.say(f"WARNING: the MLflow run is not complete: {self.tracker.tracking_uri} does not answer. Missing "
-                 f"there: {missing}. Nothing is lost: these calls are kept in {pending['journal']}, and the "
-                 f"generator, metrics and plots files are written. When the server answers, run "
-                 f"`{pending['command']}` (or `productgan train --resume`) to send them; register needs them")
+                 f"there: {missing}. Nothing is lost: these calls are kept in {pending['journal']}. When the "
+                 f"server answers, run `{pending['command']}` to send them (register needs them)")
         return pending
 
     def _write_run_file(self, status: str, message: str | None = None, pending: dict[str, str] | None = None) -> None:
@@ -235,7 +234,7 @@ class RunLifecycle:
             fh.write(buf.getvalue().encode("utf-8"))
 
 
-def sync_runs(checkpoint_dir: str | os.PathLike[str], say: Any = print) -> bool:
+def sync_runs(checkpoint_dir: str | os.PathLike[str], say: Callable[[str], None] = print) -> bool:
     """Send the MLflow calls that training runs in ``checkpoint_dir`` kept while the tracking store was down
     (``productgan sync-run``), and complete each run's ``run.json``. Returns True when nothing is kept any more.
     Run it while no training uses that checkpoint folder."""

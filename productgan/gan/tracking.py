@@ -6,7 +6,8 @@ MLflow at once while the store answers. When a call fails because it does not (c
 ``<checkpoint_dir>/mlflow-pending/<id>/`` (``ops.jsonl``, ``meta.json``, and the images and generator files in
 ``files/``). Training goes on without waiting: the store is asked again (``/health``, a few seconds at most)
 every ``retry_every_s`` and, once it answers, the journal is sent in order and emptied. A run that ends with
-calls still kept says what MLflow lacks; ``productgan sync-run`` (or ``train --resume``) sends them later.
+calls still kept says what MLflow lacks; ``productgan sync-run`` sends them later (a run killed during an
+outage sends them itself when ``--resume`` continues it).
 
 MLflow retries each failed HTTP request 7 times with back-off by default (minutes per call): training caps it
 (``HTTP_DEFAULTS``; the user's own settings win), as nothing is lost by failing fast. A call the store refuses
