@@ -42,6 +42,7 @@ TINY: dict[str, Any] = {
     "train.baseline.g_channels": 8,
     "train.baseline.d_channels": 8,
     "evaluate.n": 100,
+    "evaluate.fid_n": 20,
     "evaluate.batch_size": 50,
     "evaluate.kid_subsets": 5,
     "evaluate.kid_subset_size": 20,
@@ -96,9 +97,11 @@ def make_tiny_source(out: Path, per_category: int = 30) -> Path:
 def local_settings(checkpoints: Path) -> dict[str, Any]:
     """What a machine without a cluster changes: train's checkpoints in a plain folder (``<checkpoints>/<run id>/``,
     no PVC; the same resume path, see pipelines/scaling.py), train in one process here (no PyTorchJob), and
-    evaluate without a GPU (kfp.local ignores accelerators), so no Inception fid is added to its metrics."""
+    evaluate without a GPU (kfp.local ignores accelerators), and the statistics cache in ``$PRODUCTGAN_CACHE``
+    (``run_local`` sets it to ``<workdir>/cache`` unless set) instead of a volume."""
     return {
         "pipeline.checkpoints.pvc": "none",
+        "pipeline.stats_cache.pvc": "none",
         "pipeline.checkpoints.mount_path": str(checkpoints),
         "pipeline.train_launcher": "pod",
         "pipeline.gpus": 1,
@@ -146,8 +149,9 @@ def run_local(
     # train works in checkpoints/<run id>/: a folder per run, as a volume per run on a cluster
     text, arguments = local_params(params_text, source, assignments, tiny, local_settings(work / "checkpoints"))
 
-    # kfp.local's subprocesses inherit this environment.
+    # kfp.local's subprocesses inherit this environment; the cache is shared by the runs of one workdir.
     os.environ["PYTHONPATH"] = _python_path()
+    os.environ.setdefault("PRODUCTGAN_CACHE", str(work / "cache"))
     tracking_uri = os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{work / 'mlflow.db'}")
     root = work / "pipeline_root"
     before = set(root.iterdir()) if root.is_dir() else set()
