@@ -15,7 +15,12 @@ DataLoader that collates them, the same networks in fp32 NCHW, separate D passes
 `.item()` on both losses every step.
 
 Quality metric: the evaluate step's `fd_domain` (the metric registration promotes on) and class accuracy,
-for the exported generator and for the last four checkpoints. For reference also `fd_clf`: a small CNN
+for the exported generator and for the last four checkpoints; with `--fid N` also the evaluate step's Inception
+`fid` at N a side, `fid_inf` and the fit's FID at 10,000 (for the exported generator only: ~N/7 CPU-seconds
+each). Equal CPU budgets on a shared machine: `quality --steps S` trains every variant for S steps (no time
+limit); convert "10 minutes of 2 quiet cores" into steps per variant from its images per CPU-second
+(benchmarks/compare_checkouts.py) and the quiet-machine throughput of the default in RESULTS.md.
+For reference also `fd_clf`: a small CNN
 classifier trained here (seeded, cached); the Fréchet distance between its 128-d penultimate features of
 10,000 real test images and 10,000 generated images (1,000 per category). Neither is FID.
 """
@@ -299,8 +304,11 @@ def frechet(a: np.ndarray, b: np.ndarray) -> float:
     return frechet_distance_features(a, b)
 
 
+FID_N = 0  # --fid N: also the Inception fid / fid_inf at N a side (0 = off)
+
+
 def score(G: nn.Module, cfg: Any, net: Classifier, real_feats: np.ndarray, data: Path,
-          per_class: int = 1000) -> dict[str, float]:
+          per_class: int = 1000, fid: bool = False) -> dict[str, float]:
     """The evaluate step's fd_domain and class_accuracy (the metric the recipes are compared on) and, for
     reference, fd_clf and the benchmark classifier's accuracy, for a loaded generator."""
     from productgan.gan.sample import generate_uint8
@@ -312,17 +320,22 @@ def score(G: nn.Module, cfg: Any, net: Classifier, real_feats: np.ndarray, data:
         fake = resize(fake, 28)
     feats = predict(net, fake, feats=True)
     acc = float((predict(net, fake).argmax(1) == labels).mean())
-    params = EvaluateParams(metrics=["fd_domain", "class_accuracy"])
+    inception = ["fid", "fid_inf"] if fid and FID_N else []
+    params = EvaluateParams(metrics=["fd_domain", "class_accuracy", *inception], fid_n=FID_N or "auto")
     result = evaluate_generator(G, cfg, data, params, cache_dir=CACHE / "evaluate", device="cpu")
-    return {"fd_clf": frechet(real_feats, feats), "class_accuracy": acc, "fd_domain": result["fd_domain"],
-            "eval_class_accuracy": result["class_accuracy"]}
+    out = {"fd_clf": frechet(real_feats, feats), "class_accuracy": acc, "fd_domain": result["fd_domain"],
+           "eval_class_accuracy": result["class_accuracy"]}
+    if inception:
+        out.update(fid=result["fid"], fid_inf=result["fid_inf"], fid_at_10000=result["fid_inf_fit"]["fid_at_10000"],
+                   fid_n=FID_N, fid_precision=result["fid_meta"]["precision"])
+    return out
 
 
 def score_folder(folder: Path, net: Classifier, real_feats: np.ndarray, data: Path) -> dict[str, float]:
     from productgan.gan.export import load_generator
 
     G, cfg = load_generator(folder)
-    return score(G, cfg, net, real_feats, data)
+    return score(G, cfg, net, real_feats, data, fid=True)
 
 
 def score_snapshots(ckpt_dir: Path, net: Classifier, real_feats: np.ndarray, data: Path) -> list[dict[str, Any]]:
@@ -383,7 +396,9 @@ def cmd_quality(args: argparse.Namespace) -> None:
     for v in variants:
         out = root / v["name"]
         out.mkdir(parents=True, exist_ok=True)
-        spec = {"recipe": v["recipe"], "steps": v.get("steps", 10**9), "minutes": args.minutes, "data": str(data),
+        steps = v.get("steps", args.steps or 10**9)
+        minutes = None if args.steps else args.minutes  # a step budget replaces the wall-clock one
+        spec = {"recipe": v["recipe"], "steps": steps, "minutes": minutes, "data": str(data),
                 "out": str(out), "params": v.get("params", {}), "recipe_params": v.get("recipe_params", {})}
         procs[v["name"]] = (v, subprocess.Popen(
             [sys.executable, str(script), json.dumps(spec)], env=env,
@@ -398,7 +413,8 @@ def cmd_quality(args: argparse.Namespace) -> None:
         rows.append({"name": name, "variant": v, **child, **scores, "snapshots": snapshots})
         print(json.dumps(rows[-1]), flush=True)
     floor = frechet(real_feats, predict(net, x[:10000], feats=True))
-    save_result(args.save_as, {"minutes": args.minutes, "rows": rows, "fd_clf_train_vs_test": floor})
+    save_result(args.save_as, {"minutes": None if args.steps else args.minutes, "steps": args.steps, "fid_n": FID_N,
+                               "rows": rows, "fd_clf_train_vs_test": floor})
 
 
 def cmd_score(args: argparse.Namespace) -> None:
@@ -470,8 +486,9 @@ def cmd_report(_args: argparse.Namespace) -> None:
         sections += [
             f"### Quality at equal training time ({doc['when']})", "",
             f"Machine: {m.get('cpu', '?')}, nproc {m['nproc']}, load average at the end {m['load_average']}. "
-            "The runs trained at the same time, one thread each, for the same wall-clock budget of "
-            f"{doc['minutes']:g} minutes on the full Fashion-MNIST train split (60,000 images, 28x28).", "",
+            "The runs trained at the same time, one thread each, for the same budget of "
+            + (f"{doc['minutes']:g} minutes of wall time" if doc.get("minutes") else f"{doc.get('steps'):,} steps")
+            + " on the full Fashion-MNIST train split (60,000 images, 28x28).", "",
             f"Command: `{doc['command']}`", "",
             "Metric: the evaluate step's `fd_domain` (Fréchet distance on its domain classifier's features, "
             "10,000 generated vs. the test split; lower is better) and its `class_accuracy` (does the "
@@ -523,6 +540,8 @@ def main() -> None:
     t.add_argument("--rounds", type=int, default=2)
     q = sub.add_parser("quality")
     q.add_argument("--minutes", type=float, default=5.0)
+    q.add_argument("--steps", type=int, default=0, help="train every variant this many steps, no time limit "
+                   "(a variant's own `steps` wins); 0 = the --minutes budget")
     q.add_argument("--variants", type=json.loads, default=None,
                    help='JSON list of {"name", "recipe", "steps"?, "params"?, "recipe_params"?}; '
                         "default: the two shipped recipes, each for the time budget")
@@ -533,7 +552,12 @@ def main() -> None:
     g = sub.add_parser("gpu")
     g.add_argument("--steps", type=int, default=60)
     sub.add_parser("report")
+    for parser in (q, sc):
+        parser.add_argument("--fid", type=int, default=0, metavar="N",
+                            help="also score the exported generators with the Inception fid/fid_inf at N a side")
     args = ap.parse_args()
+    global FID_N
+    FID_N = getattr(args, "fid", 0)
     commands = {"throughput": cmd_throughput, "quality": cmd_quality, "score": cmd_score, "gpu": cmd_gpu,
                 "report": cmd_report}
     commands[args.cmd](args)

@@ -17,8 +17,10 @@ def evaluate(
 ):
     """``productgan evaluate --generator GENERATOR --data PREPARED --out EVALUATION`` with the run's params.
 
-    ``add_metrics`` (comma list) joins ``evaluate.metrics``: the pipeline adds the Inception ``fid`` when this
-    step has a GPU (seconds there, most of an hour on a CPU)."""
+    ``add_metrics`` (comma list) joins ``evaluate.metrics``: what the pipeline adds when this step has a GPU
+    (``pipeline.evaluate_gpu_metrics``). The Inception metrics are in the default list; ``evaluate.fid_n: auto``
+    runs them at 10,000 a side on a GPU and at ``fid_n_cpu`` on a CPU. The real statistics come from the cache
+    volume the pipeline mounts (``$PRODUCTGAN_CACHE``)."""
     import glob
     import json
     import os

@@ -52,6 +52,7 @@ TINY: dict[str, Any] = {
     "train.baseline.g_channels": 8,
     "train.baseline.d_channels": 8,
     "evaluate.n": 100,
+    "evaluate.fid_n": 20,
     "evaluate.batch_size": 50,
     "evaluate.kid_subsets": 5,
     "evaluate.kid_subset_size": 20,
@@ -113,9 +114,11 @@ def make_tiny_source(out: Path, per_category: int = 30) -> Path:
 def local_settings(checkpoints: Path) -> dict[str, Any]:
     """What a machine without a cluster changes: train's checkpoints in a plain folder (``<checkpoints>/<run id>/``,
     no PVC; the same resume path, see pipelines/scaling.py), train in one process here (no PyTorchJob), and
-    evaluate without a GPU (kfp.local ignores accelerators), so no Inception fid is added to its metrics."""
+    evaluate without a GPU (kfp.local ignores accelerators), and the statistics cache in ``$PRODUCTGAN_CACHE``
+    (``run_local`` sets it to ``<workdir>/cache`` unless set) instead of a volume."""
     return {
         "pipeline.checkpoints.pvc": "none",
+        "pipeline.stats_cache.pvc": "none",
         "pipeline.checkpoints.mount_path": str(checkpoints),
         "pipeline.train_launcher": "pod",
         "pipeline.gpus": 1,
@@ -167,6 +170,8 @@ def run_local(
     # train works in checkpoints/<run id>/: a folder per run, as a volume per run on a cluster
     checkpoints = work / "checkpoints"
     text, arguments = local_params(params_text, source, assignments, tiny, local_settings(checkpoints))
+    # the statistics cache is shared by the runs of one workdir (on a cluster: a volume that outlives runs)
+    cache = Path(os.environ.setdefault("PRODUCTGAN_CACHE", str(work / "cache")))
     root = work / "pipeline_root"
     if runner == "subprocess":
         from kfp import local
@@ -175,12 +180,12 @@ def run_local(
         os.environ["PYTHONPATH"] = _python_path()
         tracking_uri = os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{work / 'mlflow.db'}")
         return _run(work, root, local.SubprocessRunner(use_venv=False), text, arguments, None, tracking_uri)
-    return _run_in_containers(work, root, text, arguments, source, image, environment or {}, checkpoints)
+    return _run_in_containers(work, root, text, arguments, source, image, environment or {}, checkpoints, cache)
 
 
 def _run_in_containers(
     work: Path, root: Path, text: str, arguments: dict[str, Any], source: str, image: str | None,
-    environment: dict[str, str], checkpoints: Path,
+    environment: dict[str, str], checkpoints: Path, cache: Path,
 ) -> LocalRun:
     from pipelines.containers import (
         check_tracking_uri,
@@ -207,9 +212,11 @@ def _run_in_containers(
                   f"--artifacts-destination {store / 'mlartifacts'}")
         stack.enter_context(docker_host())
         stack.enter_context(gone_containers_not_found())
-        env = step_environment({**environment, "MLFLOW_TRACKING_URI": tracking_uri})
-        # the checkpoint folder is what a cluster mounts as train's volume: writable, kept across retries
-        runner = docker_runner(image, env, read_only, writable_paths=[writable_root(checkpoints)])
+        env = step_environment({**environment, "MLFLOW_TRACKING_URI": tracking_uri, "PRODUCTGAN_CACHE": str(cache)})
+        # the checkpoint folder is what a cluster mounts as train's volume (writable, kept across retries); the
+        # statistics cache what it mounts for evaluate and register
+        writable = [writable_root(checkpoints), writable_root(cache)]
+        runner = docker_runner(image, env, read_only, writable_paths=writable)
         result = _run(work, writable_root(root), runner, text, arguments, image, tracking_uri)
         result.ui_command = ui or result.ui_command
         return result

@@ -175,6 +175,7 @@ def build_pipeline(params_text: str | None = None, image: str | None = None) -> 
                 add_metrics=scaling.evaluate_metrics_added(cfg),
             )
             _resources(evaluated, res.evaluate)
+            scaling.mount_stats_cache(evaluated, cfg)  # real statistics: once per dataset version, not per pod
             if cfg.evaluate_gpus > 0:
                 _gpu(evaluated, cfg, cfg.evaluate_gpus)
             _env_from_cluster(evaluated, cfg, cfg.mlflow_secret, MLFLOW_KEYS)
@@ -187,6 +188,7 @@ def build_pipeline(params_text: str | None = None, image: str | None = None) -> 
                 prepared=prepared.outputs["prepared"],
             )
             _retries(_resources(registered, res.register), cfg)
+            scaling.mount_stats_cache(registered, cfg)  # re-scoring reads the same statistics
             _env_from_cluster(registered, cfg, cfg.mlflow_secret, MLFLOW_KEYS)
 
         _secure_every_step(cfg)

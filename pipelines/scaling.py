@@ -8,7 +8,11 @@
   left as the run gave them, so their hash (lineage, the retrain check) does not depend on where they ran.
 - train launches ``torchrun --nproc_per_node=<gpus>`` in its pod (one process per GPU), or, with
   ``train_launcher: pytorchjob``, a Kubeflow PyTorchJob over several nodes (components/pytorchjob.py).
-- evaluate asks for a GPU and then also computes the Inception ``fid`` (``evaluate_gpu_metrics``).
+- evaluate asks for a GPU (the Inception metrics then run at 10,000 a side: ``evaluate.fid_n: auto``) and may add
+  metrics there (``evaluate_gpu_metrics``).
+- evaluate and register mount the statistics cache (``stats_cache``: a claim that outlives runs) and point
+  ``PRODUCTGAN_CACHE`` at it: the real statistics and the domain classifier of a dataset version are computed by
+  the first run that needs them and read by every later evaluate and register pod.
 - preprocess decodes the photo list in ``preprocess_shards`` parallel pods (``dsl.ParallelFor``), then one merge
   step collects their parts (``dsl.Collected``), drops duplicates and splits, as one preprocess does.
 """
@@ -22,6 +26,8 @@ from kfp import dsl, kubernetes
 from kfp.dsl import PipelineTask
 
 from pipelines.settings import CHECKPOINT_PVC_CREATE, CHECKPOINT_PVC_NONE, PipelineParams
+
+CACHE_ENV = "PRODUCTGAN_CACHE"  # productgan.metrics.cache.CACHE_ENV (not imported: pipelines stay light)
 
 CHECKPOINT_VOLUME_SUFFIX = "-checkpoints"
 
@@ -105,6 +111,15 @@ def release_checkpoint_volume(volume: CheckpointVolume, *after: PipelineTask) ->
     if volume.created is None:
         return None
     return kubernetes.DeletePVC(pvc_name=volume.claim).after(*after).set_display_name("delete-checkpoint-volume")
+
+
+def mount_stats_cache(task: PipelineTask, cfg: PipelineParams) -> PipelineTask:
+    """The statistics cache volume on ``task`` (evaluate, register) and ``$PRODUCTGAN_CACHE`` pointing at it."""
+    store = cfg.stats_cache
+    if store.pvc != CHECKPOINT_PVC_NONE:
+        kubernetes.mount_pvc(task, pvc_name=store.pvc, mount_path=store.mount_path)
+        task.set_env_variable(CACHE_ENV, store.mount_path)
+    return task
 
 
 def evaluate_metrics_added(cfg: PipelineParams) -> str:

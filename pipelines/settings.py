@@ -43,6 +43,16 @@ class CheckpointStorage:
 
 
 @dataclasses.dataclass
+class StatsCacheStorage:
+    """Where evaluate and register keep what they compute once per dataset version (the real images' Inception
+    and domain statistics, the domain classifier: productgan.metrics.cache), so a pod does not recompute them."""
+
+    pvc: str = "productgan-cache"  # NAME of an existing claim (infra/k8s/base/stats-cache.yaml) | none (each pod
+    #                                 recomputes them)
+    mount_path: str = "/mnt/productgan/cache"
+
+
+@dataclasses.dataclass
 class PyTorchJobSettings:
     """train_launcher: pytorchjob — a Kubeflow Training Operator PyTorchJob (kubeflow.org/v1) over several nodes."""
 
@@ -92,7 +102,8 @@ class PipelineParams:
     train_retries: int = 3
     checkpoints: CheckpointStorage = dataclasses.field(default_factory=CheckpointStorage)
     evaluate_gpus: int = 1
-    evaluate_gpu_metrics: list[str] = dataclasses.field(default_factory=lambda: ["fid"])
+    evaluate_gpu_metrics: list[str] = dataclasses.field(default_factory=list)
+    stats_cache: StatsCacheStorage = dataclasses.field(default_factory=StatsCacheStorage)
     train_launcher: str = "pod"
     pytorchjob: PyTorchJobSettings = dataclasses.field(default_factory=PyTorchJobSettings)
     preprocess_shards: int = 1
@@ -105,6 +116,9 @@ class PipelineParams:
             raise ParamsError(f"{where}: gpus, evaluate_gpus and train_retries must not be negative")
         if self.preprocess_shards < 1:
             raise ParamsError(f"{where}.preprocess_shards: must be at least 1, got {self.preprocess_shards}")
+        if self.stats_cache.pvc == CHECKPOINT_PVC_CREATE:
+            raise ParamsError(f"{where}.stats_cache.pvc: name an existing claim that outlives the runs (infra/k8s "
+                              "creates productgan-cache) or none; a claim per run would recompute everything")
         if self.checkpoints.pvc == CHECKPOINT_PVC_CREATE and not self.checkpoints.storage_class:
             raise ParamsError(f"{where}.checkpoints.storage_class: name a StorageClass of the cluster (`kubectl get "
                               "storageclass`); KFP creates the claim with exactly this class (none: it never binds)")

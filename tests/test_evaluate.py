@@ -1,7 +1,8 @@
 """The evaluate step on real Fashion-MNIST at tiny sizes: real vs real is close, noise and a constant image are
-far, a generator that ignores the category is caught, real statistics are cached, the Inception path runs
-(and fails clearly without weights), and `productgan evaluate` writes metrics.json + grid.png and logs to
-the training run in MLflow."""
+far, a generator that ignores the category is caught, real statistics are cached (domain and Inception, per
+precision), the Inception metrics run (fid, fid_inf, per-category FID, with their sample counts and how they
+were computed) and fail clearly without weights, and `productgan evaluate` writes metrics.json + grid.png and
+logs to the training run in MLflow."""
 
 from __future__ import annotations
 
@@ -23,8 +24,12 @@ from productgan.metrics.evaluate import EvaluateParams, evaluate_samples
 from productgan.metrics.inception import WEIGHTS_ENV, InceptionWeightsMissing
 from productgan.params import ParamsError, load_section
 
-# Tiny but real: 200 test images as the reference, a classifier trained for 100 steps of 64 on 500 images.
+# Tiny but real: 200 test images as the reference, a classifier trained for 100 steps of 64 on 500 images; the
+# domain metrics only (the Inception ones cost seconds an image here: their tests ask for them at 16 a side).
+DOMAIN_METRICS = ["fd_domain", "kid", "precision_recall", "class_accuracy", "diversity"]
+INCEPTION_METRICS = ["fid", "fid_inf", "fid_per_category"]
 SMALL = dict(
+    metrics=DOMAIN_METRICS,
     n=200,
     batch_size=200,
     classifier_steps=100,
@@ -135,15 +140,64 @@ def test_domain_classifier_training_is_deterministic(prepared):
 
 
 def test_inception_fid_small_n(prepared, cache_dir):
-    params = small_params(metrics=["fid"], fid_n=16)
+    params = small_params(metrics=["fid"], fid_n=16, inception_precision="fp32")
     res = evaluate_samples(real_train_sampler(prepared), prepared, params, cache_dir)
     assert np.isfinite(res["fid"]) and res["fid"] > 0
     meta = res["fid_meta"]
     assert meta["n_generated"] == 16 and meta["n_real"] == 16
     assert "tf1-bilinear" in meta["resize"] and "299" in meta["resize"] and "antialias" in meta["resize"]
     assert len(meta["weights_sha256"]) == 64
+    assert meta["precision"] == "fp32" and meta["compute"].startswith("fp32, channels_last")
     assert res["meta"]["extractor_images"] == {"inception": 32}
     assert "fd_domain" not in res
+
+
+def test_inception_metrics_and_their_cache_reuse(prepared, tmp_path):
+    """fid, fid_inf and per-category FID from one set of features; the real side is computed once per extractor
+    identity (weights, resize, precision) and N, and read by the next evaluation of any generator."""
+    fresh = tmp_path / "cache"
+    params = small_params(metrics=INCEPTION_METRICS, fid_n=20, fid_inf_points=3, fid_inf_min_fraction=0.5,
+                          inception_precision="fp32")
+    first = evaluate_samples(real_train_sampler(prepared), prepared, params, fresh)
+    assert first["meta"]["real_stats_cache"] == {"inception": "miss"}
+    assert first["meta"]["extractor_images"] == {"inception": 20 + 20}
+    fit = first["fid_inf_fit"]
+    assert fit["n"] == [10, 15, 20] and fit["fid"][-1] == pytest.approx(first["fid"], rel=1e-6)
+    assert first["fid_inf"] == pytest.approx(fit["fid_inf"]) and np.isfinite(fit["fid_at_10000"])
+    assert set(first["fid_per_category"]) == set(FMNIST_CATEGORIES)
+    counts = first["fid_per_category_n"]
+    assert sum(r for r, _ in counts.values()) == 20 and sum(g for _, g in counts.values()) == 20
+    json.dumps(first, allow_nan=False)
+
+    second = evaluate_samples(noise_sampler, prepared, params, fresh)  # another "generator", same data
+    assert second["meta"]["real_stats_cache"] == {"inception": "hit"}
+    assert second["meta"]["extractor_images"] == {"inception": 20}  # generated side only
+    assert second["fid"] > first["fid"]  # noise is further from the products than real photos
+    assert len(list((fresh / "real_stats").glob("*.npz"))) == 1
+
+    # features in another precision are another extractor: their own entry, never mixed with fp32's
+    other = evaluate_samples(noise_sampler, prepared, dataclasses.replace(params, inception_precision="bf16",
+                                                                          metrics=["fid"]), fresh)
+    assert other["meta"]["real_stats_cache"] == {"inception": "miss"} and other["fid_meta"]["precision"] == "bf16"
+    assert len(list((fresh / "real_stats").glob("*.npz"))) == 2
+
+
+def test_fid_sample_count_follows_the_device():
+    """``fid_n: auto``: the published 10,000 a side on CUDA, ``fid_n_cpu`` on a CPU; a number is used as is."""
+    import torch
+
+    auto = EvaluateParams()
+    assert auto.fid_n == "auto"
+    assert auto.fid_samples(torch.device("cuda", 0)) == 10000
+    assert auto.fid_samples(torch.device("cpu")) == auto.fid_n_cpu == 2000
+    assert EvaluateParams(fid_n=500).fid_samples(torch.device("cuda", 0)) == 500
+    for bad in ("some", 1, True):
+        with pytest.raises(ParamsError, match="fid_n"):
+            EvaluateParams(fid_n=bad).validate()
+    with pytest.raises(ParamsError, match="inception_precision"):
+        EvaluateParams(inception_precision="int8").validate()
+    with pytest.raises(ParamsError, match="fid_inf"):
+        EvaluateParams(fid_inf_points=1).validate()
 
 
 def test_missing_inception_weights_fail_fast_with_the_fix(prepared, cache_dir, tmp_path, monkeypatch):
@@ -266,10 +320,10 @@ def test_params_dataclass_field_names_are_documented():
 def test_metric_catalog_derives_known_default_and_extractor_lists():
     from productgan.metrics.catalog import METRICS, default_metrics, extractors_for, known_metrics, metric
 
-    assert set(known_metrics()) == {"fd_domain", "kid", "precision_recall", "class_accuracy", "diversity", "fid"}
+    assert set(known_metrics()) == set(DOMAIN_METRICS + INCEPTION_METRICS)
     shipped = yaml.safe_load((REPO / "params.yaml").read_text())["evaluate"]["metrics"]
-    assert default_metrics() == EvaluateParams().metrics == shipped  # fid is registered but off by default
-    assert extractors_for(["fid"]) == ["inception"]
+    assert default_metrics() == EvaluateParams().metrics == shipped == DOMAIN_METRICS + INCEPTION_METRICS  # FID on
+    assert extractors_for(["fid"]) == extractors_for(INCEPTION_METRICS) == ["inception"]
     assert extractors_for(["kid", "fid", "diversity"]) == ["domain", "inception"]
     assert {m.extractor for m in METRICS.values()} == {"domain", "inception"}
     with pytest.raises(ValueError, match="unknown feature extractor"):

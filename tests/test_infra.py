@@ -227,6 +227,8 @@ def test_pipeline_settings_match_the_cluster_objects():
     # pipeline artifacts go to KFP's own store: the namespace's kfp-launcher ConfigMap is not ours to replace
     for folder in OVERLAYS + [K8S / "base"]:
         assert ("ConfigMap", "kfp-launcher") not in {_key(o) for o in render(folder)}, folder.name
+    # the evaluate/register statistics cache outlives runs: the claim ships with the base
+    assert ("PersistentVolumeClaim", cfg.stats_cache.pvc) in base
     buckets = " ".join(_containers(base[("Job", "productgan-minio-setup")])[0]["args"])
     for bucket in ("mlflow", "products"):
         assert bucket in buckets

@@ -101,17 +101,46 @@ def test_settings_that_cannot_work_are_refused():
 
 # --- evaluation on the GPU ----------------------------------------------------------------------------------------
 
-def test_evaluate_asks_for_a_gpu_and_then_adds_the_inception_fid(tmp_path):
+def test_evaluate_asks_for_a_gpu_and_computes_the_inception_metrics_everywhere(tmp_path):
+    """The Inception metrics are in evaluate's default list (fid_n auto: 10k on the GPU, fewer on a CPU), so the
+    GPU adds nothing by default; evaluate_gpu_metrics can still add GPU-only metrics."""
+    shipped = yaml.safe_load((REPO / "params.yaml").read_text())["evaluate"]
+    assert {"fid", "fid_inf", "fid_per_category"} <= set(shipped["metrics"]) and shipped["fid_n"] == "auto"
     spec, _, tasks = _compile(tmp_path)
     _, container = _container(spec, tasks, "evaluate")
     assert container["resources"]["accelerator"]["resourceType"] == "nvidia.com/gpu"
     assert container["resources"]["accelerator"]["resourceCount"] == "1"
-    assert _constant(tasks["evaluate"], "add_metrics") == "fid"
+    assert _constant(tasks["evaluate"], "add_metrics") == ""
 
-    spec, _, tasks = _compile(tmp_path, pipeline__evaluate_gpus=0)
+    spec, _, tasks = _compile(tmp_path, pipeline__evaluate_gpu_metrics=["kid"])
+    assert _constant(tasks["evaluate"], "add_metrics") == "kid"
+    spec, _, tasks = _compile(tmp_path, pipeline__evaluate_gpus=0, pipeline__evaluate_gpu_metrics=["kid"])
     _, container = _container(spec, tasks, "evaluate")
     assert "accelerator" not in container.get("resources", {})
     assert _constant(tasks["evaluate"], "add_metrics") == ""
+
+
+def test_evaluate_and_register_share_the_statistics_cache_volume(tmp_path):
+    """Real statistics once per dataset version: evaluate and register mount the claim that outlives runs and
+    read $PRODUCTGAN_CACHE there; a local run (no volumes) uses a folder of its workdir instead."""
+    spec, k8s, tasks = _compile(tmp_path)
+    for step in ("evaluate", "register"):
+        label, container = _container(spec, tasks, step)
+        (mount,) = k8s[label]["pvcMount"]
+        assert mount["mountPath"] == "/mnt/productgan/cache"
+        assert mount["pvcNameParameter"]["runtimeValue"]["constant"] == "productgan-cache"
+        assert {"name": "PRODUCTGAN_CACHE", "value": "/mnt/productgan/cache"} in container["env"]
+    assert "createpvc-2" not in tasks  # never a claim per run: that would recompute everything
+
+    settings = local_settings(tmp_path / "ck")
+    spec, k8s, tasks = _compile(tmp_path, **{k.replace(".", "__"): v for k, v in settings.items()})
+    for step in ("evaluate", "register"):
+        label, container = _container(spec, tasks, step)
+        assert "pvcMount" not in k8s.get(label, {})
+        assert not any(e["name"] == "PRODUCTGAN_CACHE" for e in container.get("env", []))
+    with pytest.raises(ParamsError, match="stats_cache"):
+        pipeline_params(apply_overrides(yaml.safe_load((REPO / "params.yaml").read_text()),
+                                        [("pipeline.stats_cache.pvc", "create")]))
 
 
 def test_evaluate_component_adds_metrics_to_the_params_it_runs_with(tmp_path, monkeypatch):

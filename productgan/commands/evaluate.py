@@ -27,7 +27,7 @@ import click
     "--n", type=int, default=None, help="Generated samples for the domain metrics (default: params evaluate.n)."
 )
 def evaluate(generator_ref: str, data_dir: str, out_dir: str, n: int | None) -> None:
-    """Score a generator: fd_domain, KID, precision/recall, class accuracy, collapse, optionally FID."""
+    """Score a generator: FID, FID∞, per-category FID, fd_domain, KID, precision/recall, class accuracy, collapse."""
     import logging
     import os
     import sys
@@ -49,11 +49,18 @@ def evaluate(generator_ref: str, data_dir: str, out_dir: str, n: int | None) -> 
     except (ParamsError, FileNotFoundError, ValueError, InceptionWeightsMissing) as exc:
         raise click.ClickException(str(exc)) from exc
 
-    shown = ("fd_domain", "kid", "precision", "recall", "class_accuracy", "diversity_ratio_min", "mode_collapse", "fid")
+    shown = ("fd_domain", "kid", "precision", "recall", "class_accuracy", "diversity_ratio_min", "mode_collapse", "fid",
+             "fid_inf", "fid_per_category_mean")
     summary = "  ".join(
         f"{k}={result[k]:.4g}" if isinstance(result[k], float) else f"{k}={result[k]}" for k in shown if k in result
     )
     out = Path(out_dir)
     click.echo(f"evaluate: {summary}")
+    if "fid_meta" in result:  # an FID means little without its sample counts and how it was computed
+        m = result["fid_meta"]
+        fit = result.get("fid_inf_fit") or {}
+        at10k = f"; the FID∞ fit expects {fit['fid_at_10000']:.4g} at 10,000 a side" if "fid_at_10000" in fit else ""
+        click.echo(f"evaluate: Inception metrics at {m['n_generated']} generated vs {m['n_real']} real "
+                   f"({m['compute']}){at10k}")
     logged = f"; logged to MLflow run {run_id}" if run_id else ""
     click.echo(f"evaluate: wrote {out / METRICS_FILE} and {out / GRID_FILE}{logged}")

@@ -1,6 +1,11 @@
 """Real-data feature cache: features of the real reference images, keyed by (extractor, dataset hash, split,
 split content, N, resolution), so a second evaluation of the same data pays only for the generated side.
 
+The extractor's identity names its weights (hash), resize and precision: Inception features in bf16 and in fp32
+are separate entries. Every later evaluate, the register step's re-scoring and (through a volume mounted at
+``$PRODUCTGAN_CACHE``, pipelines/scaling.py) every pipeline run of the same dataset version read the entry the
+first one wrote.
+
 Files: ``<cache>/real_stats/<sha>.npz`` (features float32, labels, mean and covariance float64 and the key
 itself, checked on load) written atomically; np.load with allow_pickle=False.
 """
@@ -66,11 +71,18 @@ def load_real(root: str | os.PathLike[str], key: dict[str, Any]) -> RealFeatures
         return None
 
 
-def save_real(root: str | os.PathLike[str], key: dict[str, Any], real: RealFeatures) -> Path:
+def save_real(root: str | os.PathLike[str], key: dict[str, Any], real: RealFeatures) -> Path | None:
+    """Store ``real`` under ``key``; returns the file, or None when the cache folder is not writable (a warning
+    names it: the evaluation goes on, the next one recomputes)."""
     path = stats_path(root, key)
     buf = io.BytesIO()
     np.savez(
         buf, key=np.array(_key_text(key)), features=real.features, labels=real.labels, mu=real.mu, sigma=real.sigma
     )
-    atomic_write_bytes(path, buf.getvalue())
+    try:
+        atomic_write_bytes(path, buf.getvalue())
+    except OSError as exc:
+        log.warning("evaluate: cannot write the real-statistics cache %s (%s); every evaluation will recompute "
+                    "them: make the folder writable or point evaluate.cache_dir / $%s elsewhere", path, exc, CACHE_ENV)
+        return None
     return path

@@ -4,9 +4,10 @@ As stylegan2-ada's ``metrics/metric_main.py``: a metric is a function of the eva
 the params, the category names and the features of the real reference and of the generated images) that
 returns the entries it adds to metrics.json. The decorator names the feature extractor it needs
 (``domain``: the dataset's own classifier, cheap; ``inception``: the TF Inception of FID) and whether it is
-in the default list. The known metrics, the default list (params.yaml ``evaluate.metrics``) and which
-extractors an evaluation must run are all derived from these registrations: adding a metric is one
-function in this file.
+in the default list, and the keys of metrics.json it writes (``provides``: the register step computes only
+the metrics that give its primary metric). The known metrics, the default list (params.yaml
+``evaluate.metrics``) and which extractors an evaluation must run are all derived from these registrations:
+adding a metric is one function in this file.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ import numpy as np
 
 from productgan.metrics.cache import RealFeatures
 from productgan.metrics.diversity import diversity_ratios
-from productgan.metrics.frechet import feature_stats, frechet_distance
+from productgan.metrics.fid_infinity import fid_infinity
+from productgan.metrics.frechet import feature_stats, frechet_distance, frechet_distance_samples
 from productgan.metrics.kid import kernel_inception_distance
 from productgan.metrics.precision_recall import precision_recall as knn_precision_recall
 
@@ -54,18 +56,23 @@ class Metric:
     compute: Callable[[Evaluation], dict[str, Any]]
     extractor: str  # one of EXTRACTORS
     default: bool  # in params.yaml's default `evaluate.metrics`
+    provides: tuple[str, ...] = ()  # top-level keys of metrics.json it writes (empty: just its name)
+
+    def keys(self) -> tuple[str, ...]:
+        return self.provides or (self.name,)
 
 
 METRICS: dict[str, Metric] = {}
 
 
-def metric(extractor: str, default: bool = True) -> Callable[[Callable], Callable]:
-    """Register the decorated function as a metric under its own name."""
+def metric(extractor: str, default: bool = True, provides: tuple[str, ...] = ()) -> Callable[[Callable], Callable]:
+    """Register the decorated function as a metric under its own name; ``provides``: the metrics.json keys it
+    writes (default: its name)."""
     if extractor not in EXTRACTORS:
         raise ValueError(f"unknown feature extractor {extractor!r}; use one of {EXTRACTORS}")
 
     def register(fn: Callable[[Evaluation], dict[str, Any]]) -> Callable[[Evaluation], dict[str, Any]]:
-        METRICS[fn.__name__] = Metric(fn.__name__, fn, extractor, default)
+        METRICS[fn.__name__] = Metric(fn.__name__, fn, extractor, default, provides)
         return fn
 
     return register
@@ -77,6 +84,18 @@ def known_metrics() -> list[str]:
 
 def default_metrics() -> list[str]:
     return [name for name, m in METRICS.items() if m.default]
+
+
+def metrics_providing(keys: list[str]) -> list[str]:
+    """The registered metrics that write the metrics.json ``keys`` (unknown keys raise, naming the known ones)."""
+    out = []
+    for key in keys:
+        owners = [name for name, m in METRICS.items() if key in m.keys()]
+        if not owners:
+            known = sorted(k for m in METRICS.values() for k in m.keys())
+            raise ValueError(f"no evaluate metric writes {key!r}; known keys: {', '.join(known)}")
+        out += [name for name in owners if name not in out]
+    return out
 
 
 def extractors_for(names: list[str]) -> list[str]:
@@ -100,7 +119,7 @@ def per_category(values: list[float], categories: list[str]) -> dict[str, float 
 # ------------------------------------------------------------------------------------------- metrics
 
 
-@metric("domain")
+@metric("domain", provides=("fd_domain", "fd_domain_per_category"))
 def fd_domain(ev: Evaluation) -> dict[str, Any]:
     """Fréchet distance on the domain classifier's features, overall and per category."""
     f = ev.features["domain"]
@@ -113,7 +132,7 @@ def fd_domain(ev: Evaluation) -> dict[str, Any]:
             "fd_domain_per_category": per_category(per, ev.categories)}
 
 
-@metric("domain")
+@metric("domain", provides=("kid", "kid_std"))
 def kid(ev: Evaluation) -> dict[str, Any]:
     """Unbiased KID (mean and spread over random subsets) on the domain features."""
     f, p = ev.features["domain"], ev.params
@@ -121,7 +140,7 @@ def kid(ev: Evaluation) -> dict[str, Any]:
     return {"kid": value, "kid_std": std}
 
 
-@metric("domain")
+@metric("domain", provides=("precision", "recall"))
 def precision_recall(ev: Evaluation) -> dict[str, Any]:
     """Improved precision (fidelity) and recall (coverage) on k-NN manifolds of the domain features."""
     f = ev.features["domain"]
@@ -129,7 +148,7 @@ def precision_recall(ev: Evaluation) -> dict[str, Any]:
     return {"precision": precision, "recall": recall}
 
 
-@metric("domain")
+@metric("domain", provides=("class_accuracy", "class_accuracy_per_category"))
 def class_accuracy(ev: Evaluation) -> dict[str, Any]:
     """Share of generated images the domain classifier puts in the category they were asked for."""
     f = ev.features["domain"]
@@ -139,7 +158,8 @@ def class_accuracy(ev: Evaluation) -> dict[str, Any]:
     return {"class_accuracy": float(hits.mean()), "class_accuracy_per_category": per_category(per, ev.categories)}
 
 
-@metric("domain")
+@metric("domain", provides=("diversity_ratio_per_category", "diversity_ratio_min", "collapsed_categories",
+                             "mode_collapse"))
 def diversity(ev: Evaluation) -> dict[str, Any]:
     """Per-category diversity of the generated images relative to the real ones: the mode-collapse signal."""
     f = ev.features["domain"]
@@ -152,8 +172,35 @@ def diversity(ev: Evaluation) -> dict[str, Any]:
             "collapsed_categories": collapsed, "mode_collapse": bool(collapsed)}
 
 
-@metric("inception", default=False)
+@metric("inception", provides=("fid", "fid_meta"))
 def fid(ev: Evaluation) -> dict[str, Any]:
-    """FID: Fréchet distance on TF Inception pool3 features (torch-fidelity's preprocessing)."""
+    """FID: Fréchet distance on TF Inception pool3 features (torch-fidelity's preprocessing), ``fid_n`` a side;
+    ``fid_meta`` says how (sample counts, weights hash, resize, precision): compare only like with like."""
     f = ev.features["inception"]
     return {"fid": frechet_distance(f.real.mu, f.real.sigma, *feature_stats(f.fake)), "fid_meta": f.info}
+
+
+@metric("inception", provides=("fid_inf", "fid_inf_fit"))
+def fid_inf(ev: Evaluation) -> dict[str, Any]:
+    """FID∞ (Chong & Forsyth 2020): FID at several N from the same features, extrapolated to infinite N, and
+    the fit's FID at 10,000 a side (the published convention), so CPU and GPU runs compare."""
+    f, p = ev.features["inception"], ev.params
+    fit = fid_infinity(f.real.features, f.fake, p.fid_inf_points, p.fid_inf_min_fraction, seed=p.seed)
+    return {"fid_inf": fit.intercept, "fid_inf_fit": fit.to_dict()}
+
+
+@metric("inception", provides=("fid_per_category", "fid_per_category_mean", "fid_per_category_n"))
+def fid_per_category(ev: Evaluation) -> dict[str, Any]:
+    """Intra-FID (Miyato & Koyama 2018): FID between the real and generated images of each category, and their
+    mean. Each has ~fid_n / categories samples a side, so it is biased upwards more than ``fid``: compare
+    intra-FIDs of equal counts (``fid_per_category_n``)."""
+    f = ev.features["inception"]
+    values, counts = [], {}
+    for c, name in enumerate(ev.categories):
+        real, fake = f.real.features[f.real.labels == c], f.fake[f.fake_labels == c]
+        counts[name] = [int(len(real)), int(len(fake))]
+        values.append(frechet_distance_samples(real, fake) if min(len(real), len(fake)) > 1 else math.nan)
+    finite = [v for v in values if math.isfinite(v)]
+    return {"fid_per_category": per_category(values, ev.categories),
+            "fid_per_category_mean": finite_or_none(float(np.mean(finite))) if finite else None,
+            "fid_per_category_n": counts}

@@ -16,7 +16,12 @@ extractors the chosen metrics need (real-reference features cached) and calls ea
 is what `productgan evaluate` writes as metrics.json (see README "## Evaluate"): ``fd_domain``,
 ``kid``/``kid_std``, ``precision``/``recall``, ``class_accuracy`` (+ per category), ``fd_domain_per_category``,
 ``diversity_ratio_per_category``/``diversity_ratio_min``/``mode_collapse``, ``domain_classifier`` (its own
-test accuracy), optionally ``fid`` + ``fid_meta``, and ``meta``.
+test accuracy), the Inception ``fid`` + ``fid_meta`` (sample counts, weights hash, resize, precision), ``fid_inf``
++ ``fid_inf_fit``, ``fid_per_category`` (+ mean and counts), and ``meta``.
+
+``fid_n`` is ``auto`` by default: 10,000 a side on CUDA (the published convention; seconds there), ``fid_n_cpu``
+on a CPU (Inception costs ~11 GFLOP an image: 2,000 keeps `make run` under 20 minutes on 2 cores, see
+benchmarks/RESULTS.md); ``fid_inf`` makes the two comparable.
 
 Generated samples follow the category mix of the real reference: the reference is the first ``n`` images of
 a fixed permutation of ``real_split`` (all of it when ``n`` is larger), and generation asks for exactly
@@ -51,6 +56,9 @@ log = logging.getLogger(__name__)
 SampleFn = Callable[[np.ndarray, int], np.ndarray]
 
 REFERENCE_SEED = 0  # fixed: the real reference subset must not move with the sampling seed
+FID_N_AUTO = "auto"
+FID_N_GPU = 10_000  # published Fashion-MNIST FIDs use 10k samples (Lucic et al. 2018)
+INCEPTION_PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # productgan.metrics.inception.PRECISIONS
 
 
 @dataclass
@@ -63,7 +71,12 @@ class EvaluateParams:
     seed: int = 0
     truncation: float | None = None
     batch_size: int = 500
-    fid_n: int = 10000
+    fid_n: int | str = "auto"  # samples a side for the Inception metrics: auto = 10000 on CUDA, fid_n_cpu on a CPU
+    fid_n_cpu: int = 2000
+    fid_inf_points: int = 5  # FID∞: FIDs at this many N from fid_inf_min_fraction x fid_n to fid_n
+    fid_inf_min_fraction: float = 0.2
+    inception_precision: str = "auto"  # auto (bf16 on CPUs with native bf16, fp32 on CUDA) | fp32 | bf16 | fp16
+    inception_batch_size: int = 32
     inception_weights: str | None = None
     kid_subsets: int = 100
     kid_subset_size: int = 1000
@@ -84,8 +97,23 @@ class EvaluateParams:
             raise ParamsError(
                 f"evaluate.metrics: unknown metric(s) {', '.join(unknown)}; known: {', '.join(known_metrics())}"
             )
-        if self.n < 2 or self.fid_n < 2:
-            raise ParamsError(f"evaluate: n={self.n} and fid_n={self.fid_n} must be at least 2")
+        fid_n_ok = self.fid_n == FID_N_AUTO or (isinstance(self.fid_n, int) and not isinstance(self.fid_n, bool)
+                                                and self.fid_n >= 2)
+        if self.n < 2 or not fid_n_ok or self.fid_n_cpu < 2:
+            raise ParamsError(f"evaluate: n={self.n}, fid_n={self.fid_n!r} (a number or {FID_N_AUTO!r}) and "
+                              f"fid_n_cpu={self.fid_n_cpu} must be at least 2")
+        if self.fid_inf_points < 2 or not 0 < self.fid_inf_min_fraction < 1:
+            raise ParamsError(f"evaluate: fid_inf_points={self.fid_inf_points} must be >= 2 and "
+                              f"fid_inf_min_fraction={self.fid_inf_min_fraction} in (0, 1)")
+        if self.inception_precision not in INCEPTION_PRECISIONS:
+            raise ParamsError(f"evaluate.inception_precision={self.inception_precision!r}: use one of "
+                              f"{', '.join(INCEPTION_PRECISIONS)}")
+
+    def fid_samples(self, device: torch.device) -> int:
+        """Samples a side for the Inception metrics on ``device`` (``fid_n``, or for ``auto`` the device's)."""
+        if self.fid_n != FID_N_AUTO:
+            return int(self.fid_n)
+        return FID_N_GPU if device.type == "cuda" else self.fid_n_cpu
 
     def classifier(self) -> ClassifierSettings:
         return ClassifierSettings(
@@ -159,7 +187,9 @@ class Reference:
         mu, sigma = feature_stats(feats)
         real = cache.RealFeatures(feats.astype(np.float32), np.asarray(self.labels[idx], np.int64), mu, sigma,
                                   cached=False)
-        log.info("evaluate: real statistics cached in %s", cache.save_real(self.cache_dir, key, real))
+        saved = cache.save_real(self.cache_dir, key, real)
+        if saved is not None:
+            log.info("evaluate: real statistics cached in %s", saved)
         return real
 
 
@@ -190,27 +220,31 @@ def _domain_features(params: EvaluateParams, ref: Reference, fake: np.ndarray, f
 
 def _inception_features(params: EvaluateParams, ref: Reference, fake: np.ndarray, fake_labels: np.ndarray,
                         device: torch.device, timings: dict[str, float], weights: Path | None) -> Extracted:
-    """The TF Inception graph of FID (inception-2015-12-05), ``fid_n`` images a side."""
+    """The TF Inception graph of FID (inception-2015-12-05), ``fid_samples(device)`` images a side."""
     from productgan.metrics.inception import RESIZE, InceptionExtractor
 
-    n = min(params.fid_n, len(ref.images))
+    n_fake = params.fid_samples(device)
+    n = min(n_fake, len(ref.images))
     with timed(timings, "inception_features_real"):
-        inception = InceptionExtractor(weights, device)
+        inception = InceptionExtractor(weights, device, params.inception_batch_size, params.inception_precision)
         real = ref.features(inception.features, inception.identity, n)
     with timed(timings, "inception_features_generated"):
-        fake_features = inception.features(fake[: params.fid_n])
+        fake_features = inception.features(fake[:n_fake])
     info = {
         "library": "productgan.metrics (torch-fidelity's preprocessing and pool3 features)",
         "network": "inception-2015-12-05 (TF graph as TorchScript)",
         "weights": str(weights),
         "weights_sha256": inception.sha256,
         "resize": RESIZE,
-        "n_generated": int(params.fid_n),
+        **inception.info,
+        "n_generated": int(n_fake),
         "n_real": int(n),
+        "fid_n": params.fid_n if params.fid_n == FID_N_AUTO else int(params.fid_n),
+        "device": str(device),
         "real_split": params.real_split,
+        "real_stats_cache": "hit" if real.cached else "miss",
     }
-    return Extracted(Features(real, fake_features, fake_labels[: params.fid_n], info=info), n,
-                     inception.images_seen)
+    return Extracted(Features(real, fake_features, fake_labels[:n_fake], info=info), n, inception.images_seen)
 
 
 EXTRACT = {"domain": _domain_features, "inception": _inception_features}
@@ -254,7 +288,7 @@ def evaluate_samples(
     order = np.random.default_rng(REFERENCE_SEED).permutation(len(real_images))
     ref = Reference(data_dir, params.real_split, manifest, real_images, real_labels, order,
                     cache.cache_root(cache_dir or params.cache_dir))
-    n_gen = max({"domain": params.n, "inception": params.fid_n}[e] for e in extractors)
+    n_gen = max({"domain": params.n, "inception": params.fid_samples(dev)}[e] for e in extractors)
     gen_labels = np.asarray(real_labels[order], np.int64)[np.arange(n_gen) % len(real_images)]
 
     timings: dict[str, float] = {}

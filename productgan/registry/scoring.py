@@ -20,10 +20,23 @@ Scorer = Callable[[Path, Path], dict[str, float]]
 
 def default_scorer(generator_dir: Path, data_dir: Path) -> dict[str, Any]:
     """The evaluation step's own scoring (``evaluate`` section of params.yaml: same extractors, same n, same
-    real-statistics cache) of one generator folder on a prepared folder."""
-    from productgan.metrics.evaluate import evaluate_folder
+    real-statistics cache) of one generator folder on a prepared folder, limited to the metrics the promotion
+    rule reads (``scoring_params``): fd_domain costs seconds, while re-scoring champion and challenger with
+    the Inception metrics would cost minutes on a CPU unless the primary metric is one of them."""
+    from productgan.metrics.evaluate import evaluate_folder, evaluation_params
+    from productgan.registry.config import load_register_config
 
-    return evaluate_folder(generator_dir, data_dir)[0]
+    return evaluate_folder(generator_dir, data_dir, scoring_params(evaluation_params(), load_register_config()))[0]
+
+
+def scoring_params(params: Any, cfg: Any) -> Any:
+    """``params`` (EvaluateParams) computing only the metrics that give ``cfg``'s primary and class-accuracy
+    metrics (RegisterConfig)."""
+    import dataclasses
+
+    from productgan.metrics.catalog import metrics_providing
+
+    return dataclasses.replace(params, metrics=metrics_providing([cfg.primary_metric, cfg.class_accuracy_metric]))
 
 
 def is_finite(value: Any) -> bool:
