@@ -205,9 +205,12 @@ class ProductGenerator:
         elif seed is not None:
             end = latents(seed, 1, self.config.latent_dim, truncation)[0]
         if todo.direction is not None:
-            z = along(z, self.directions(), todo.direction, todo.strength or 0.0)
-            end = along(end[None], self.directions(), todo.direction, todo.strength or 0.0)[0] if end is not None \
-                else None
+            try:
+                z = along(z, self.directions(), todo.direction, todo.strength or 0.0)
+                if end is not None:
+                    end = along(end[None], self.directions(), todo.direction, todo.strength or 0.0)[0]
+            except IndexError as exc:
+                raise RequestError(str(exc)) from None
         if end is None:
             return self._render(z, [target] * len(z))
         frames = int(frames or self.params.steps)
@@ -236,7 +239,9 @@ class ProductGenerator:
         if encoder is None and params.encoder:
             encoder = train_encoder(self.generator, self.config.latent_dim, len(self.categories), params,
                                     cache_dir=_cache_dir())
-        return project(self.generator, target, idx, self.config.latent_dim, params, features or None, encoder or None)
+        features = None if features is False else features
+        encoder = None if encoder is False else encoder
+        return project(self.generator, target, idx, self.config.latent_dim, params, features, encoder)
 
     def photo_array(self, photo: Any) -> np.ndarray:
         """A photo as the generator's images are: uint8 C×H×W at its resolution and channels, fitted and padded
@@ -372,9 +377,11 @@ class ProductGenerator:
 
 
 def _cache_dir() -> Any:
+    """Where evaluate caches its domain classifier (params evaluate.cache_dir, $PRODUCTGAN_CACHE, .cache/...)."""
     from productgan.metrics.cache import cache_root
+    from productgan.metrics.evaluate import evaluation_params
 
-    return cache_root()
+    return cache_root(evaluation_params().cache_dir)
 
 
 def _as_dict(edits: Edits | LatentEdits | dict[str, Any] | None) -> dict[str, Any]:

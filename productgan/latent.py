@@ -66,15 +66,18 @@ def principal_directions(
                        for i in range(0, samples, 500)]).double()
     feats -= feats.mean(0)
     count = min(count, latent_dim, samples - 1)
-    # principal components of the features (rows of vt), via the small side of the SVD
-    _u, s, vt = torch.linalg.svd(feats, full_matrices=False)
-    scores = feats @ vt[:count].T  # (samples, count)
-    scores /= scores.std(0)
+    # principal component scores from the samples' Gram matrix (samples x samples, far smaller than the
+    # features' covariance; LAPACK's eigh stays fast on a loaded CPU where its SVD crawls): the eigenvectors
+    # of F F^T are the samples' scores on the components, up to scale
+    variance, vectors = torch.linalg.eigh(feats @ feats.T)
+    order = torch.argsort(variance, descending=True)[:count]
+    scores = vectors[:, order]
+    scores = (scores - scores.mean(0)) / scores.std(0)
     # latent directions: least squares z ~ scores @ V (GANSpace's regression back to latent space)
     v = torch.linalg.lstsq(scores, z.double()).solution  # (count, latent_dim)
     v /= v.norm(dim=1, keepdim=True)
-    variance = s.square()
-    explained = (variance[:count] / variance.sum()).tolist()
+    v *= torch.sign(v.gather(1, v.abs().argmax(1, keepdim=True)))  # a fixed sign: largest component positive
+    explained = (variance[order].clamp(min=0) / variance.clamp(min=0).sum()).tolist()
     return Directions(v.float(), [float(e) for e in explained], samples, seed)
 
 

@@ -173,7 +173,7 @@ def domain_feature_fn(data_dir: str | os.PathLike[str], cache_dir: str | os.Path
 
 def to_unit(image_uint8: np.ndarray) -> torch.Tensor:
     """uint8 (C, H, W) or (N, C, H, W) -> float in [-1, 1] with a batch axis."""
-    x = torch.as_tensor(np.asarray(image_uint8)).float().div(127.5).sub(1.0)
+    x = torch.tensor(np.asarray(image_uint8)).float().div(127.5).sub(1.0)
     return x[None] if x.ndim == 3 else x
 
 

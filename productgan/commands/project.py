@@ -6,30 +6,12 @@ Only click and the edit fields are imported here; torch and the rest load inside
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
 
-from productgan.commands.generate import _friendly, _load, _params, edit_options, model_options
-
-
-def latent_edit_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """One option per field of productgan.edit_request.LatentEdits (collected into ``latent_edits``)."""
-    from productgan.edit_request import LatentEdits
-
-    fields = LatentEdits.fields()
-    for name, kind, meta in reversed(fields):
-        func = click.option("--" + name.replace("_", "-"), type=kind, help=meta["help"])(func)
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        kwargs["latent_edits"] = {name: kwargs.pop(name) for name, _, _ in fields}
-        return func(*args, **kwargs)
-
-    return wrapper
+from productgan.commands.generate import _friendly, _load, _params, edit_options, latent_edit_options, model_options
 
 
 def _project_params(**overrides: Any) -> Any:
