@@ -6,7 +6,6 @@ latent (another category, a strip to another product, a step along a direction),
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
