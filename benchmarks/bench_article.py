@@ -231,20 +231,38 @@ def cmd_score(args: argparse.Namespace) -> None:
 
 
 def cmd_report(_args: argparse.Namespace) -> None:
-    scores = {(r["variant"], r["seed"]): r for r in load("scores")["rows"]}
+    """Markdown tables for RESULTS.md: throughput and step budgets, then the scores side by side."""
+    tp = load("throughput")
+    median = tp["median_steps_per_cpu_s"]
+    print("| variant | steps per CPU-second (3 rounds) | median | / default | steps for 1 quiet minute |")
+    print("|---|---|---|---|---|")
+    budget = step_budget(1.0)
+    for v in VARIANTS:
+        runs = ", ".join(f"{r['steps_per_cpu_s']:.2f}" for r in tp["rows"] if r["recipe"] == v)
+        print(f"| `{v}` | {runs} | {median[v]:.2f} | {median[v] / median['default']:.2f} | {budget[v]:,} |")
+    print()
     trains = {}
     for path in sorted(RESULTS_DIR.glob("article_train_*min.json")):
         doc = json.loads(path.read_text())
-        trains.update({(r["variant"], r["seed"]): {**r, "budget_min": doc["minutes"]} for r in doc["rows"]})
-    tp = load("throughput")["median_steps_per_cpu_s"]
-    print("| variant | steps/CPU-s (1 thread) | seed | steps | CPU min | fd_domain | KID | class acc. | fid |")
-    print("|---|---|---|---|---|---|---|---|---|")
+        trains.update({(r["variant"], r["seed"]): r for r in doc["rows"]})
+    rows = load("scores")["rows"]
+    floor = load("floor")["rows"][0] if (RESULTS_DIR / "article_floor.json").is_file() else None
+    print("| run | seed | steps | train CPU min | fd_domain | KID | precision | recall | class accuracy "
+          "| min diversity | fid (500, bf16) | grid |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for v in VARIANTS:
-        for s in sorted({k[1] for k in scores if k[0] == v}):
-            sc, tr = scores[(v, s)], trains.get((v, s), {})
-            fid = f"{sc['fid']:.1f}" if sc.get("fid") is not None else "—"
-            print(f"| `{v}` | {tp[v]:.2f} | {s} | {tr.get('step', 0):,} | {tr.get('cpu_s', 0) / 60:.1f} | "
-                  f"{sc['fd_domain']:.2f} | {sc['kid']:.4f} | {sc['class_accuracy']:.3f} | {fid} |")
+        for r in [r for r in rows if r["variant"] == v]:
+            tr = trains.get((v, r["seed"]), {})
+            fid = f"{r['fid']:.1f}" if r.get("fid") is not None else "—"
+            print(f"| `{v}` | {r['seed']} | {tr.get('step', 0):,} | {tr.get('cpu_s', 0) / 60:.1f} | "
+                  f"{r['fd_domain']:.2f} | {r['kid']:.4f} | {r['precision']:.2f} | {r['recall']:.2f} | "
+                  f"{r['class_accuracy']:.3f} | {r['diversity_ratio_min']:.2f} | {fid} | "
+                  f"[grid](results/article_{v}_s{r['seed']}.png) |")
+    if floor:
+        fid = f"{floor['fid']:.1f}" if floor.get("fid") is not None else "—"
+        print(f"| real train images | — | — | — | {floor['fd_domain']:.2f} | {floor['kid']:.4f} | "
+              f"{floor['precision']:.2f} | {floor['recall']:.2f} | {floor['class_accuracy']:.3f} | "
+              f"{floor['diversity_ratio_min']:.2f} | {fid} | — |")
 
 
 def main() -> None:

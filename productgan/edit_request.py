@@ -112,7 +112,7 @@ class LatentEdits:
     """
 
     to_category: str | None = _edit("Draw the same latent as this category (name or index).")
-    interpolate_to: str | None = _edit("A seed: make a strip of frames from this product to that seed's.")
+    interpolate_to: str | None = _edit("A seed (with `project` also a photo): frames from this product to that one.")
     direction: int | None = _edit("Principal direction to move along (see `productgan directions`).")
     strength: float | None = _edit("How far to move along --direction, in latent units (e.g. -3 .. 3).")
 
