@@ -2,6 +2,10 @@
 
 ``load`` takes a generator folder (the output of ``productgan train``), any folder holding one (a
 downloaded pyfunc model), or an MLflow URI (``models:/product-gan@champion``, ``runs:/<id>/generator``).
+
+Edits through the generator: ``generate(..., to_category=..., direction=K, strength=S, interpolate_to=SEED)``
+from a seed, or from ``latent=`` a projected photo's latent (``project(photo, category)``); image edits
+(``color=...``) apply after them. ``directions()`` are the generator's principal directions (GANSpace).
 """
 
 from __future__ import annotations
@@ -12,22 +16,30 @@ import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from PIL import Image
 
 from productgan.edit import EditError, Edits, apply_edits
+from productgan.edit_request import MAX_SEED, LatentEdits
 from productgan.gan.config import GeneratorConfig
 from productgan.gan.export import load_generator
 from productgan.gan.sample import generate_uint8, latents, to_uint8
+from productgan.latent import Directions, along, principal_directions, slerp
 from productgan.render import to_pil
 from productgan.resolve import local_generator_dir, resolve_generator_dir
 
+if TYPE_CHECKING:
+    from productgan.project import Projection, ProjectParams
+
 log = logging.getLogger(__name__)
 
-MAX_SEED = 2**53  # seeds are exact in a double (JSON numbers, the server's request columns) up to here
+__all__ = ["MAX_SEED", "GenerateParams", "ProductGenerator", "RequestError", "load", "slerp"]
+MAX_LATENT = 10.0  # largest |component| of a latent sent in a request (Gaussian latents stay well inside)
+_IMAGE_EDITS = {name for name, _, _ in Edits.fields()}
+_LATENT_EDITS = {name for name, _, _ in LatentEdits.fields()}
 
 
 @dataclass
@@ -41,21 +53,12 @@ class GenerateParams:
     cell: int = 112  # grid cell size (px): small generated images are upscaled so labels are legible
     max_n: int = 64  # most images per request (row) the API and the server make
     max_images: int = 256  # most images one server request (all rows) may ask for
+    directions: int = 10  # principal latent directions offered (GANSpace); `productgan directions` shows them
+    direction_samples: int = 2000  # latents sampled to find them (seeded: the same directions every load)
 
 
 class RequestError(ValueError):
     """A generation request that cannot be served (unknown category, n out of range, bad edit ...)."""
-
-
-def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
-    """Spherical interpolation: stays on the shell where Gaussian latents live (lerp would pass
-    through low-norm, atypical latents halfway)."""
-    an, bn = a / a.norm(), b / b.norm()
-    omega = torch.arccos((an * bn).sum().clamp(-1.0, 1.0))
-    if float(omega) < 1e-6:
-        return (1 - t) * a + t * b
-    so = torch.sin(omega)
-    return (torch.sin((1 - t) * omega) / so) * a + (torch.sin(t * omega) / so) * b
 
 
 class ProductGenerator:
@@ -72,6 +75,7 @@ class ProductGenerator:
         self.config = config
         self.source = source
         self.params = params or GenerateParams()
+        self._directions: Directions | None = None
 
     @property
     def categories(self) -> list[str]:
@@ -135,6 +139,133 @@ class ProductGenerator:
         except EditError as exc:
             raise RequestError(str(exc)) from None
 
+    def parse_latent_edits(self, edits: LatentEdits | dict[str, Any] | None) -> LatentEdits:
+        """Latent edits checked against this generator: a known category, a direction it offers, a seed."""
+        try:
+            todo = edits if isinstance(edits, LatentEdits) else LatentEdits.from_mapping(dict(edits or {}))
+        except EditError as exc:
+            raise RequestError(str(exc)) from None
+        if todo.to_category is not None:
+            self.category_index(todo.to_category)
+        if todo.direction is not None and todo.direction >= self.params.directions:
+            raise RequestError(f"direction={todo.direction} is out of range; this generator offers directions "
+                               f"0..{self.params.directions - 1} (see `productgan directions`)")
+        if todo.interpolate_to is not None and todo.interpolate_seed() is None:
+            raise RequestError(f"interpolate_to={todo.interpolate_to!r} is not a seed; use a whole number 0..2**53")
+        return todo
+
+    def check_latent(self, latent: Any) -> torch.Tensor:
+        """A latent from a request (a projected photo's): ``latent_dim`` finite numbers, as an array, a list
+        or text ("0.1,-0.3,..." or "[0.1, -0.3, ...]")."""
+        try:
+            if isinstance(latent, str):
+                values = [float(v) for v in latent.strip().strip("[]").replace(",", " ").split()]
+            else:
+                values = [float(v) for v in np.asarray(latent, dtype=np.float64).reshape(-1)]
+        except (TypeError, ValueError):
+            raise RequestError("latent must be a list of numbers (the latent.npy of `productgan project`)") from None
+        dim = self.config.latent_dim
+        if len(values) != dim:
+            raise RequestError(f"latent has {len(values)} numbers; this generator's latents have {dim}")
+        z = torch.tensor(values, dtype=torch.float32)
+        if not torch.isfinite(z).all() or float(z.abs().max()) > MAX_LATENT:
+            raise RequestError(f"latent values must be finite and within ±{MAX_LATENT:g}")
+        return z[None]
+
+    @staticmethod
+    def split_edits(values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Keyword edits as (image edits, latent edits); a name that is neither is an image edit (its error)."""
+        latent = {k: v for k, v in values.items() if k in _LATENT_EDITS}
+        return {k: v for k, v in values.items() if k not in _LATENT_EDITS}, latent
+
+    # --- the latent space ----------------------------------------------------------------------------
+
+    def directions(self) -> Directions:
+        """The generator's principal latent directions (GANSpace), computed once per loaded generator."""
+        if self._directions is None:
+            self._directions = principal_directions(
+                self.generator, self.config.latent_dim, len(self.categories), self.params.directions,
+                self.params.direction_samples)
+        return self._directions
+
+    def render_latents(
+        self, z: torch.Tensor, category: str | int, latent_edits: LatentEdits | dict[str, Any] | None = None,
+        frames: int | None = None, truncation: float | None = None, end: torch.Tensor | None = None,
+    ) -> np.ndarray:
+        """uint8 (N, C, H, W) of latents ``z`` (N, latent_dim) drawn as ``category`` with ``latent_edits``:
+        a step along a direction, another category, or ``frames`` images from z[0] to the latent of the
+        ``interpolate_to`` seed (or to ``end``, e.g. a second projected photo's latent), both ends with the same
+        direction step and the category moving to ``to_category``."""
+        idx = self.category_index(category)
+        todo = self.parse_latent_edits(latent_edits)
+        target = self.category_index(todo.to_category) if todo.to_category is not None else idx
+        seed = todo.interpolate_seed()
+        if end is not None:
+            end = end.reshape(-1)
+        elif seed is not None:
+            end = latents(seed, 1, self.config.latent_dim, truncation)[0]
+        if todo.direction is not None:
+            try:
+                z = along(z, self.directions(), todo.direction, todo.strength or 0.0)
+                if end is not None:
+                    end = along(end[None], self.directions(), todo.direction, todo.strength or 0.0)[0]
+            except IndexError as exc:
+                raise RequestError(str(exc)) from None
+        if end is None:
+            return self._render(z, [target] * len(z))
+        frames = int(frames or self.params.steps)
+        if not 2 <= frames <= self.params.max_n:
+            raise RequestError(f"an interpolation needs 2..{self.params.max_n} frames (n), got {frames}")
+        ts = [i / (frames - 1) for i in range(frames)]
+        path = torch.stack([slerp(z[0], end, t) for t in ts])
+        if target == idx or _class_embedding(self.generator) is None:
+            return self._render(path, [target] * frames)
+        return self._render(path, [idx] * frames, mix_to=[target] * frames, t=ts)
+
+    def project(
+        self, photo: Any, category: str | int, params: ProjectParams | None = None, data_dir: str | None = None,
+        features: Any = None, encoder: Any = None,
+    ) -> Projection:
+        """The latent whose product is closest to ``photo`` (a PIL image, a file path, or uint8 C×H×W at the
+        generator's size), drawn as ``category`` (productgan.project). The perceptual distance uses the evaluate
+        step's domain classifier of ``data_dir`` (default: params project.data); ``features=False``: pixels only."""
+        from productgan.project import ProjectParams, domain_feature_fn, project, train_encoder
+
+        params = params or ProjectParams()
+        idx = self.category_index(category)
+        target = self.photo_array(photo)
+        if features is None:
+            features, _ = domain_feature_fn(data_dir or params.data)
+        if encoder is None and params.encoder:
+            encoder = train_encoder(self.generator, self.config.latent_dim, len(self.categories), params,
+                                    cache_dir=_cache_dir())
+        features = None if features is False else features
+        encoder = None if encoder is False else encoder
+        return project(self.generator, target, idx, self.config.latent_dim, params, features, encoder)
+
+    def photo_array(self, photo: Any) -> np.ndarray:
+        """A photo as the generator's images are: uint8 C×H×W at its resolution and channels, fitted and padded
+        like preprocess does (aspect kept, padded with the photo's border colour)."""
+        from productgan.data.decode import Refusal, decode_image
+        from productgan.data.resize import fit_and_pad, to_channels
+
+        cfg = self.config
+        if isinstance(photo, np.ndarray):
+            if photo.shape != (cfg.channels, cfg.resolution, cfg.resolution) or photo.dtype != np.uint8:
+                raise RequestError(f"a photo array must be uint8 {(cfg.channels, cfg.resolution, cfg.resolution)}, "
+                                   f"got {photo.dtype} {photo.shape}")
+            return photo
+        if isinstance(photo, str | os.PathLike):
+            with open(photo, "rb") as fh:
+                decoded = decode_image(fh.read())
+            if isinstance(decoded, Refusal):
+                raise RequestError(f"{photo}: {decoded.reason}")
+            photo = decoded
+        if not isinstance(photo, Image.Image):
+            raise RequestError(f"a photo must be a PIL image, a file path or a uint8 array, got {type(photo).__name__}")
+        image = photo.convert("RGB") if photo.mode not in ("L", "RGB") else photo
+        return fit_and_pad(to_channels(image, cfg.channels), cfg.resolution, "auto")
+
     # --- generation ----------------------------------------------------------------------------------
 
     @torch.no_grad()
@@ -153,12 +284,24 @@ class ProductGenerator:
             return to_uint8(self.generator(z.to(device), labels_t))
 
     def generate_arrays(
-        self, category: str | int, n: int = 1, seed: int = 0, truncation: float | None = None
+        self, category: str | int, n: int = 1, seed: int = 0, truncation: float | None = None,
+        latent_edits: LatentEdits | dict[str, Any] | None = None, latent: Any = None,
     ) -> np.ndarray:
-        """The raw generator output for one category: uint8 (n, C, H, W), seeded."""
+        """The raw generator output for one category: uint8 (n, C, H, W), seeded; with ``latent`` (a projected
+        photo's) instead of the seed's latents, and with ``latent_edits`` (then n frames when interpolating)."""
         idx = self.category_index(category)
         n, seed, truncation = self.check_request(n, seed, truncation)
-        return generate_uint8(self.generator, [idx] * n, seed, self.config.latent_dim, truncation)
+        todo = self.parse_latent_edits(latent_edits)
+        if latent is None and todo.is_empty():
+            return generate_uint8(self.generator, [idx] * n, seed, self.config.latent_dim, truncation)
+        interpolating = todo.interpolate_to is not None
+        if latent is not None:
+            if n != 1 and not interpolating:
+                raise RequestError(f"n={n} with a latent: a latent makes one image (or n frames to interpolate_to)")
+            z = self.check_latent(latent)
+        else:
+            z = latents(seed, 1 if interpolating else n, self.config.latent_dim, truncation)
+        return self.render_latents(z, idx, todo, frames=n if interpolating else None, truncation=truncation)
 
     def generate(
         self,
@@ -167,14 +310,20 @@ class ProductGenerator:
         seed: int = 0,
         truncation: float | None = None,
         edits: Edits | dict[str, Any] | None = None,
+        latent_edits: LatentEdits | dict[str, Any] | None = None,
+        latent: Any = None,
         **edit_kwargs: Any,
     ) -> list[Image.Image]:
-        """``n`` images of ``category`` from ``seed``, with edits (``color='#aa3355'``, ``rotate=15`` ...).
+        """``n`` images of ``category`` from ``seed``, with edits: image edits (``color='#aa3355'``,
+        ``rotate=15`` ...) after latent edits (``to_category=``, ``direction=``/``strength=``, ``interpolate_to=``
+        a seed: then n frames), from ``latent=`` (a projected photo's) instead of the seed when given.
 
-        The same (category, n, seed, truncation) gives the same images.
+        The same (category, n, seed, truncation, edits) gives the same images.
         """
-        todo = self.parse_edits({**(_as_dict(edits)), **edit_kwargs})
-        arrays = self.generate_arrays(category, n, seed, truncation)
+        image_kw, latent_kw = self.split_edits(edit_kwargs)
+        todo = self.parse_edits({**(_as_dict(edits)), **image_kw})
+        moves = self.parse_latent_edits({**_as_dict(latent_edits), **latent_kw})
+        arrays = self.generate_arrays(category, n, seed, truncation, moves, latent)
         return [apply_edits(to_pil(a), todo) for a in arrays]
 
     def interpolate(
@@ -227,10 +376,18 @@ class ProductGenerator:
         return [apply_edits(to_pil(a), todo) for a in arrays]
 
 
-def _as_dict(edits: Edits | dict[str, Any] | None) -> dict[str, Any]:
+def _cache_dir() -> Any:
+    """Where evaluate caches its domain classifier (params evaluate.cache_dir, $PRODUCTGAN_CACHE, .cache/...)."""
+    from productgan.metrics.cache import cache_root
+    from productgan.metrics.evaluate import evaluation_params
+
+    return cache_root(evaluation_params().cache_dir)
+
+
+def _as_dict(edits: Edits | LatentEdits | dict[str, Any] | None) -> dict[str, Any]:
     if edits is None:
         return {}
-    if isinstance(edits, Edits):
+    if isinstance(edits, Edits | LatentEdits):
         return {k: v for k, v in vars(edits).items() if v is not None and v is not False}
     return dict(edits)
 

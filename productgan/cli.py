@@ -30,6 +30,8 @@ COMMANDS: dict[str, str] = {
     "generate": "generate:generate",
     "interpolate": "generate:interpolate",
     "edit": "generate:edit",
+    "project": "project:project",
+    "directions": "project:directions",
     "studio": "studio:studio",
 }
 PLUGIN_GROUP = "productgan.commands"

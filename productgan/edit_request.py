@@ -1,7 +1,9 @@
-"""What an edit request may ask: the ``Edits`` fields (the one list of edits: the CLI options of
-generate/interpolate/edit and the served model's request columns are made from them), their parsing from a
-request row or CLI options, and their validation. Light on purpose (no numpy): `productgan --help` builds the
-edit options from it. The edits themselves are in ``edit.py``.
+"""What an edit request may ask: the ``Edits`` fields (image edits: the one list of them: the CLI options of
+generate/interpolate/edit/project and the served model's request columns are made from them) and the
+``LatentEdits`` fields (edits through the generator: category swap, interpolation, principal directions;
+the same two uses), their parsing from a request row or CLI options, and their validation. Light on purpose
+(no numpy): `productgan --help` builds the edit options from it. The image edits themselves are in
+``edit.py``, the latent edits in ``latent.py``; latent edits come first, image edits after.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from typing import Any
 from PIL import ImageColor
 
 MAX_SIZE = 4096  # largest output side; bigger asks are refused (memory)
+MAX_STRENGTH = 20.0  # largest step along a direction, in latent units (latents are N(0, 1) per dimension)
+MAX_SEED = 2**53  # seeds are exact in a double (JSON numbers, the server's request columns) up to here
 BACKGROUNDS = ("white", "transparent")
 
 
@@ -57,12 +61,7 @@ class Edits:
     @classmethod
     def fields(cls) -> list[tuple[str, type, dict[str, Any]]]:
         """(name, type, metadata) of each edit, in order: what the CLI and the served model build on."""
-        hints = typing.get_type_hints(cls)
-        out = []
-        for f in dataclasses.fields(cls):
-            args = [a for a in typing.get_args(hints[f.name]) if a is not type(None)]
-            out.append((f.name, args[0] if args else hints[f.name], dict(f.metadata)))
-        return out
+        return _fields(cls)
 
     @classmethod
     def from_mapping(cls, values: dict[str, Any]) -> Edits:
@@ -98,6 +97,92 @@ class Edits:
     @property
     def wants_colour(self) -> bool:
         return self.color is not None or self.hue_shift is not None or self.saturation is not None
+
+
+@dataclass(frozen=True)
+class LatentEdits:
+    """Edits through the generator, applied to the latent (a seed's or a projected photo's) before the image
+    edits; None means leave it as it is.
+
+    to_category: the same latent drawn as another category (the same style, another product).
+    interpolate_to: a seed (or, on the `project` command line, a second photo): the images become a strip of
+        frames from this product to that one (slerp of the latents; the category too with ``to_category``).
+    direction, strength: move the latent ``strength`` units along principal direction ``direction`` of the
+        generator (GANSpace: PCA of its early features, `productgan directions` shows each as a grid).
+    """
+
+    to_category: str | None = _edit("Draw the same latent as this category (name or index).")
+    interpolate_to: str | None = _edit("A seed (with `project` also a photo): frames from this product to that one.")
+    direction: int | None = _edit("Principal direction to move along (see `productgan directions`).")
+    strength: float | None = _edit("How far to move along --direction, in latent units (e.g. -3 .. 3).")
+
+    def __post_init__(self) -> None:
+        validate_latent(self)
+
+    @classmethod
+    def fields(cls) -> list[tuple[str, type, dict[str, Any]]]:
+        return _fields(cls)
+
+    @classmethod
+    def from_mapping(cls, values: dict[str, Any]) -> LatentEdits:
+        """Latent edits from a request row, API keywords or CLI options (missing / None / NaN: no edit)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise EditError(f"unknown latent edit(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}")
+        clean = {k: v for k, v in values.items() if not _missing(v)}
+        if "direction" in clean:
+            clean["direction"] = _whole(clean["direction"], "direction")
+        if "strength" in clean:
+            try:
+                clean["strength"] = float(clean["strength"])
+            except (TypeError, ValueError):
+                raise EditError(f"strength={clean['strength']!r} must be a number") from None
+        if "interpolate_to" in clean and not isinstance(clean["interpolate_to"], str):
+            clean["interpolate_to"] = str(_whole(clean["interpolate_to"], "interpolate_to"))
+        for key in ("to_category", "interpolate_to"):
+            if key in clean:
+                clean[key] = str(clean[key]).strip() or None
+        return cls(**clean)
+
+    def is_empty(self) -> bool:
+        return self == LatentEdits()
+
+    def interpolate_seed(self) -> int | None:
+        """``interpolate_to`` as a seed, or None when it is not a whole number (a photo, on the command line)."""
+        text = self.interpolate_to
+        return int(text) if text is not None and text.isdigit() else None
+
+
+def validate_latent(edits: LatentEdits) -> None:
+    if (edits.direction is None) != (edits.strength is None):
+        raise EditError("direction and strength go together: give both (e.g. direction=0, strength=3) or neither")
+    if edits.direction is not None and edits.direction < 0:
+        raise EditError(f"direction={edits.direction} must be 0 or more (see `productgan directions`)")
+    if edits.strength is not None and not (math.isfinite(edits.strength) and abs(edits.strength) <= MAX_STRENGTH):
+        raise EditError(f"strength={edits.strength!r} is out of range; use -{MAX_STRENGTH:g}..{MAX_STRENGTH:g}")
+    seed = edits.interpolate_seed()
+    if seed is not None and seed > MAX_SEED:
+        raise EditError(f"interpolate_to={seed} is out of range; use a seed 0..2**53")
+
+
+def _whole(value: Any, key: str) -> int:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise EditError(f"{key}={value!r} must be a whole number") from None
+    if not number.is_integer():
+        raise EditError(f"{key}={value!r} must be a whole number")
+    return int(number)
+
+
+def _fields(cls: type) -> list[tuple[str, type, dict[str, Any]]]:
+    hints = typing.get_type_hints(cls)
+    out = []
+    for f in dataclasses.fields(cls):
+        args = [a for a in typing.get_args(hints[f.name]) if a is not type(None)]
+        out.append((f.name, args[0] if args else hints[f.name], dict(f.metadata)))
+    return out
 
 
 def _missing(value: Any) -> bool:

@@ -12,6 +12,7 @@ from typing import Any
 
 from productgan.api import GenerateParams, ProductGenerator
 from productgan.edit import Edits
+from productgan.edit_request import LatentEdits
 from productgan.io import dumps_json
 from productgan.redact import redact
 from productgan.render import labelled_grid, png_bytes, safe_name
@@ -27,14 +28,19 @@ def image_name(category: str, seed: int, index: int) -> str:
 
 
 def generate_files(
-    product: ProductGenerator, categories: Sequence[str], params: GenerateParams, edits: Edits, model: str
+    product: ProductGenerator, categories: Sequence[str], params: GenerateParams, edits: Edits, model: str,
+    latent_edits: LatentEdits | None = None, latent: Any = None,
 ) -> dict[str, bytes]:
     """``params.n`` images of each category (names as the generator spells them) -> {file name: bytes}:
-    ``<category>_<seed>_<i>.png`` per image, then grid.png, then generate.json."""
+    ``<category>_<seed>_<i>.png`` per image, then grid.png, then generate.json. ``latent_edits`` go through
+    the generator before the image ``edits``; ``latent`` (a projected photo's) replaces the seed's latents."""
     files: dict[str, bytes] = {}
     images, labels = [], []
+    moves = latent_edits or LatentEdits()
     for name in categories:
-        for i, image in enumerate(product.generate(name, params.n, params.seed, params.truncation, edits)):
+        made = product.generate(name, params.n, params.seed, params.truncation, edits, latent_edits=moves,
+                                latent=latent)
+        for i, image in enumerate(made):
             files[image_name(name, params.seed, i)] = png_bytes(image)
             images.append(image)
             labels.append(f"{name} #{i}")
@@ -46,6 +52,8 @@ def generate_files(
         "seed": params.seed,
         "truncation": params.truncation,
         "edits": {k: v for k, v in vars(edits).items() if v not in (None, False)},
+        **({"latent_edits": {k: v for k, v in vars(moves).items() if v is not None}} if not moves.is_empty() else {}),
+        **({"latent": "given"} if latent is not None else {}),
         "files": list(files),
     }
     files[GRID] = png_bytes(labelled_grid(images, labels, cols=params.n, cell=params.cell))

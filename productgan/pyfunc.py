@@ -2,9 +2,12 @@
 
 Artifacts: ``generator`` = a generator folder (generator.safetensors + generator.json). Loading uses
 safetensors, never pickle. Request rows: ``category`` (name or index, as text), optional ``seed``, ``n``,
-``truncation`` and edits (``color``, ``hue_shift``, ``saturation``, ``brightness``, ``scale``, ``rotate``,
-``flip``, ``size``, ``background``; see productgan.edit.Edits). Output rows, one per image: ``image``
-(base64 PNG), ``category`` (name), ``seed``, ``index`` (0..n-1 within its request).
+``truncation``, ``latent`` (a projected photo's latent, "0.12,-0.3,..." with latent_dim numbers, instead of
+the seed), latent edits (``to_category``, ``interpolate_to`` (a seed: n frames), ``direction``, ``strength``;
+see productgan.edit_request.LatentEdits) and image edits (``color``, ``hue_shift``, ``saturation``,
+``brightness``, ``scale``, ``rotate``, ``flip``, ``size``, ``background``; see productgan.edit.Edits), latent
+edits first. Output rows, one per image: ``image`` (base64 PNG), ``category`` (name), ``seed``, ``index``
+(0..n-1 within its request).
 
 A bad request raises MlflowException(INVALID_PARAMETER_VALUE): the scoring server answers HTTP 400 with
 the message (which request, what is wrong, what is allowed) and goes on serving.
@@ -24,7 +27,7 @@ from mlflow.types import ColSpec, Schema
 from mlflow.types.schema import AnyType
 
 from productgan.api import GenerateParams
-from productgan.edit_request import Edits
+from productgan.edit_request import Edits, LatentEdits
 
 MAX_N = GenerateParams.max_n  # images per request row; bigger asks are refused with a message
 
@@ -32,6 +35,10 @@ MAX_N = GenerateParams.max_n  # images per request row; bigger asks are refused 
 # flip is "any" because the server casts a boolean column with an absent cell (NaN) to True.
 _COLUMN_TYPES = {str: "string", float: "double", int: "double", bool: "any"}
 EDIT_COLUMNS: list[tuple[str, str]] = [(name, _COLUMN_TYPES[kind]) for name, kind, _ in Edits.fields()]
+# interpolate_to is a seed here (a number; a photo only on the command line)
+LATENT_EDIT_COLUMNS: list[tuple[str, str]] = [
+    (name, "double" if name == "interpolate_to" else _COLUMN_TYPES[kind]) for name, kind, _ in LatentEdits.fields()
+]
 INPUT_COLUMNS: list[tuple[str, str, bool]] = [
     # (name, mlflow type, required)
     ("category", "string", True),
@@ -41,6 +48,8 @@ INPUT_COLUMNS: list[tuple[str, str, bool]] = [
     ("seed", "double", False),
     ("n", "double", False),
     ("truncation", "double", False),
+    ("latent", "string", False),
+    *[(name, t, False) for name, t in LATENT_EDIT_COLUMNS],
     *[(name, t, False) for name, t in EDIT_COLUMNS],
 ]
 OUTPUT_COLUMNS: list[tuple[str, str]] = [
@@ -117,6 +126,11 @@ class ProductGANModel(mlflow.pyfunc.PythonModel):
             "truncation": truncation,
         }
         req["n"], req["seed"], req["truncation"] = self.product.check_request(req["n"], req["seed"], truncation)
+        latent_edits = {name: _value(row, name) for name, _ in LATENT_EDIT_COLUMNS}
+        req["latent_edits"] = self.product.parse_latent_edits(latent_edits)
+        req["latent"] = _value(row, "latent")
+        if req["latent"] is not None:
+            self.product.check_latent(req["latent"])
         req["edits"] = self.product.parse_edits({name: _value(row, name) for name, _ in EDIT_COLUMNS})
         return req
 
@@ -145,7 +159,8 @@ class ProductGANModel(mlflow.pyfunc.PythonModel):
             raise _invalid(f"{total} images asked in one call; the limit is {limit}: split the request")
         rows = []
         for req in requests:
-            images = self.product.generate(req["category"], req["n"], req["seed"], req["truncation"], req["edits"])
+            images = self.product.generate(req["category"], req["n"], req["seed"], req["truncation"], req["edits"],
+                                           latent_edits=req["latent_edits"], latent=req["latent"])
             for i, image in enumerate(images):
                 rows.append({"image": encode(image), "category": req["category"], "seed": req["seed"], "index": i})
         return pd.DataFrame(rows, columns=[c for c, _ in OUTPUT_COLUMNS])

@@ -23,6 +23,7 @@ SECTIONS = {
     "evaluate": "productgan.metrics.evaluate:EvaluateParams",
     "register": "productgan.registry.config:RegisterConfig",
     "generate": "productgan.api:GenerateParams",
+    "project": "productgan.project:ProjectParams",
     "pipeline": "pipelines.settings:PipelineParams",
 }
 

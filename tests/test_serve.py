@@ -180,3 +180,36 @@ def test_pyfunc_in_python(registered):
     assert decode_png_base64(out["image"][0]).size == (28, 28)
     with pytest.raises(MlflowException, match="unknown category 'Hat'"):
         model.predict(pd.DataFrame([{"category": "Hat"}]))
+
+
+def test_latent_edits_through_the_server_match_the_python_api(server, registered):
+    """Latent edits (a direction, another category, a strip to a seed) and a projected latent as request
+    columns; image edits after them; bad values get a 400 naming the value."""
+    import productgan
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLFLOW_TRACKING_URI", registered[0])
+        product = productgan.load(MODEL_URI)
+    latent = product.check_latent(np.linspace(-1, 1, 32))[0].numpy()
+    status, body = post(server, [
+        {"category": "Dress", "seed": 7, "direction": 1, "strength": -3.0, "color": "#aa3355"},
+        {"category": "Coat", "seed": 2, "n": 4, "interpolate_to": 9, "to_category": "Bag"},
+        {"category": "Sandal", "latent": ",".join(f"{v:.9g}" for v in latent)},
+    ])
+    assert status == 200, body
+    served = [np.asarray(decode_png_base64(r["image"])) for r in body["predictions"]]
+    local = [*product.generate("Dress", seed=7, direction=1, strength=-3.0, color="#aa3355"),
+             *product.generate("Coat", n=4, seed=2, interpolate_to=9, to_category="Bag"),
+             *product.generate("Sandal", latent=latent)]
+    assert len(served) == len(local) == 6
+    assert all(np.array_equal(a, np.asarray(b)) for a, b in zip(served, local, strict=True))
+
+    for records, message in [
+        ([{"category": "Bag", "direction": 99, "strength": 1}], "direction=99 is out of range"),
+        ([{"category": "Bag", "strength": 1}], "direction and strength go together"),
+        ([{"category": "Bag", "to_category": "Hat"}], "unknown category 'Hat'"),
+        ([{"category": "Bag", "latent": "1,2,3"}], "latent has 3 numbers; this generator's latents have 32"),
+        ([{"category": "Bag", "interpolate_to": 3.5, "n": 3}], "interpolate_to=3.5 must be a whole number"),
+    ]:
+        status, body = post(server, records)
+        assert status == 400 and message in body["message"], body

@@ -1,4 +1,5 @@
-"""`productgan generate`, `productgan interpolate`, `productgan edit`: make products and adjust them.
+"""`productgan generate`, `productgan interpolate`, `productgan edit`: make products and adjust them (image
+edits, and latent edits through the generator: `generate --to-category/--direction/--interpolate-to`).
 
 Only click and the edit fields (productgan.edit_request) are imported here; torch, mlflow and numpy load
 inside the commands (fast `--help`).
@@ -31,6 +32,22 @@ def edit_options(func: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         kwargs["edits"] = {name: kwargs.pop(name) for name, _, _ in fields}
+        return func(*args, **kwargs)
+
+    return wrapper
+
+
+def latent_edit_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """One option per field of productgan.edit_request.LatentEdits (collected into ``latent_edits``)."""
+    from productgan.edit_request import LatentEdits
+
+    fields = LatentEdits.fields()
+    for name, kind, meta in reversed(fields):
+        func = click.option("--" + name.replace("_", "-"), type=kind, help=meta["help"])(func)
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        kwargs["latent_edits"] = {name: kwargs.pop(name) for name, _, _ in fields}
         return func(*args, **kwargs)
 
     return wrapper
@@ -93,6 +110,9 @@ def _friendly(func: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--seed", type=int, default=None, help="Random seed: the same seed gives the same images.")
 @click.option("--truncation", type=float, default=None, help="(0, 1]: less variety, more typical products.")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Output folder.")
+@click.option("--latent", "latent_file", type=click.Path(exists=True, dir_okay=False),
+              help="Start from this latent (latent.npy of `productgan project`) instead of the seed: one image.")
+@latent_edit_options
 @edit_options
 @_friendly
 def generate(
@@ -103,19 +123,34 @@ def generate(
     seed: int | None,
     truncation: float | None,
     out_dir: str,
+    latent_file: str | None,
+    latent_edits: dict[str, Any],
     edits: dict[str, Any],
 ) -> None:
-    """Generate products: <out>/<category>_<seed>_<i>.png, a labelled grid.png and generate.json."""
+    """Generate products: <out>/<category>_<seed>_<i>.png, a labelled grid.png and generate.json. Latent edits
+    (--to-category, --direction/--strength, --interpolate-to SEED: then n frames) come before image edits."""
     from productgan.edit import Edits
+    from productgan.edit_request import LatentEdits
     from productgan.io import atomic_write_bytes
     from productgan.outputs import GRID, SETTINGS, generate_files
 
+    latent = None
+    if latent_file is not None:
+        import numpy as np
+
+        try:
+            latent = np.load(latent_file, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise click.ClickException(f"{latent_file}: not a .npy latent ({exc})") from None
+        n = n or 1
     params = _params(n=n, seed=seed, truncation=truncation)
     todo = Edits.from_mapping(edits)  # validate before loading the model
+    moves = LatentEdits.from_mapping(latent_edits)
     product = _load(model_uri, checkpoint, params)
     names = [product.categories[product.category_index(c)] for c in categories] or product.categories
     out = Path(out_dir)
-    files = generate_files(product, names, params, todo, model=model_uri or str(Path(checkpoint).resolve()))
+    files = generate_files(product, names, params, todo, model=model_uri or str(Path(checkpoint).resolve()),
+                           latent_edits=moves, latent=latent)
     for name, data in files.items():
         atomic_write_bytes(out / name, data)
     images = [name for name in files if name not in (GRID, SETTINGS)]

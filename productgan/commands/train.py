@@ -6,13 +6,15 @@ import sys
 
 import click
 
+from productgan.gan.recipes import RECIPES  # light: dataclasses only
+
 
 @click.command()
 @click.option("--data", "data_dir", required=True, type=click.Path(file_okay=False),
               help="Prepared dataset folder (output of `productgan preprocess`).")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
               help="Output folder: generator.safetensors + generator.json, run.json, grid.png.")
-@click.option("--recipe", type=click.Choice(["baseline", "default"]), default=None,
+@click.option("--recipe", type=click.Choice(list(RECIPES)), default=None,
               help="Training recipe (default: train.recipe in params.yaml).")
 @click.option("--steps", type=int, default=None, help="Optimisation steps (default: train.steps).")
 @click.option("--resume", is_flag=True,

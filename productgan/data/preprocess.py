@@ -28,6 +28,9 @@ from tqdm import tqdm
 
 from productgan.data.arrays import MANIFEST, SPLITS, images_path, labels_path
 from productgan.data.decode import DEFAULT_MAX_IMAGE_PIXELS, Refusal, decode_image
+from productgan.data.denoise import check as check_denoise
+from productgan.data.denoise import denoise_grey_batch, denoise_image
+from productgan.data.denoise import library as denoise_library
 from productgan.data.idx import IdxError, parse_idx_header, read_idx_bytes
 from productgan.data.resize import BACKGROUNDS, RESOLUTIONS, fit_and_pad, fit_and_pad_grey_batch, to_channels
 from productgan.data.split import assign_split, pixel_digest
@@ -56,6 +59,9 @@ class PreprocessParams:
     max_refused_fraction: float = 0.2
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
     workers: int = 0  # decoding processes; 0 = every core this process may use. Never changes the output.
+    denoise: str = "none"  # none | median | bilateral (edge-preserving), before resizing (productgan.data.denoise)
+    denoise_size: int = 3  # odd window in pixels (median and bilateral)
+    denoise_sigma: float = 25.0  # bilateral: how far apart (grey levels) two values may be and still be averaged
 
     def __post_init__(self) -> None:
         where = "params.yaml preprocess"
@@ -74,6 +80,9 @@ class PreprocessParams:
             raise ParamsError(f"{where}: val_fraction and test_fraction must each be below 1 (train needs images)")
         if self.max_image_pixels <= 0:
             raise ParamsError(f"{where}.max_image_pixels: must be positive, got {self.max_image_pixels}")
+        problem = check_denoise(self.denoise, self.denoise_size, self.denoise_sigma)
+        if problem:
+            raise ParamsError(f"{where}: {problem}")
 
 
 class PreprocessError(RuntimeError):
@@ -282,6 +291,7 @@ def write_prepared(run: _Run, inp: _Input, out_dir: Path, params: PreprocessPara
         "source_manifest_sha256": inp.manifest_sha256,
         "params": output_params(params),
         "pillow": _pillow_version(),
+        "denoise_library": denoise_library(params.denoise),
     }
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
@@ -459,7 +469,8 @@ def _add_idx_pair(
         run.refuse(source, path, problem, images=max(1, len(images)))
         return
     to_global = np.array([categories.index(n) for n in names], dtype=np.int64)
-    digests = [pixel_digest(x) for x in images]
+    digests = [pixel_digest(x) for x in images]  # of the images as decoded: denoising never moves the split
+    images = denoise_grey_batch(images, params.denoise, params.denoise_size, params.denoise_sigma)
     pixels = fit_and_pad_grey_batch(images, params.resolution, params.channels, params.background)
     run.batches.append(
         _Batch(path, images_entry.get("split"), True, pixels, to_global[labels.astype(np.int64)], digests)
@@ -505,7 +516,9 @@ def _add_photo(
         run.refuse(source, path, decoded.reason)
         return
     digest = pixel_digest(np.asarray(decoded))
-    pixels = fit_and_pad(to_channels(decoded, params.channels), params.resolution, params.background)
+    img = denoise_image(to_channels(decoded, params.channels), params.denoise, params.denoise_size,
+                        params.denoise_sigma)
+    pixels = fit_and_pad(img, params.resolution, params.background)
     label = np.array([categories.index(category)], dtype=np.int64)
     run.batches.append(_Batch(path, entry.get("split"), False, pixels[None], label, [digest]))
 

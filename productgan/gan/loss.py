@@ -7,12 +7,19 @@ steps the optimisers. The phases, in the order a step runs them:
   D regulariser  lazy R1 on real images (every ``r1_every`` steps, weighted up to keep its strength). It runs
                  on the plain D (torch.compile does not do double backward) and first: its gradients
                  accumulate locally and join D main's DDP all-reduce.
-  D main         D's loss on real images (pushed up) and on generated ones (pushed down).
+  D main         D's loss on real images (pushed up) and on generated ones (pushed down); for an objective
+                 with a gradient penalty (WGAN-GP) the penalty first, on the plain D like R1.
   G main         G's loss through D, with D frozen and outside DDP (D has nothing to reduce here).
+
+The loop may run the two D phases several times per step (``n_critic``, WGAN-GP's 5 critic updates per
+generator update): ``Trainer.train_step`` is the one place that orders them.
 
 The objective is picked once, by name, from ``LOSSES``:
 ``bce``: the non-saturating loss of Goodfellow et al. 2014 (D: BCE real=1 / fake=0; G: -log D(G(z))).
 ``hinge``: the hinge loss of SNGAN / SAGAN / BigGAN (D: relu(1 - real) + relu(1 + fake); G: -fake).
+``wgan-gp``: the Wasserstein loss with gradient penalty of Gulrajani et al. 2017 (D: fake - real +
+  lambda (||grad D(x_hat)|| - 1)^2 on random interpolates x_hat of real and generated images; G: -fake).
+  The penalty is per image, so the critic must not mix images through BatchNorm: refused there.
 Losses are batch means over float32 logits, 0-d tensors (no host synchronisation).
 """
 
@@ -40,6 +47,7 @@ class Objective:
     d_real: LossFn  # D on real images: wants high logits
     d_fake: LossFn  # D on generated images: wants low logits
     g: LossFn  # G through D: wants D's logits on its images high
+    gradient_penalty: bool = False  # WGAN-GP: D main adds lambda x the penalty on interpolates
 
 
 LOSSES: dict[str, Objective] = {
@@ -53,6 +61,12 @@ LOSSES: dict[str, Objective] = {
         d_fake=lambda logits: F.relu(1.0 + logits).mean(),
         g=lambda logits: -logits.mean(),
     ),
+    "wgan-gp": Objective(
+        d_real=lambda logits: -logits.mean(),
+        d_fake=lambda logits: logits.mean(),
+        g=lambda logits: -logits.mean(),
+        gradient_penalty=True,
+    ),
 }
 
 
@@ -60,6 +74,12 @@ def r1_penalty(real_logits: torch.Tensor, real_images: torch.Tensor) -> torch.Te
     """E ||d D(x) / dx||^2 on real images (Mescheder et al. 2018); ``real_images`` must require grad."""
     (grad,) = torch.autograd.grad(real_logits.float().sum(), real_images, create_graph=True)
     return grad.float().square().sum(dim=(1, 2, 3)).mean()
+
+
+def gradient_penalty(logits: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+    """E (||d D(x) / dx|| - 1)^2 over ``images`` (Gulrajani et al. 2017); ``images`` must require grad."""
+    (grad,) = torch.autograd.grad(logits.float().sum(), images, create_graph=True)
+    return (grad.float().flatten(1).norm(dim=1) - 1.0).square().mean()
 
 
 def has_batchnorm(module: nn.Module) -> bool:
@@ -90,12 +110,16 @@ class GANLoss:
         gen: torch.Generator,
         device: torch.device,
         amp_dtype: torch.dtype | None,
+        gp_lambda: float = 10.0,
     ) -> None:
         self.D, self.G_ddp, self.D_ddp = D, G_ddp, D_ddp
         self.objective, self.augment, self.scaler, self.gen = objective, augment, scaler, gen
-        self.device, self.amp_dtype = device, amp_dtype
+        self.device, self.amp_dtype, self.gp_lambda = device, amp_dtype, gp_lambda
         # BatchNorm in D must see real and fake batches apart (DCGAN); otherwise one joint pass is faster
         self.d_separate = has_batchnorm(D)
+        if objective.gradient_penalty and self.d_separate:
+            raise ValueError("a gradient-penalty loss (wgan-gp) needs a critic without BatchNorm: BatchNorm mixes "
+                             "the images of a batch, so the per-image penalty is wrong")
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         return autocast(self.device, self.amp_dtype)
@@ -106,9 +130,10 @@ class GANLoss:
     def _backward(self, loss: torch.Tensor) -> None:
         self.scaler.scale(loss).backward()
 
-    def generate(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """G's images for this step, with their graph kept: D main uses them detached, G main through it."""
-        with self._autocast():
+    def generate(self, z: torch.Tensor, labels: torch.Tensor, keep_graph: bool = True) -> torch.Tensor:
+        """G's images for this step, with their graph kept: D main uses them detached, G main through it.
+        ``keep_graph=False`` for images only D will see (the extra critic updates of ``n_critic``)."""
+        with self._autocast(), torch.set_grad_enabled(keep_graph and torch.is_grad_enabled()):
             return self.G_ddp(z, labels)
 
     def accumulate_d_reg(self, real: torch.Tensor, labels: torch.Tensor, weight: float) -> None:
@@ -125,6 +150,8 @@ class GANLoss:
         """D main on real and (detached) generated images; ``scale`` multiplies the loss (the NaN test hook)."""
         self.D.requires_grad_(True)
         fake = fake.detach()
+        if self.objective.gradient_penalty and self.gp_lambda > 0:
+            self._accumulate_gradient_penalty(real, fake, labels)
         if self.d_separate:
             with self._no_sync(self.D_ddp):  # only the second backward all-reduces
                 with self._autocast():
@@ -148,6 +175,15 @@ class GANLoss:
                 loss = loss * scale
             self._backward(loss)
         return DiscriminatorOutput(loss.detach(), real_logits.detach(), fake_logits.detach())
+
+    def _accumulate_gradient_penalty(self, real: torch.Tensor, fake: torch.Tensor, labels: torch.Tensor) -> None:
+        """WGAN-GP's penalty on (augmented) random interpolates of real and generated images, on the plain D
+        (double backward) and before D main, so its gradients join D main's DDP all-reduce as R1's do."""
+        eps = torch.rand(len(labels), 1, 1, 1, device=real.device, generator=self.gen)
+        mixed = self._aug(torch.lerp(fake.to(real.dtype), real, eps)).detach().requires_grad_(True)
+        with self._autocast():
+            logits = self.D(mixed, labels)
+        self._backward(gradient_penalty(logits, mixed) * self.gp_lambda)
 
     def accumulate_g_main(self, fake: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """G main: generated images through a frozen D; returns the (detached) loss."""

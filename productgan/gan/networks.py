@@ -7,6 +7,10 @@ term (Miyato & Koyama 2018). Weights drawn from N(0, 0.02).
 
 ``dcgan_cbn`` (a knob): the DCGAN generator with class-conditional BatchNorm.
 ``dcgan_sn`` (discriminator): the DCGAN discriminator with spectral norm instead of BatchNorm.
+``dcgan_ln`` (discriminator): the DCGAN discriminator with layer norm instead of BatchNorm (a WGAN-GP critic).
+
+``mlp`` (recipes ``article`` and ``article_wgan_gp``): the fully connected GAN of the article the product
+grew from; see ``MLPGenerator`` for how it differs from the article's listing.
 
 ``resnet``: SNGAN/BigGAN-style residual networks (Miyato et al. 2018; Brock et al. 2019). G: residual
 up-blocks with class-conditional BatchNorm. D: residual down-blocks, spectral norm on every layer, no
@@ -168,6 +172,93 @@ class SNDCGANDiscriminator(nn.Module):
         return self.out(h).squeeze(1) + (self.embed(labels) * h).sum(1)
 
 
+class LNDCGANDiscriminator(DCGANDiscriminator):
+    """The DCGAN discriminator with layer norm instead of BatchNorm: each image is normalised over its own
+    channels and pixels (GroupNorm with one group, per-channel gain and bias, as the layer norm of Gulrajani
+    et al.'s critics), so no image's score depends on the others in its batch and the gradient penalty of
+    WGAN-GP stays a per-image penalty."""
+
+    def __init__(self, cfg: GeneratorConfig, base_channels: int | None = None) -> None:
+        super().__init__(cfg, base_channels)
+        layers = [nn.GroupNorm(1, m.num_features) if isinstance(m, nn.BatchNorm2d) else m for m in self.features]
+        self.features = nn.Sequential(*layers)
+
+
+# ---------------------------------------------------------------------------------------------- mlp
+
+# The article's widths at the recipes' width 64: G's hidden layers are 2, 4, 8 and 16 x g_channels
+# (128, 256, 512, 1024), D's 8, 4 and 2 x d_channels (512, 256, 128).
+MLP_G_WIDTHS = (2, 4, 8, 16)
+MLP_D_WIDTHS = (8, 4, 2)
+
+
+class MLPGenerator(ConditionalGenerator):
+    """The article's generator: dense 128 -> 256 -> 512 -> 1024 with LeakyReLU 0.2, then a dense layer to
+    the image and tanh.
+
+    How it differs from the article's listing, and why: the listing feeds z alone, reshapes the 1024 values
+    of its last hidden layer to 28x28 (784 values: it cannot run) and has no output activation. Here z is
+    concatenated with a class embedding (every recipe here is class-conditional, so the same requests and
+    metrics apply), a dense layer maps 1024 to channels x resolution x resolution (any resolution the data
+    has), and tanh bounds the output to [-1, 1], the range of the training images (the DCGAN convention;
+    without it G spends its first steps learning the range and its samples must be clipped). Weights are
+    Glorot-uniform, the Keras default the listing relies on."""
+
+    def __init__(self, cfg: GeneratorConfig) -> None:
+        super().__init__(cfg)
+        widths = [cfg.base_channels * k for k in MLP_G_WIDTHS]
+        layers: list[nn.Module] = []
+        c_in = 2 * cfg.latent_dim
+        for width in widths:
+            layers += [nn.Linear(c_in, width), nn.LeakyReLU(0.2, inplace=True)]
+            c_in = width
+        self.fc = layers[0]  # the first layer of z and class: where GANSpace directions are read (productgan.latent)
+        self.hidden = nn.Sequential(*layers[1:])
+        self.out = nn.Linear(c_in, cfg.channels * cfg.resolution * cfg.resolution)
+        glorot_init_(self)
+
+    def first_map(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.cat([z, self.embed(labels)], dim=1))
+
+    def forward(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        h = self.out(self.hidden(self.first_map(z, labels)))
+        return torch.tanh(h).view(-1, self.cfg.channels, self.cfg.resolution, self.cfg.resolution)
+
+
+class MLPDiscriminator(nn.Module):
+    """The article's discriminator: the image flattened, dense 512 -> 256 -> 128 with LeakyReLU 0.2, one
+    logit; the class enters as a projection term on the last hidden layer like in every other D here
+    (the listing is unconditional). No normalisation: it can be a WGAN-GP critic as it is."""
+
+    def __init__(self, cfg: GeneratorConfig, base_channels: int | None = None) -> None:
+        super().__init__()
+        widths = [(base_channels or cfg.base_channels) * k for k in MLP_D_WIDTHS]
+        layers: list[nn.Module] = [nn.Flatten()]
+        c_in = cfg.channels * cfg.resolution * cfg.resolution
+        for width in widths:
+            layers += [nn.Linear(c_in, width), nn.LeakyReLU(0.2, inplace=True)]
+            c_in = width
+        self.features = nn.Sequential(*layers)
+        self.out = nn.Linear(c_in, 1)
+        self.embed = nn.Embedding(max(cfg.num_classes, 1), c_in)
+        glorot_init_(self)
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        h = self.features(x)
+        return self.out(h).squeeze(1) + (self.embed(labels) * h).sum(1)
+
+
+def glorot_init_(module: nn.Module) -> None:
+    """Keras' defaults: Glorot-uniform dense weights, zero biases; embeddings ~ N(0, 0.02) (small: the class
+    term starts as a nudge, not as noise that drowns z or D's score)."""
+    for m in module.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.xavier_uniform_(m.weight)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Embedding):
+            nn.init.normal_(m.weight, 0.0, 0.02)
+
+
 # -------------------------------------------------------------------------------------------- resnet
 
 
@@ -271,11 +362,12 @@ class ResNetDiscriminator(nn.Module):
 # ------------------------------------------------------------------------------------------ registry
 
 GENERATORS: dict[str, type[nn.Module]] = {
-    "dcgan": DCGANGenerator, "dcgan_cbn": CBNDCGANGenerator, "resnet": ResNetGenerator,
+    "dcgan": DCGANGenerator, "dcgan_cbn": CBNDCGANGenerator, "resnet": ResNetGenerator, "mlp": MLPGenerator,
     "sndcgan": CBNDCGANGenerator,  # its first name: generator.json files written before the rename still load
 }
 DISCRIMINATORS: dict[str, type[nn.Module]] = {
-    "dcgan": DCGANDiscriminator, "dcgan_sn": SNDCGANDiscriminator, "resnet": ResNetDiscriminator,
+    "dcgan": DCGANDiscriminator, "dcgan_sn": SNDCGANDiscriminator, "dcgan_ln": LNDCGANDiscriminator,
+    "resnet": ResNetDiscriminator, "mlp": MLPDiscriminator,
 }
 
 

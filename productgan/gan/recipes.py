@@ -1,10 +1,11 @@
-"""The ``train`` section of params.yaml as typed dataclasses, with the two recipes as presets.
+"""The ``train`` section of params.yaml as typed dataclasses, with the recipes as presets.
 
-``TrainParams`` holds the run's knobs (steps, batch, checkpoints, logging, device); ``baseline`` and
-``default`` hold each recipe's knobs (networks, loss, optimiser, EMA, augmentation, R1). ``baseline`` is the
-base recipe: ``default`` states only what differs from it, here and in params.yaml, and is read as the
-baseline recipe of the file with those differences (``productgan.params.with_bases``). The defaults here
-equal params.yaml (a test keeps them in step), so the step also runs where no params.yaml exists.
+``TrainParams`` holds the run's knobs (steps, batch, checkpoints, logging, device); ``baseline``, ``default``,
+``article`` and ``article_wgan_gp`` hold each recipe's knobs (networks, loss, optimiser, EMA, augmentation,
+R1). ``baseline`` is the base recipe: the others state only what differs from it, here and in params.yaml,
+and are read as the baseline recipe of the file with those differences (``productgan.params.with_bases``).
+The defaults here equal params.yaml (a test keeps them in step), so the step also runs where no params.yaml
+exists.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-RECIPES = ("baseline", "default")
+RECIPES = ("baseline", "default", "article", "article_wgan_gp")
 SCHEDULES = ("constant", "linear", "cosine")
 PRECISIONS = ("bf16", "fp16", "fp32")
 
@@ -24,7 +25,7 @@ class RecipeParams:
     d_arch: str = "dcgan"  # discriminator: dcgan (BatchNorm) | dcgan_sn (spectral norm) | resnet
     g_channels: int = 64  # generator width (channels of its last block)
     d_channels: int = 64  # discriminator width (channels of its first block)
-    loss: str = "bce"  # bce (non-saturating) | hinge
+    loss: str = "bce"  # bce (non-saturating) | hinge | wgan-gp (needs a critic without BatchNorm)
     lr_g: float = 2e-4
     lr_d: float = 2e-4
     beta1: float = 0.5
@@ -41,6 +42,8 @@ class RecipeParams:
     ada_target: float = 0.0  # > 0: adapt p so that E[sign D(real)] stays near this (StyleGAN2-ADA uses 0.6)
     r1_gamma: float = 0.0  # R1 penalty weight on real images; 0 = off
     r1_every: int = 16  # lazy R1: every this many steps (scaled up to keep its strength)
+    n_critic: int = 1  # D updates per G update (a step); WGAN-GP uses 5
+    gp_lambda: float = 10.0  # weight of WGAN-GP's gradient penalty (only with loss wgan-gp)
 
 
 @dataclass
@@ -66,9 +69,35 @@ class DefaultRecipe(RecipeParams):
 
 
 @dataclass
+class ArticleRecipe(RecipeParams):
+    """The article's own GAN: fully connected G (128 -> 256 -> 512 -> 1024, LeakyReLU 0.2, then a dense
+    layer to the image, tanh) and D (512 -> 256 -> 128, LeakyReLU 0.2, one logit), trained with BCE and
+    Adam as the baseline is; class-conditional like every recipe (productgan/gan/networks.py MLP*)."""
+
+    arch: str = "mlp"
+    d_arch: str = "mlp"
+
+
+@dataclass
+class ArticleWganGpRecipe(RecipeParams):
+    """The article's networks with its first stability remedy, a Wasserstein GAN, as Gulrajani et al. 2017
+    train it: WGAN-GP loss (gradient penalty 10), 5 critic updates per generator update, Adam(1e-4, 0, 0.9).
+    The article's critic has no BatchNorm, so the penalty applies as published."""
+
+    arch: str = "mlp"
+    d_arch: str = "mlp"
+    loss: str = "wgan-gp"
+    lr_g: float = 1e-4
+    lr_d: float = 1e-4
+    beta1: float = 0.0
+    beta2: float = 0.9
+    n_critic: int = 5
+
+
+@dataclass
 class TrainParams:
-    recipe: str = "default"  # baseline | default
-    steps: int = 20000  # optimisation steps (each: one D and one G update); on 2 CPU cores max_minutes ends sooner
+    recipe: str = "default"  # baseline | default | article | article_wgan_gp
+    steps: int = 20000  # optimisation steps (each: n_critic D updates, one G update); max_minutes may end sooner
     max_minutes: float | None = 10.0  # also stop after this much training time (all resumes together)
     batch_size: int = 64  # images per step and per process
     latent_dim: int = 128
@@ -96,6 +125,8 @@ class TrainParams:
     plots_file: str = "plots/train_loss.csv"
     baseline: BaselineRecipe = field(default_factory=BaselineRecipe)
     default: DefaultRecipe = field(default_factory=DefaultRecipe, metadata={"base": "baseline"})
+    article: ArticleRecipe = field(default_factory=ArticleRecipe, metadata={"base": "baseline"})
+    article_wgan_gp: ArticleWganGpRecipe = field(default_factory=ArticleWganGpRecipe, metadata={"base": "baseline"})
 
     def recipe_params(self) -> RecipeParams:
         if self.recipe not in RECIPES:
@@ -122,6 +153,8 @@ class TrainParams:
             (r.ema_kimg >= 0 and r.ema_rampup >= 0, f"{where}.ema_kimg and ema_rampup must be >= 0"),
             (0 <= r.augment_p <= 1, f"{where}.augment_p must be in [0, 1]"),
             (r.r1_every >= 1, f"{where}.r1_every must be >= 1"),
+            (r.n_critic >= 1, f"{where}.n_critic must be >= 1"),
+            (r.gp_lambda >= 0, f"{where}.gp_lambda must be >= 0"),
         ]
         for ok, message in checks:
             if not ok:

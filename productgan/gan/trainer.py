@@ -1,4 +1,5 @@
-"""The GAN training loop: one discriminator and one generator update per step, never losing work.
+"""The GAN training loop: ``n_critic`` discriminator updates (usually 1) and one generator update per step,
+never losing work.
 
 Three parts, as stylegan2-ada splits them: the networks (``networks.py``), the update of one step
 (``loss.py``: ``GANLoss`` runs G and D and accumulates each phase's gradients) and this loop, with the run's
@@ -150,8 +151,12 @@ class Trainer:
         self.data = ResidentData(images, labels, self.device, params.batch_size, params.seed,
                                  self.ctx.rank, self.ctx.world, params.channels_last)
         self.gen = torch.Generator(self.device)
-        self.loss = GANLoss(self.D, self.G_ddp, self.D_ddp, LOSSES[r.loss], self.augment, self.scaler, self.gen,
-                            self.device, self.amp_dtype)
+        try:
+            self.loss = GANLoss(self.D, self.G_ddp, self.D_ddp, LOSSES[r.loss], self.augment, self.scaler, self.gen,
+                                self.device, self.amp_dtype, r.gp_lambda)
+        except ValueError as exc:
+            raise ValueError(f"params train.{params.recipe}: loss {r.loss!r} with d_arch {r.d_arch!r}: {exc}. Fix: "
+                             "set d_arch to dcgan_ln (layer norm), dcgan_sn, resnet or mlp") from None
 
         self.fingerprint = stable_hash({
             **params.fingerprint_fields(), "dataset_version": self.lineage.dataset_version,
@@ -222,21 +227,30 @@ class Trainer:
         return norm
 
     def train_step(self, step: int) -> None:
+        """``n_critic`` D updates, each on its own real batch and latents, then one G update on the images of
+        the last one. Batch ``step * n_critic + k`` and the step's seeded generator keep every draw a
+        function of the step (resume and restarts stay exact); with ``n_critic`` 1 this is one D and one G
+        update on one batch, as before there was ``n_critic``."""
         p, r = self.params, self.recipe
         self.gen.manual_seed(_step_seed(p.seed, step, self.ctx.rank, self.restarts))
-        real, labels = self.data.batch(step)
-        z = torch.randn(len(labels), p.latent_dim, device=self.device, generator=self.gen)
         factor = self.lr_factor(step)
         for optimizer, lr in ((self.opt_g, r.lr_g), (self.opt_d, r.lr_d)):
             for group in optimizer.param_groups:
                 group["lr"] = lr * factor
-        fake = self.loss.generate(z, labels)
-
-        self.opt_d.zero_grad(set_to_none=True)
-        if r.r1_gamma > 0 and step % r.r1_every == 0:
-            self.loss.accumulate_d_reg(real, labels, weight=r.r1_gamma / 2 * r.r1_every)
-        d = self.loss.accumulate_d_main(real, fake, labels, scale=self._inject_nan(step))
-        grad_norm_d = self._optimizer_step(self.opt_d, self.D)
+        nan_scale = self._inject_nan(step)
+        for k in range(r.n_critic):
+            last = k == r.n_critic - 1
+            d_update = step * r.n_critic + k
+            real, labels = self.data.batch(d_update)
+            z = torch.randn(len(labels), p.latent_dim, device=self.device, generator=self.gen)
+            fake = self.loss.generate(z, labels, keep_graph=last)
+            self.opt_d.zero_grad(set_to_none=True)
+            if r.r1_gamma > 0 and d_update % r.r1_every == 0:  # lazy R1: every r1_every D updates
+                self.loss.accumulate_d_reg(real, labels, weight=r.r1_gamma / 2 * r.r1_every)
+            d = self.loss.accumulate_d_main(real, fake, labels, scale=nan_scale if last else None)
+            grad_norm_d = self._optimizer_step(self.opt_d, self.D)
+            if not last:
+                self.scaler.update()  # the scaler unscales each optimiser once per update
 
         self.opt_g.zero_grad(set_to_none=True)
         loss_g = self.loss.accumulate_g_main(fake, labels)
