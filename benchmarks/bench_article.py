@@ -245,7 +245,9 @@ def cmd_report(_args: argparse.Namespace) -> None:
     for path in sorted(RESULTS_DIR.glob("article_train_*min.json")):
         doc = json.loads(path.read_text())
         trains.update({(r["variant"], r["seed"]): r for r in doc["rows"]})
-    rows = load("scores")["rows"]
+    rows = [r for path in sorted(RESULTS_DIR.glob("article_scores*.json"))
+            for r in json.loads(path.read_text())["rows"]]
+    rows.sort(key=lambda r: (VARIANTS.index(r["variant"]), r["seed"]))
     floor = load("floor")["rows"][0] if (RESULTS_DIR / "article_floor.json").is_file() else None
     print("| run | seed | steps | train CPU min | fd_domain | KID | precision | recall | class accuracy "
           "| min diversity | fid (500, bf16) | grid |")
