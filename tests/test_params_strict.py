@@ -33,6 +33,8 @@ def _wrong_value(hint: Any) -> Any:
         return 12
     if typing.get_origin(hint) is list:
         return "fd_domain"  # a bare string where a list is expected
+    if typing.get_origin(hint) is dict:
+        return ["gpu"]  # a list where a mapping is expected
     raise AssertionError(f"no wrong value for {hint}")
 
 
