@@ -42,6 +42,15 @@ def test_section_loads_and_equals_defaults(section: str) -> None:
     )
 
 
+@pytest.mark.parametrize("section", sorted(set(SECTIONS) - {"train"}))
+def test_every_setting_is_stated_in_params_yaml(section: str) -> None:
+    """Configuration is data: each field of a section's dataclass is written in params.yaml, where a user looks
+    for it (train's recipes state only their differences, tested below)."""
+    stated = set(yaml.safe_load(PARAMS.read_text()).get(section) or {})
+    fields = {f.name for f in dataclasses.fields(_cls(SECTIONS[section]))}
+    assert fields <= stated, f"params.yaml:{section} does not state {sorted(fields - stated)}"
+
+
 def test_every_section_has_a_dataclass() -> None:
     sections = set(yaml.safe_load(PARAMS.read_text()))
     placeholders = {k for k, v in yaml.safe_load(PARAMS.read_text()).items() if v == {}}
