@@ -86,16 +86,16 @@ def main() -> None:
     save("project", {"generator": str(args.generator), "generator_meta": product.meta, "params": vars(params),
                      "threads": args.threads, "encoder": encoder_cost, "summary": summary, "rows": rows})
     if args.picture:
-        picture(product, xt, yt, picks, params, features, encoder, args.picture)
+        picture(product, xt, yt, picks, args.per_class, params, features, encoder, args.picture)
 
 
-def picture(product, xt, yt, picks, params, features, encoder, out: Path) -> None:  # noqa: ANN001
+def picture(product, xt, yt, picks, per_class, params, features, encoder, out: Path) -> None:  # noqa: ANN001
     """Rows: a photo, its projection, and edits through the generator (another category, two directions),
     then an image edit on top (navy)."""
     from productgan.project import project
     from productgan.render import labelled_grid, png_bytes, to_pil
 
-    chosen = [picks[3 * c] for c in (3, 0, 7)]  # a dress, a T-shirt, a sneaker
+    chosen = [picks[per_class * c] for c in (3, 0, 7)]  # a dress, a T-shirt, a sneaker
     swap = {3: "Coat", 0: "Shirt", 7: "Sandal"}
     images, labels = [], []
     for i in chosen:
