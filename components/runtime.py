@@ -195,3 +195,25 @@ def prepared_metadata(prepared_dir: str | os.PathLike[str], dataset_version: str
         "categories": len(manifest.get("categories") or []),
         **{f"{split}_images": n for split, n in counts.items()},
     }
+
+
+def train_outputs(work: str | os.PathLike[str], generator_dir: str | os.PathLike[str],
+                  dataset_version: str) -> tuple[dict[str, float], dict[str, Any]]:
+    """What a train step reports, whichever launcher trained: the numbers of ``<work>/metrics/train.json``
+    (written relative to the working directory, as under ``dvc repro``), flattened for KFP Metrics, and the
+    generator's metadata (its MLflow run from ``run.json``, the dataset version)."""
+    import json
+
+    from productgan.metrics.flatten import flatten_numbers
+
+    numbers: dict[str, float] = {}
+    train_metrics = Path(work) / "metrics" / "train.json"
+    if train_metrics.is_file():
+        numbers = flatten_numbers(json.loads(train_metrics.read_text(encoding="utf-8")))
+    meta: dict[str, Any] = {}
+    run_json = Path(generator_dir) / "run.json"
+    if run_json.is_file():
+        run = json.loads(run_json.read_text(encoding="utf-8"))
+        meta.update(mlflow_run_id=run.get("run_id"), mlflow_experiment_id=run.get("experiment_id"))
+    meta["dataset_version"] = dataset_version
+    return numbers, meta

@@ -21,11 +21,9 @@ def train(
     ``<checkpoint_root>/<run_id>/``, so train's (relative) ``checkpoints/train`` outlive the pod, and train runs
     with ``--resume``: a retried train (after an eviction or preemption) goes on from its last checkpoint.
     ``nproc`` > 1: one process per GPU under torchrun."""
-    import json
     import os
 
-    from components.runtime import require_tracking_uri, run_step, step_workdir
-    from productgan.metrics.flatten import flatten_numbers
+    from components.runtime import require_tracking_uri, run_step, step_workdir, train_outputs
 
     require_tracking_uri("train")
     args = ["--data", prepared.path, "--out", generator.path]
@@ -34,21 +32,10 @@ def train(
         args.append("--resume")
     with step_workdir(params, dataset_version, keep_in=keep_in) as work:
         run_step("train", args, work, nproc=nproc)
-        # metrics/train.json is written relative to the step's working directory (as under `dvc repro`).
-        train_metrics = os.path.join(work, "metrics", "train.json")
-        numbers = {}
-        if os.path.isfile(train_metrics):
-            with open(train_metrics, encoding="utf-8") as fh:
-                numbers = flatten_numbers(json.load(fh))
+        numbers, meta = train_outputs(work, generator.path, dataset_version)  # before the work folder goes
     for name, value in numbers.items():
         metrics.log_metric(name, value)
-    run_json = os.path.join(generator.path, "run.json")
-    if os.path.isfile(run_json):
-        with open(run_json, encoding="utf-8") as fh:
-            run = json.load(fh)
-        generator.metadata["mlflow_run_id"] = run.get("run_id")
-        generator.metadata["mlflow_experiment_id"] = run.get("experiment_id")
-    generator.metadata["dataset_version"] = dataset_version
+    generator.metadata.update(meta)
 
 
 def component(image: str) -> PythonComponent:

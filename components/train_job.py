@@ -25,8 +25,7 @@ def train(  # named like components/train.py's: the task is "train" whichever la
     import os
 
     from components.pytorchjob import JobSpec, run_pytorchjob
-    from components.runtime import copy_folder, require_tracking_uri, step_workdir
-    from productgan.metrics.flatten import flatten_numbers
+    from components.runtime import copy_folder, require_tracking_uri, step_workdir, train_outputs
 
     require_tracking_uri("train")
     settings = json.loads(job)
@@ -45,18 +44,10 @@ def train(  # named like components/train.py's: the task is "train" whichever la
     run_pytorchjob(client, spec, run_id, timeout_s, poll_s)
 
     copy_folder(out, generator.path)
-    train_metrics = os.path.join(work, "metrics", "train.json")
-    if os.path.isfile(train_metrics):
-        with open(train_metrics, encoding="utf-8") as fh:
-            for name, value in flatten_numbers(json.load(fh)).items():
-                metrics.log_metric(name, value)
-    run_json = os.path.join(generator.path, "run.json")
-    if os.path.isfile(run_json):
-        with open(run_json, encoding="utf-8") as fh:
-            run = json.load(fh)
-        generator.metadata["mlflow_run_id"] = run.get("run_id")
-        generator.metadata["mlflow_experiment_id"] = run.get("experiment_id")
-    generator.metadata["dataset_version"] = dataset_version
+    numbers, meta = train_outputs(work, generator.path, dataset_version)
+    for name, value in numbers.items():
+        metrics.log_metric(name, value)
+    generator.metadata.update(meta)
 
 
 def component(image: str) -> PythonComponent:
