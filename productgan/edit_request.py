@@ -66,11 +66,7 @@ class Edits:
     @classmethod
     def from_mapping(cls, values: dict[str, Any]) -> Edits:
         """Edits from a request row or CLI options: missing / None / NaN values mean "no edit"."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - names)
-        if unknown:
-            raise EditError(f"unknown edit(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}")
-        clean = {k: v for k, v in values.items() if not _missing(v)}
+        clean = _given(cls, values, "edit")
         try:
             for key in ("hue_shift", "saturation", "brightness", "scale", "rotate"):
                 if key in clean:
@@ -97,6 +93,15 @@ class Edits:
     @property
     def wants_colour(self) -> bool:
         return self.color is not None or self.hue_shift is not None or self.saturation is not None
+
+
+def _given(cls: type, values: dict[str, Any], what: str) -> dict[str, Any]:
+    """The values of ``values`` that ask for something (not missing / None / NaN); an unknown name is an error."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise EditError(f"unknown {what}(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}")
+    return {k: v for k, v in values.items() if not _missing(v)}
 
 
 @dataclass(frozen=True)
@@ -126,11 +131,7 @@ class LatentEdits:
     @classmethod
     def from_mapping(cls, values: dict[str, Any]) -> LatentEdits:
         """Latent edits from a request row, API keywords or CLI options (missing / None / NaN: no edit)."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - names)
-        if unknown:
-            raise EditError(f"unknown latent edit(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}")
-        clean = {k: v for k, v in values.items() if not _missing(v)}
+        clean = _given(cls, values, "latent edit")
         if "direction" in clean:
             clean["direction"] = _whole(clean["direction"], "direction")
         if "strength" in clean:
