@@ -46,6 +46,7 @@ def make_candidate(
     from productgan.gan.export import save_generator
     from productgan.gan.networks import build_generator
     from productgan.io import atomic_write_json
+    from productgan.redact import redact
     from productgan.registry import store
 
     store.ensure_store()
@@ -60,7 +61,7 @@ def make_candidate(
     client.log_metric(run.info.run_id, "loss_g", 1.0)
     client.set_terminated(run.info.run_id, status)
     atomic_write_json(folder / "run.json", {
-        "run_id": run.info.run_id, "tracking_uri": mlflow.get_tracking_uri(),
+        "run_id": run.info.run_id, "tracking_uri": redact(mlflow.get_tracking_uri()),  # as train writes it
         "experiment_id": experiment, "status": run_json_status or status,
     })
     metrics = root / "metrics.json"
@@ -145,3 +146,14 @@ def register_race(server_url: str, tmp_path: Path, name: str, monkeypatch: Any) 
     under_floor = next(v for v in versions.values() if fd_of[v.version] == 5.0)
     assert under_floor.tags["promotion.decision"] == "kept" and "floor" in under_floor.tags["promotion.reason"]
     assert not c.search_model_versions(f"name='{lock_model_name(name)}'")  # all lock tickets released
+
+
+def server_client_env(monkeypatch: Any, tmp_path: Path) -> Any:
+    """A client of a test's MLflow server: no AWS_/MLFLOW_ variable of this machine (artifacts go where the
+    server says), no progress bars, working in ``tmp_path``."""
+    for key in list(os.environ):
+        if key.startswith(("AWS_", "MLFLOW_")):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    monkeypatch.chdir(tmp_path)
+    return monkeypatch

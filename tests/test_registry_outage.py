@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from registry_helpers import REPO, fake_scorer, make_candidate
+from registry_helpers import REPO, fake_scorer, make_candidate, server_client_env
 from servers import MlflowServer, S3Server
 
 from productgan.registry import promote as promotion
@@ -42,12 +42,8 @@ def stores(tmp_path_factory):
 
 @pytest.fixture()
 def client_env(monkeypatch, tmp_path):
-    for key in list(os.environ):
-        if key.startswith(("AWS_", "MLFLOW_")):
-            monkeypatch.delenv(key)
-    monkeypatch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    server_client_env(monkeypatch, tmp_path)
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")  # as `productgan register` caps them (3), shorter
-    monkeypatch.chdir(tmp_path)
     (tmp_path / "prepared").mkdir()
     return monkeypatch
 

@@ -7,7 +7,7 @@ import contextlib
 import os
 
 import pytest
-from registry_helpers import register_race
+from registry_helpers import register_race, server_client_env
 from servers import MlflowServer, PostgresCluster, S3Server, postgres_bin
 
 pytestmark = [
@@ -36,12 +36,7 @@ def postgres_server_url(tmp_path_factory):
 
 @pytest.fixture()
 def client_env(monkeypatch, tmp_path):
-    for key in list(os.environ):
-        if key.startswith(("AWS_", "MLFLOW_")):
-            monkeypatch.delenv(key)
-    monkeypatch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    monkeypatch.chdir(tmp_path)
-    return monkeypatch
+    return server_client_env(monkeypatch, tmp_path)
 
 
 def test_eight_processes_race_on_postgres_with_four_workers(postgres_server_url, client_env, tmp_path):

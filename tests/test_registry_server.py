@@ -15,7 +15,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from registry_helpers import fake_scorer, make_candidate, register_race, start_together
+from registry_helpers import fake_scorer, make_candidate, register_race, server_client_env, start_together
 from servers import MlflowServer, S3Server
 
 from productgan.registry import promote as promotion
@@ -63,12 +63,7 @@ def auth_server_url(tmp_path_factory, s3_endpoint):
 @pytest.fixture()
 def client_env(monkeypatch, tmp_path):
     """A client with no S3 credentials and no S3 endpoint: every artifact goes through the server."""
-    for key in list(os.environ):
-        if key.startswith(("AWS_", "MLFLOW_")):
-            monkeypatch.delenv(key)
-    monkeypatch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    monkeypatch.chdir(tmp_path)
-    return monkeypatch
+    return server_client_env(monkeypatch, tmp_path)
 
 
 def test_register_through_proxy_and_load_champion_in_fresh_process(server_url, s3_server, client_env, tmp_path):
