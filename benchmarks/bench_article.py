@@ -115,7 +115,7 @@ p = TrainParams(recipe=spec["recipe"], steps=spec["steps"], max_minutes=None, nu
                 checkpoint_dir=out + "/ckpt", metrics_file=out + "/metrics.json", plots_file=out + "/plots.csv",
                 log_every=100, sample_every=10**9, checkpoint_every=1000, keep_checkpoints=1)
 t0, c0 = time.time(), time.process_time()
-res = Trainer(p, spec["data"], out + "/generator", track=False).run()
+res = Trainer(p, spec["data"], out + "/generator", track=False, resume=spec["resume"]).run()
 json.dump({"status": res.status, "step": res.step, "wall_s": time.time() - t0,
            "cpu_s": time.process_time() - c0, **res.metrics}, open(out + "/child.json", "w"))
 """
@@ -145,7 +145,9 @@ def cmd_train(args: argparse.Namespace) -> None:
             v, s = todo.pop(0)
             out = WORKDIR / f"{v}_s{s}"
             out.mkdir(parents=True, exist_ok=True)
-            spec = {"recipe": v, "steps": budget[v], "seed": s, "data": str(data), "out": str(out)}
+            # A run stopped part-way (session end, SIGTERM) continues exactly from its checkpoint.
+            resume = any((out / "ckpt").glob("ckpt-*.pt"))
+            spec = {"recipe": v, "steps": budget[v], "seed": s, "data": str(data), "out": str(out), "resume": resume}
             log = open(out / "log.txt", "w")  # noqa: SIM115 (the child holds it)
             proc = subprocess.Popen(["nice", "-n", "10", sys.executable, str(script), json.dumps(spec)],
                                     env=_env(), stdout=log, stderr=subprocess.STDOUT)

@@ -9,8 +9,10 @@
   python -m benchmarks.bench_inception check --generator DIR [--data prepared] [--n 2000] [--candidates ...]
       the precision check (productgan.metrics.precision_check): FID of DIR's samples vs the real test split by
       fp32 and by each candidate, accepted when within 0.5% relative.
-  python -m benchmarks.bench_inception fidinf [--data prepared] [--n 2000] [--generator DIR]
-      FID∞ of the train split against the test split (should be near 0), and of a generator.
+  python -m benchmarks.bench_inception fidinf [--data prepared] [--n 2000] [--generator DIR ...] [--metrics F ...]
+      FID∞ of the train split against the test split (should be near 0, skip with --no-train-split), and of each
+      generator: its FID at n (10,000 is the published convention) and FID∞; with --metrics (the generator's
+      metrics/eval/metrics.json) also how far that run's CPU-count FID∞ lies from the FID at n.
 
 Results go to benchmarks/results/inception_<command>.json; RESULTS.md "Inception on CPU" quotes them.
 Features computed here are cached in the evaluate step's real-statistics cache (same keys), so they are
@@ -172,22 +174,34 @@ def cmd_check(args: argparse.Namespace) -> None:
 
 
 def cmd_fidinf(args: argparse.Namespace) -> None:
+    """FID∞ of the train split against the test split (unless --no-train-split), then of each generator: its
+    plain FID at ``n`` a side (the fit's largest count) and FID∞, and, where the generator's run left an
+    evaluate metrics.json (``--metrics``), how far its CPU-count FID∞ lies from this FID at ``n``."""
     from productgan.metrics.fid_infinity import fid_infinity
 
     ex = _extractor(args.precision)
     test = _reference(args.data, "test", args.n)
     real = test.features(ex.features, ex.identity, args.n)
-    out: dict[str, Any] = {"n": args.n, "precision": ex.precision}
-    train = _reference(args.data, "train", args.n)
-    other = train.features(ex.features, ex.identity, args.n)
-    fit = fid_infinity(other.features, real.features, seed=0)
-    out["train_vs_test"] = fit.to_dict()
-    print("train vs test:", json.dumps(out["train_vs_test"]), flush=True)
-    if args.generator:
-        labels = np.asarray(test.labels[test.order[: args.n]], np.int64)
-        gen = _cached_fake(f"{Path(args.generator).resolve().name}-n{args.n}", ex, _generated(args.generator, labels))
-        out["generator"] = {"folder": str(args.generator), **fid_infinity(real.features, gen, seed=0).to_dict()}
-        print("generator:", json.dumps(out["generator"]), flush=True)
+    out: dict[str, Any] = {"n": args.n, "precision": ex.precision, "generators": []}
+    if not args.no_train_split:
+        train = _reference(args.data, "train", args.n)
+        other = train.features(ex.features, ex.identity, args.n)
+        out["train_vs_test"] = fid_infinity(other.features, real.features, seed=0).to_dict()
+        print("train vs test:", json.dumps(out["train_vs_test"]), flush=True)
+    labels = np.asarray(test.labels[test.order[: args.n]], np.int64)
+    metrics = args.metrics or [None] * len(args.generator)
+    for folder, metrics_file in zip(args.generator, metrics, strict=True):
+        tag = f"{folder.resolve().parent.name}-{folder.resolve().name}-n{args.n}"
+        gen = _cached_fake(tag, ex, _generated(folder, labels))
+        fit = fid_infinity(real.features, gen, seed=0).to_dict()
+        row = {"folder": str(folder), f"fid_at_{args.n}": fit["fid"][-1], **fit}
+        if metrics_file and str(metrics_file) != "-":
+            m = json.loads(Path(metrics_file).read_text())
+            row["cpu_run"] = {k: m.get(k) for k in ("fid", "fid_inf", "fid_meta")}
+            row["cpu_run"]["fid_at_10000_predicted"] = m["fid_inf_fit"]["fid_at_10000"]
+            row["cpu_fid_inf_minus_fid_at_n"] = m["fid_inf"] - fit["fid"][-1]
+        out["generators"].append(row)
+        print("generator:", json.dumps(row), flush=True)
     save(args.save_as, out)
 
 
@@ -212,7 +226,9 @@ def main() -> None:
     f.add_argument("--data", type=Path, default=REPO / "prepared")
     f.add_argument("--n", type=int, default=2000)
     f.add_argument("--precision", default="auto")
-    f.add_argument("--generator", type=Path, default=None)
+    f.add_argument("--generator", type=Path, nargs="*", default=[])
+    f.add_argument("--metrics", type=Path, nargs="*", help="each generator's evaluate metrics.json (the CPU run), - for none")
+    f.add_argument("--no-train-split", action="store_true")
     f.add_argument("--save-as", default="fidinf")
     args = ap.parse_args()
     {"speed": cmd_speed, "check": cmd_check, "fidinf": cmd_fidinf}[args.cmd](args)
