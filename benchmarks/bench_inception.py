@@ -227,7 +227,8 @@ def main() -> None:
     f.add_argument("--n", type=int, default=2000)
     f.add_argument("--precision", default="auto")
     f.add_argument("--generator", type=Path, nargs="*", default=[])
-    f.add_argument("--metrics", type=Path, nargs="*", help="each generator's evaluate metrics.json (the CPU run), - for none")
+    f.add_argument("--metrics", type=Path, nargs="*",
+                   help="each generator's evaluate metrics.json (the CPU run), - for none")
     f.add_argument("--no-train-split", action="store_true")
     f.add_argument("--save-as", default="fidinf")
     args = ap.parse_args()

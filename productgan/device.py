@@ -31,7 +31,10 @@ def cpu_has_native_bf16() -> bool:
 
 
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """Mixed precision in use: bf16/fp16 on CUDA; bf16 on CPUs with native bf16; else None (fp32)."""
+    """Mixed precision in use: bf16/fp16 on CUDA; bf16 on CPUs with native bf16; else None (fp32). ``auto``
+    reads as bf16 here; the trainer measures instead on a CPU (productgan/gan/precision_probe.py)."""
+    if precision == "auto":
+        precision = "bf16"
     if device.type == "cuda":
         return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
     if device.type == "cpu" and precision == "bf16" and cpu_has_native_bf16():

@@ -4,6 +4,7 @@ guard, checkpoints, and the MLflow run. Tiny networks and a few steps on real Fa
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import numpy as np
 import pytest
@@ -258,3 +259,38 @@ def test_resume_survives_a_comment_edit_but_not_a_code_change(tmp_path, monkeypa
     loss.write_text(text.replace("F.softplus(-logits).mean()", "F.softplus(-logits).sum()", 1))
     other = Trainer(tiny_params(tmp_path, steps=2), small_data, tmp_path / "g", resume=True, track=False)
     assert other.run().step == 2 and "other settings" in capsys.readouterr().err
+
+
+def test_precision_auto_is_measured_once_per_machine_and_a_resume_keeps_its_choice(tmp_path, monkeypatch,
+                                                                                   small_data, capsys):
+    """``precision: auto`` on a CPU with native bf16 times G+D in fp32 and bf16 and keeps the faster; the answer
+    is cached per machine, networks and batch (same seed, same machine: same precision, same weights), and a
+    resumed run keeps the precision its checkpoint was trained in even if the machine now answers otherwise."""
+    import productgan.gan.precision_probe as probe
+    import productgan.gan.trainer as trainer_module
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(trainer_module, "cpu_has_native_bf16", lambda: True)  # the probe's path on any CPU
+    measured = []
+    real_probe = probe.probe_cpu_precision
+    monkeypatch.setattr(probe, "probe_cpu_precision", lambda *a, **k: measured.append(1) or real_probe(*a, **k))
+    first = Trainer(tiny_params(tmp_path / "a", precision="auto"), small_data, tmp_path / "ga", track=False)
+    assert first.precision_name in ("fp32", "bf16") and set(first.precision_probe) == {"fp32", "bf16"}
+    assert first.run().status == "FINISHED" and "precision auto, measured: G+D pass" in capsys.readouterr().err
+    [entry] = (tmp_path / ".cache" / "productgan" / "train_precision").glob("*.json")
+    assert read_json(entry)["precision"] == first.precision_name and len(measured) == 1
+    again = Trainer(tiny_params(tmp_path / "b", precision="auto"), small_data, tmp_path / "gb", track=False)
+    assert again.precision_name == first.precision_name and len(measured) == 1  # read, not measured again
+    assert again.run().status == "FINISHED" and "measured earlier on this machine" in capsys.readouterr().err
+
+    # the cached answer flips after a checkpoint was written in the other precision: a resume keeps the old one
+    for name, after in (("bf16", "fp32"), ("fp32", "bf16")):
+        doc = read_json(entry)
+        entry.write_text(json.dumps({**doc, "precision": name}))
+        run = Trainer(tiny_params(tmp_path / name, precision="auto"), small_data, tmp_path / f"g{name}", track=False)
+        assert run.precision_name == name and run.run().step == 2
+        entry.write_text(json.dumps({**doc, "precision": after}))
+        resumed = Trainer(tiny_params(tmp_path / name, precision="auto", steps=3), small_data, tmp_path / f"g{name}",
+                          resume=True, track=False)
+        assert resumed.run().step == 3 and resumed.precision_name == name
+        assert resumed.loss.amp_dtype == {"fp32": None, "bf16": torch.bfloat16}[name]

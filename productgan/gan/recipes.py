@@ -16,7 +16,7 @@ from typing import Any
 
 RECIPES = ("baseline", "default", "article", "article_wgan_gp")
 SCHEDULES = ("constant", "linear", "cosine")
-PRECISIONS = ("bf16", "fp16", "fp32")
+PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 
 
 @dataclass
@@ -104,7 +104,7 @@ class TrainParams:
     seed: int = 0
     device: str = "auto"  # auto (cuda when available) | cpu | cuda | cuda:N
     num_threads: int = 0  # CPU threads per process; 0 = all cores shared among local processes
-    precision: str = "bf16"  # bf16 | fp16 | fp32 autocast; CPUs: bf16 only with native bf16, else fp32
+    precision: str = "auto"  # auto | bf16 | fp16 | fp32 autocast; auto: bf16 on CUDA, the faster measured on CPUs
     compile: bool = False  # torch.compile the networks (pays off on GPUs for long runs)
     channels_last: bool = True  # NHWC memory layout for images and convolutions
     checkpoint_dir: str = "checkpoints/train"

@@ -28,6 +28,7 @@ as an uninterrupted one would (bit-for-bit on CPU).
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import os
 import time
@@ -38,7 +39,7 @@ import torch
 from torch import nn
 
 from productgan.data.arrays import load_manifest, load_split
-from productgan.device import autocast_dtype
+from productgan.device import autocast_dtype, cpu_has_native_bf16
 from productgan.gan import distributed
 from productgan.gan.augment import DiffAugment, parse_policy
 from productgan.gan.checkpoint import PREVIOUS, load_latest, remove_temp_files, save_checkpoint, set_aside_checkpoints
@@ -47,6 +48,8 @@ from productgan.gan.dataset import ResidentData
 from productgan.gan.ema import EMA, recalibrate_batchnorm
 from productgan.gan.loss import LOSSES, GANLoss
 from productgan.gan.networks import build_discriminator, build_generator
+from productgan.gan.precision_probe import CANDIDATES as PROBED
+from productgan.gan.precision_probe import cpu_precision
 from productgan.gan.recipes import TrainParams
 from productgan.gan.run import HISTORY_KEYS, RunLifecycle, TrainResult
 from productgan.gan.sample import category_grid
@@ -141,7 +144,9 @@ class Trainer:
         fused = True if self.device.type == "cuda" else None
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=r.lr_g, betas=(r.beta1, r.beta2), fused=fused)
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=r.lr_d, betas=(r.beta1, r.beta2), fused=fused)
-        self.amp_dtype = autocast_dtype(params.precision, self.device)
+        self.precision_probe: dict[str, float] = {}  # seconds per pass of each precision, when auto measured
+        self.precision_cached = False
+        self.amp_dtype = self._pick_precision()
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
 
         policy = r.augment
@@ -350,6 +355,22 @@ class Trainer:
     def _modules(self) -> list[nn.Module]:
         return [self.G, self.D] + ([self.ema.model] if self.ema is not None else [])
 
+    def _pick_precision(self) -> torch.dtype | None:
+        """``train.precision`` as autocast dtype. ``auto``: bf16 on CUDA; on a CPU with native bf16 the faster
+        of fp32 and bf16 for these networks, measured (productgan/gan/precision_probe.py); else fp32. Several
+        CPU processes skip the probe (each would measure its own answer) and use bf16 where native."""
+        p = self.params
+        if p.precision != "auto" or self.device.type != "cpu" or self.ctx.world > 1 or not cpu_has_native_bf16():
+            return autocast_dtype(p.precision, self.device)
+        networks = {"config": self.cfg.to_dict(), "recipe": dataclasses.asdict(self.recipe)}
+        name, self.precision_probe, self.precision_cached = cpu_precision(
+            self.G, self.D, p.latent_dim, len(self.categories), p.batch_size, networks)
+        return PROBED[name]
+
+    @property
+    def precision_name(self) -> str:
+        return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.amp_dtype]
+
     def _state(self) -> dict[str, Any]:
         rng = {"torch_cpu": torch.get_rng_state(), "step_generator": self.gen.get_state().cpu()}
         if torch.cuda.is_available() and torch.cuda.is_initialized():
@@ -361,6 +382,7 @@ class Trainer:
             "restarts": self.restarts,
             "lr_scale": self.lr_scale,
             "train_seconds": self._seconds(),
+            "precision": self.precision_name,  # what auto chose; a resume keeps it, so the run stays exact
             "run_id": self.lifecycle.run_id,
             "tracking_journal": self.lifecycle.tracker.journal_id,  # MLflow calls kept while the store was down
             "G": self.G.state_dict(),
@@ -393,6 +415,8 @@ class Trainer:
         if state["scaler"]:
             self.scaler.load_state_dict(state["scaler"])
         self.augment.load_state_dict(state["augment"])
+        if self.params.precision == "auto" and state.get("precision") in PROBED:
+            self.amp_dtype = self.loss.amp_dtype = PROBED[state["precision"]]
         torch.set_rng_state(state["rng"]["torch_cpu"])
         if "torch_cuda" in state["rng"] and self.device.type == "cuda":
             torch.cuda.set_rng_state_all(state["rng"]["torch_cuda"])
@@ -418,7 +442,11 @@ class Trainer:
             self.lifecycle.clean_outputs()
         self._seconds_base, self._session_t0 = 0.0, time.perf_counter()
         budget = f" or {p.max_minutes:g} minutes, whichever comes first" if p.max_minutes else ""
-        precision = str(self.amp_dtype).removeprefix("torch.") if self.amp_dtype else "fp32"
+        precision = self.precision_name
+        if self.precision_probe:
+            probe = ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in self.precision_probe.items())
+            how = "measured earlier on this machine" if self.precision_cached else "measured"
+            precision = f"{precision}: precision auto, {how}: G+D pass {probe}"
         say(f"recipe {p.recipe}: up to {p.steps} steps{budget}; {self.num_train} images at "
             f"{self.cfg.resolution}x{self.cfg.resolution}x{self.cfg.channels}, batch {p.batch_size} x "
             f"{self.ctx.world} process(es) on {self.device} ({precision})")
@@ -432,7 +460,7 @@ class Trainer:
             self.lifecycle.start_tracking(None, {
                 "num_train_images": self.num_train, "world_size": self.ctx.world, "device": str(self.device),
                 "resolution": self.cfg.resolution, "channels": self.cfg.channels,
-                "augment_policy": ",".join(self.augment.policy) or "none"})
+                "augment_policy": ",".join(self.augment.policy) or "none", "precision_used": self.precision_name})
             self._checkpoint()  # step 0: a state to restore to, and the run id for --resume
         else:
             path, state = loaded
