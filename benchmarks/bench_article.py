@@ -265,6 +265,18 @@ def cmd_report(_args: argparse.Namespace) -> None:
         print(f"| real train images | — | — | — | {floor['fd_domain']:.2f} | {floor['kid']:.4f} | "
               f"{floor['precision']:.2f} | {floor['recall']:.2f} | {floor['class_accuracy']:.3f} | "
               f"{floor['diversity_ratio_min']:.2f} | {fid} | — |")
+    print()
+    print("| variant | seeds | fd_domain mean (each) | KID mean | recall mean | fid (500) mean (each) |")
+    print("|---|---|---|---|---|---|")
+    for v in VARIANTS:
+        runs = [r for r in rows if r["variant"] == v]
+        if runs:
+            each = ", ".join(f"{r['fd_domain']:.2f}" for r in runs)
+            fids = [r["fid"] for r in runs if r.get("fid") is not None]
+            fid = f"{statistics.mean(fids):.1f} ({', '.join(f'{f:.1f}' for f in fids)})" if fids else "—"
+            print(f"| `{v}` | {len(runs)} | {statistics.mean(r['fd_domain'] for r in runs):.2f} ({each}) | "
+                  f"{statistics.mean(r['kid'] for r in runs):.4f} | {statistics.mean(r['recall'] for r in runs):.2f} | "
+                  f"{fid} |")
 
 
 def main() -> None:
