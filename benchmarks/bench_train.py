@@ -28,7 +28,6 @@ classifier trained here (seeded, cached); the Fréchet distance between its 128-
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import platform
@@ -99,15 +98,12 @@ def machine() -> dict[str, Any]:
         "nproc": os.cpu_count(), "torch": torch.__version__, "python": platform.python_version(),
         "load_average": [round(v, 2) for v in os.getloadavg()], "torch_threads": torch.get_num_threads(),
     }
-    with contextlib.suppress(OSError):
-        for line in open("/proc/cpuinfo", encoding="utf-8"):
-            if line.startswith("model name"):
-                info["cpu"] = line.split(":", 1)[1].strip()
-                break
+    from productgan.device import cpu_has_native_bf16, cpuinfo
+
+    if cpuinfo("model name"):
+        info["cpu"] = cpuinfo("model name")
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
-    from productgan.device import cpu_has_native_bf16
-
     info["cpu_native_bf16"] = cpu_has_native_bf16()
     return info
 

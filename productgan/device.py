@@ -20,13 +20,20 @@ def pick_device(name: str, local_rank: int = 0, setting: str = "device") -> torc
     return device
 
 
-def cpu_has_native_bf16() -> bool:
-    """True on CPUs with bf16 arithmetic (AVX512-BF16 or AMX): there bf16 autocast nearly doubles speed."""
+def cpuinfo(field: str) -> str:
+    """The first ``field`` of /proc/cpuinfo (``model name``, ``flags``), or "" where there is none."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            flags = next((line for line in fh if line.startswith("flags")), "").split()
+            line = next((line for line in fh if line.split(":", 1)[0].strip() == field), "")
     except OSError:
-        return False
+        return ""
+    return line.split(":", 1)[1].strip() if ":" in line else ""
+
+
+def cpu_has_native_bf16() -> bool:
+    """True on CPUs with bf16 arithmetic (AVX512-BF16 or AMX). bf16 autocast is then often, not always,
+    faster than fp32: ``train.precision: auto`` measures (productgan/gan/precision_probe.py)."""
+    flags = cpuinfo("flags").split()
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 

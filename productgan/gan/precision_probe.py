@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from productgan.device import autocast
+from productgan.device import autocast, cpuinfo
 from productgan.io import atomic_write_bytes
 from productgan.lineage import stable_hash
 from productgan.metrics.cache import cache_root
@@ -62,20 +62,12 @@ def probe_cpu_precision(G: nn.Module, D: nn.Module, latent_dim: int, num_categor
     return min(median, key=median.__getitem__), median
 
 
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            return next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), "")
-    except OSError:
-        return platform.processor()
-
-
 def cpu_precision(G: nn.Module, D: nn.Module, latent_dim: int, num_categories: int, batch: int,
                   networks: dict, cache_dir: str | Path | None = None) -> tuple[str, dict[str, float], bool]:
     """``probe_cpu_precision``'s answer for this machine, networks (``networks``: their settings) and batch:
     read from the cache when measured before (then ``True``), else measured and written there."""
-    key = {"cpu": _cpu_model(), "torch": torch.__version__, "threads": torch.get_num_threads(), "batch": batch,
-           "networks": networks}
+    key = {"cpu": cpuinfo("model name") or platform.processor(), "torch": torch.__version__,
+           "threads": torch.get_num_threads(), "batch": batch, "networks": networks}
     path = cache_root(cache_dir) / "train_precision" / f"{stable_hash(key)}.json"
     try:
         doc = json.loads(path.read_text())
