@@ -270,18 +270,21 @@ def test_precision_auto_is_measured_once_per_machine_and_a_resume_keeps_its_choi
     import productgan.gan.trainer as trainer_module
 
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PRODUCTGAN_CACHE", str(tmp_path / "cache"))  # this test's own machine-answer cache
     monkeypatch.setattr(trainer_module, "cpu_has_native_bf16", lambda: True)  # the probe's path on any CPU
     measured = []
     real_probe = probe.probe_cpu_precision
     monkeypatch.setattr(probe, "probe_cpu_precision", lambda *a, **k: measured.append(1) or real_probe(*a, **k))
     first = Trainer(tiny_params(tmp_path / "a", precision="auto"), small_data, tmp_path / "ga", track=False)
     assert first.precision_name in ("fp32", "bf16") and set(first.precision_probe) == {"fp32", "bf16"}
-    assert first.run().status == "FINISHED" and "precision auto, measured: G+D pass" in capsys.readouterr().err
-    [entry] = (tmp_path / ".cache" / "productgan" / "train_precision").glob("*.json")
+    assert first.run().status == "FINISHED"
+    assert "precision auto, measured: G+D pass" in capsys.readouterr().err
+    [entry] = (tmp_path / "cache" / "train_precision").glob("*.json")
     assert read_json(entry)["precision"] == first.precision_name and len(measured) == 1
     again = Trainer(tiny_params(tmp_path / "b", precision="auto"), small_data, tmp_path / "gb", track=False)
     assert again.precision_name == first.precision_name and len(measured) == 1  # read, not measured again
-    assert again.run().status == "FINISHED" and "measured earlier on this machine" in capsys.readouterr().err
+    assert again.run().status == "FINISHED"
+    assert "measured earlier on this machine" in capsys.readouterr().err
 
     # the cached answer flips after a checkpoint was written in the other precision: a resume keeps the old one
     for name, after in (("bf16", "fp32"), ("fp32", "bf16")):
