@@ -75,11 +75,12 @@ def _sample_return(func) -> object:
 
 def _executor_input(outputs: dict, tmp: Path) -> dict:
     """What the backend's driver hands the executor: one output file per declared parameter, one URI per
-    declared artifact (local paths here)."""
+    declared artifact (plain local paths, as kfp.local gives: kfp maps only gs://, s3://, minio:// and oci://
+    URIs to mount paths and reads any other URI as a path, so ``file://...`` would land in ./file:/...)."""
     params = {name: {"outputFile": str(tmp / "parameters" / name)} for name in outputs.get("parameters", {})}
     artifacts = {
         name: {"artifacts": [{"name": name, "type": {"schemaTitle": a["artifactType"]["schemaTitle"]},
-                              "uri": f"file://{tmp / 'artifacts' / name}", "metadata": {}}]}
+                              "uri": str(tmp / "artifacts" / name), "metadata": {}}]}
         for name, a in outputs.get("artifacts", {}).items()
     }
     return {"inputs": {}, "outputs": {"outputFile": str(tmp / "executor_output.json"),
