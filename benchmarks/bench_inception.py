@@ -194,12 +194,12 @@ def cmd_fidinf(args: argparse.Namespace) -> None:
         tag = f"{folder.resolve().parent.name}-{folder.resolve().name}-n{args.n}"
         gen = _cached_fake(tag, ex, _generated(folder, labels))
         fit = fid_infinity(real.features, gen, seed=0).to_dict()
-        row = {"folder": str(folder), f"fid_at_{args.n}": fit["fid"][-1], **fit}
+        row = {"folder": str(folder), **fit, "fid_plain": fit["fid"][-1]}  # FID of all n a side
         if metrics_file and str(metrics_file) != "-":
             m = json.loads(Path(metrics_file).read_text())
             row["cpu_run"] = {k: m.get(k) for k in ("fid", "fid_inf", "fid_meta")}
             row["cpu_run"]["fid_at_10000_predicted"] = m["fid_inf_fit"]["fid_at_10000"]
-            row["cpu_fid_inf_minus_fid_at_n"] = m["fid_inf"] - fit["fid"][-1]
+            row["cpu_fid_inf_minus_fid_plain"] = m["fid_inf"] - fit["fid"][-1]
         out["generators"].append(row)
         print("generator:", json.dumps(row), flush=True)
     save(args.save_as, out)
