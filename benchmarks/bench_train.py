@@ -393,7 +393,7 @@ def cmd_quality(args: argparse.Namespace) -> None:
         out = root / v["name"]
         out.mkdir(parents=True, exist_ok=True)
         steps = v.get("steps", args.steps or 10**9)
-        minutes = None if args.steps else args.minutes  # a step budget replaces the wall-clock one
+        minutes = None if v.get("steps") or args.steps else args.minutes  # a step budget replaces the clock
         spec = {"recipe": v["recipe"], "steps": steps, "minutes": minutes, "data": str(data),
                 "out": str(out), "params": v.get("params", {}), "recipe_params": v.get("recipe_params", {})}
         procs[v["name"]] = (v, subprocess.Popen(
@@ -409,7 +409,8 @@ def cmd_quality(args: argparse.Namespace) -> None:
         rows.append({"name": name, "variant": v, **child, **scores, "snapshots": snapshots})
         print(json.dumps(rows[-1]), flush=True)
     floor = frechet(real_feats, predict(net, x[:10000], feats=True))
-    save_result(args.save_as, {"minutes": None if args.steps else args.minutes, "steps": args.steps, "fid_n": FID_N,
+    timed = not args.steps and any("steps" not in v for v in variants)
+    save_result(args.save_as, {"minutes": args.minutes if timed else None, "steps": args.steps, "fid_n": FID_N,
                                "rows": rows, "fd_clf_train_vs_test": floor})
 
 
