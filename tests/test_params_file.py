@@ -68,13 +68,13 @@ def test_default_recipe_states_only_its_differences_and_inherits_the_rest(tmp_pa
     assert set(shipped["default"]) == {k for k in default if default[k] != base[k]}
 
     path = tmp_path / "params.yaml"
-    path.write_text(yaml.safe_dump({"train": {"baseline": {"g_channels": 32}, "default": {"lr_g": 0.001}}}))
+    path.write_text(yaml.safe_dump({"train": {"baseline": {"beta2": 0.99}, "default": {"lr_g": 0.001}}}))
     p = load_section("train", TrainParams, path)
-    assert p.default.g_channels == 32 and p.default.lr_g == 0.001  # inherited, stated
+    assert p.default.beta2 == 0.99 and p.default.lr_g == 0.001  # inherited, stated
     assert p.default.ema_kimg == DefaultRecipe().ema_kimg and p.default.lr_d == DefaultRecipe().lr_d  # typed
     assert p.baseline.lr_g == BaselineRecipe().lr_g
 
     # lineage hashes the recipes as training reads them: stating an inherited value changes nothing
-    same = {"train": {"baseline": {"g_channels": 32}, "default": {"g_channels": 32}}}
-    assert params_hash(same) == params_hash({"train": {"baseline": {"g_channels": 32}}})
-    assert params_hash(same) != params_hash({"train": {"baseline": {"g_channels": 16}}})
+    same = {"train": {"baseline": {"beta2": 0.99}, "default": {"beta2": 0.99}}}
+    assert params_hash(same) == params_hash({"train": {"baseline": {"beta2": 0.99}}})
+    assert params_hash(same) != params_hash({"train": {"baseline": {"beta2": 0.9}}})
