@@ -388,12 +388,13 @@ def cmd_quality(args: argparse.Namespace) -> None:
     script = root / "child.py"
     script.write_text(QUALITY_CHILD)
     variants = args.variants or [{"name": r, "recipe": r} for r in ("baseline", "default")]
-    procs = {}
+    procs, clocks = {}, []
     for v in variants:
         out = root / v["name"]
         out.mkdir(parents=True, exist_ok=True)
         steps = v.get("steps", args.steps or 10**9)
         minutes = None if v.get("steps") or args.steps else args.minutes  # a step budget replaces the clock
+        clocks.append(minutes)
         spec = {"recipe": v["recipe"], "steps": steps, "minutes": minutes, "data": str(data),
                 "out": str(out), "params": v.get("params", {}), "recipe_params": v.get("recipe_params", {})}
         procs[v["name"]] = (v, subprocess.Popen(
@@ -409,8 +410,7 @@ def cmd_quality(args: argparse.Namespace) -> None:
         rows.append({"name": name, "variant": v, **child, **scores, "snapshots": snapshots})
         print(json.dumps(rows[-1]), flush=True)
     floor = frechet(real_feats, predict(net, x[:10000], feats=True))
-    timed = not args.steps and any("steps" not in v for v in variants)
-    save_result(args.save_as, {"minutes": args.minutes if timed else None, "steps": args.steps, "fid_n": FID_N,
+    save_result(args.save_as, {"minutes": args.minutes if any(clocks) else None, "steps": args.steps, "fid_n": FID_N,
                                "rows": rows, "fd_clf_train_vs_test": floor})
 
 
