@@ -1,6 +1,6 @@
 """Inception (FID) on a CPU: how fast each option runs, and whether the fast ones are exact enough.
 
-  python -m benchmarks.bench_inception speed [--threads 1 2] [--batches 32] [--rounds 2] [--options ...]
+  python -m benchmarks.bench_inception speed [--threads 1 2] [--batches 8 32] [--rounds 2] [--options ...]
       images/s and images per CPU-second of the Inception features (preprocessing included) for each option:
       precision (fp32 | bf16 | fp16 autocast), channels_last, torch.jit.freeze + optimize_for_inference
       (oneDNN fusion), batch size, threads. Each measurement runs in a fresh process, the options interleaved
@@ -131,7 +131,7 @@ def _generated(folder: Path, labels: np.ndarray, seed: int = 0) -> np.ndarray:
 def _extractor(precision: str, channels_last: bool = True):
     from productgan.metrics.inception import InceptionExtractor, resolve_weights
 
-    return InceptionExtractor(resolve_weights(), "cpu", 32, precision=precision, channels_last=channels_last)
+    return InceptionExtractor(resolve_weights(), "cpu", precision=precision, channels_last=channels_last)
 
 
 def _cached_fake(tag: str, extractor, images: np.ndarray) -> np.ndarray:
@@ -211,7 +211,7 @@ def main() -> None:
     s = sub.add_parser("speed")
     s.add_argument("--options", nargs="+", default=OPTIONS)
     s.add_argument("--threads", type=int, nargs="+", default=[1, 2])
-    s.add_argument("--batches", type=int, nargs="+", default=[32])
+    s.add_argument("--batches", type=int, nargs="+", default=[8, 32])
     s.add_argument("--batches-per-run", type=int, default=2)
     s.add_argument("--rounds", type=int, default=2)
     s.add_argument("--nice", type=int, default=10)

@@ -206,3 +206,22 @@ def test_inception_accepts_nvidia_layout_with_0_255_input(tmp_path):
     assert ext.nvidia_layout
     images = np.full((2, 1, 28, 28), 200, np.uint8)
     np.testing.assert_allclose(ext.features(images, progress=False), 200.0, rtol=1e-6)
+
+
+def test_inception_batch_size_auto_is_8_on_a_cpu_and_batching_does_not_change_features(tmp_path):
+    from productgan.metrics.evaluate import EvaluateParams
+    from productgan.metrics.inception import InceptionExtractor, resolve_batch_size
+    from productgan.params import ParamsError
+
+    assert resolve_batch_size("auto", torch.device("cpu")) == 8
+    assert resolve_batch_size("auto", torch.device("cuda")) == 32
+    assert resolve_batch_size(16, torch.device("cpu")) == 16
+    path = tmp_path / "nvidia-inception.pt"
+    torch.jit.script(_NvidiaLayoutInception()).save(str(path))
+    images = np.arange(11 * 28 * 28, dtype=np.int64).reshape(11, 1, 28, 28).astype(np.uint8)
+    auto, three = InceptionExtractor(path), InceptionExtractor(path, batch_size=3)
+    assert (auto.batch_size, three.batch_size) == (8, 3)
+    np.testing.assert_array_equal(auto.features(images, progress=False), three.features(images, progress=False))
+    for bad in (0, "big", True):
+        with pytest.raises(ParamsError, match="inception_batch_size"):
+            EvaluateParams(inception_batch_size=bad).validate()

@@ -76,7 +76,7 @@ class EvaluateParams:
     fid_inf_points: int = 5  # FID∞: FIDs at this many N from fid_inf_min_fraction x fid_n to fid_n
     fid_inf_min_fraction: float = 0.5  # N far under the 2,048 feature dims bends the line (fid_infinity.py)
     inception_precision: str = "auto"  # auto (fp32, channels_last: fastest measured) | fp32 | bf16 | fp16
-    inception_batch_size: int = 32
+    inception_batch_size: int | str = "auto"  # auto: 8 on a CPU (fastest measured), 32 on a GPU
     inception_weights: str | None = None
     kid_subsets: int = 100
     kid_subset_size: int = 1000
@@ -105,6 +105,12 @@ class EvaluateParams:
         if self.fid_inf_points < 2 or not 0 < self.fid_inf_min_fraction < 1:
             raise ParamsError(f"evaluate: fid_inf_points={self.fid_inf_points} must be >= 2 and "
                               f"fid_inf_min_fraction={self.fid_inf_min_fraction} in (0, 1)")
+        from productgan.metrics.inception import resolve_batch_size
+
+        try:
+            resolve_batch_size(self.inception_batch_size, torch.device("cpu"))
+        except ValueError as e:
+            raise ParamsError(str(e)) from None
         if self.inception_precision not in INCEPTION_PRECISIONS:
             raise ParamsError(f"evaluate.inception_precision={self.inception_precision!r}: use one of "
                               f"{', '.join(INCEPTION_PRECISIONS)}")

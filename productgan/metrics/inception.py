@@ -12,7 +12,8 @@ package needs cv2). A path set explicitly (params or env) that does not exist is
 
 Precision (params ``evaluate.inception_precision``): ``fp32`` is the reference, and ``auto`` is fp32 (channels_last
 tensors, TF32 off on CUDA): measured on the project's 2-core CPUs it is also the fastest path, 12.2-12.9 images/s
-against 10.5-10.9 under bf16 autocast (benchmarks/RESULTS.md "Inception on CPU"). ``bf16`` passed the precision
+against 10.5-10.9 under bf16 autocast at batch 32, and 16.9 images/s at batch 8, the CPU's ``auto`` batch
+(benchmarks/RESULTS.md "Inception on CPU"). ``bf16`` passed the precision
 check (FID within 0.5% of fp32's on a trained generator; ``precision_check.py``) for CPUs where it is faster.
 The precision is part of the extractor's identity (real statistics are cached per precision) and recorded in
 metrics.json.
@@ -42,6 +43,18 @@ FEATURE_DIM = 2048
 RESIZE = "tf1-bilinear align_corners=False to 299x299, no antialias (torch-fidelity convention)"
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
+# ``auto`` batch: 8 on a CPU, where its 299x299 activations stay in the cores' caches (16.9 images/s on the
+# project's 2 cores against 13.6 at 32, bit-identical features; benchmarks/RESULTS.md); 32 on a GPU as before
+BATCH_AUTO = {"cpu": 8, "cuda": 32}
+
+
+def resolve_batch_size(batch_size: int | str, device: torch.device) -> int:
+    """Images per Inception forward: ``batch_size``, or for ``auto`` the device's (``BATCH_AUTO``)."""
+    if batch_size == "auto":
+        return BATCH_AUTO.get(device.type, BATCH_AUTO["cuda"])
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"params evaluate.inception_batch_size={batch_size!r}: use a number >= 1 or 'auto'")
+    return batch_size
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
@@ -147,12 +160,12 @@ class InceptionExtractor:
     """Feature extractor protocol: ``identity`` (for cache keys) and ``features(uint8 images)``."""
 
     def __init__(
-        self, weights: str | os.PathLike[str], device: str | torch.device = "cpu", batch_size: int = 32,
+        self, weights: str | os.PathLike[str], device: str | torch.device = "cpu", batch_size: int | str = "auto",
         precision: str = "fp32", channels_last: bool = True,
     ) -> None:
         self.weights = Path(weights)
         self.device = torch.device(device)
-        self.batch_size = batch_size
+        self.batch_size = resolve_batch_size(batch_size, self.device)
         self.precision = resolve_precision(precision, self.device)
         self.channels_last = channels_last
         self.sha256 = sha256_file(self.weights)
