@@ -77,6 +77,24 @@ def test_lr_schedule_and_restart_scale(tmp_path, small_data):
     assert held.lr_factor(90) == pytest.approx(0.4) and held.lr_factor(100) == pytest.approx(0.0)
 
 
+def test_top_k_keeps_the_images_d_rates_best_and_shrinks_over_the_run(tmp_path, small_data):
+    p = tiny_params(tmp_path, steps=100, recipe_overrides={"g_topk": 0.5, "augment": "none"})
+    t = Trainer(p, small_data, tmp_path / "g", track=False)
+    assert [t.g_keep(s) for s in (0, 50, 100)] == pytest.approx([1.0, 0.75, 0.5])
+    # G's loss counts only the images D rates most real: the others get no gradient
+    fake = torch.randn(4, 1, 28, 28, requires_grad=True)
+    labels = torch.zeros(4, dtype=torch.long)
+    scores = torch.tensor([3.0, -2.0, 1.0, -1.0])
+    t.loss.D_ddp = lambda x, y: scores * x.flatten(1)[:, 0]  # a D whose logits we know
+    loss = t.loss.accumulate_g_main(fake, labels, keep=0.5)
+    logits = scores * fake.detach()[:, 0, 0, 0]
+    assert loss.item() == pytest.approx(torch.nn.functional.softplus(-logits.topk(2).values).mean().item())
+    picked = set(logits.topk(2).indices.tolist())
+    assert [bool(fake.grad[i].abs().sum() > 0) for i in range(4)] == [i in picked for i in range(4)]
+    with pytest.raises(ValueError, match="g_topk"):
+        tiny_params(tmp_path, recipe_overrides={"g_topk": 0.0}).validate()
+
+
 def test_nan_once_is_recovered_with_lower_learning_rate(tmp_path, monkeypatch, small_data):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("PRODUCTGAN_INJECT_NAN_AT_STEP", "3")

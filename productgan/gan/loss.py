@@ -185,12 +185,16 @@ class GANLoss:
             logits = self.D(mixed, labels)
         self._backward(gradient_penalty(logits, mixed) * self.gp_lambda)
 
-    def accumulate_g_main(self, fake: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """G main: generated images through a frozen D; returns the (detached) loss."""
+    def accumulate_g_main(self, fake: torch.Tensor, labels: torch.Tensor, keep: float = 1.0) -> torch.Tensor:
+        """G main: generated images through a frozen D; returns the (detached) loss. ``keep`` < 1: only that
+        share of the images, those D rates most real, carry G's loss (top-k training, Sinha et al. 2020: the
+        worst samples' gradients point G away from where it already does well)."""
         self.D.requires_grad_(False)
         with self._autocast():
-            logits = local(self.D_ddp)(self._aug(fake), labels)
-        loss = self.objective.g(logits.float())
+            logits = local(self.D_ddp)(self._aug(fake), labels).float()
+        if keep < 1.0:
+            logits = logits.topk(max(1, round(keep * len(logits)))).values
+        loss = self.objective.g(logits)
         self._backward(loss)
         return loss.detach()
 

@@ -44,6 +44,7 @@ class RecipeParams:
     r1_every: int = 16  # lazy R1: every this many steps (scaled up to keep its strength)
     n_critic: int = 1  # D updates per G update (a step); WGAN-GP uses 5
     gp_lambda: float = 10.0  # weight of WGAN-GP's gradient penalty (only with loss wgan-gp)
+    g_topk: float = 1.0  # top-k training: G learns from this share of its images D rates best by the end; 1 = off
 
 
 @dataclass
@@ -158,6 +159,7 @@ class TrainParams:
             (r.r1_every >= 1, f"{where}.r1_every must be >= 1"),
             (r.n_critic >= 1, f"{where}.n_critic must be >= 1"),
             (r.gp_lambda >= 0, f"{where}.gp_lambda must be >= 0"),
+            (0 < r.g_topk <= 1, f"{where}.g_topk must be in (0, 1]"),
         ]
         for ok, message in checks:
             if not ok:

@@ -213,6 +213,10 @@ class Trainer:
             factor = end + (1.0 - end) * shape
         return factor * self.lr_scale
 
+    def g_keep(self, step: int) -> float:
+        """Share of G's images whose loss counts: from 1 down to ``g_topk`` over the run (top-k training)."""
+        return 1.0 - (1.0 - self.recipe.g_topk) * self.progress(step)
+
     # ------------------------------------------------------------------------------------- one step
 
     def _inject_nan(self, step: int) -> torch.Tensor | None:
@@ -259,7 +263,7 @@ class Trainer:
                 self.scaler.update()  # the scaler unscales each optimiser once per update
 
         self.opt_g.zero_grad(set_to_none=True)
-        loss_g = self.loss.accumulate_g_main(fake, labels)
+        loss_g = self.loss.accumulate_g_main(fake, labels, keep=self.g_keep(step))
         grad_norm_g = self._optimizer_step(self.opt_g, self.G)
         self.scaler.update()
 
