@@ -134,10 +134,15 @@ def _extractor(precision: str, channels_last: bool = True):
     return InceptionExtractor(resolve_weights(), "cpu", precision=precision, channels_last=channels_last)
 
 
-def _cached_fake(tag: str, extractor, images: np.ndarray) -> np.ndarray:
-    """Generated-side features, kept beside the real-statistics cache so a rerun costs nothing."""
+def _cached_fake(folder: Path, extractor, images: np.ndarray) -> np.ndarray:
+    """Generated-side features of the generator in ``folder``, kept beside the real-statistics cache so a rerun
+    costs nothing; keyed by the generator's weights, so two generators in folders of the same name never share."""
+    from productgan.io import sha256_file
     from productgan.metrics import cache
 
+    folder = Path(folder).resolve()
+    weights = sha256_file(folder / "generator.safetensors")[:12]
+    tag = f"{folder.parent.name}-{folder.name}-{weights}-n{len(images)}"
     path = cache.cache_root() / "bench_inception" / f"{tag}-{extractor.identity}.npy"
     if path.is_file():
         return np.load(path)
@@ -161,7 +166,7 @@ def cmd_check(args: argparse.Namespace) -> None:
     for precision in ["fp32", *args.candidates]:
         ex = _extractor(precision)
         real = ref.features(ex.features, ex.identity, args.n).features
-        gen = _cached_fake(f"{Path(args.generator).resolve().name}-n{args.n}", ex, fake)
+        gen = _cached_fake(args.generator, ex, fake)
         fids[precision] = frechet_distance_features(real, gen)
         print(f"{precision}: FID {fids[precision]:.4f}", flush=True)
     rows = []
@@ -191,8 +196,7 @@ def cmd_fidinf(args: argparse.Namespace) -> None:
     labels = np.asarray(test.labels[test.order[: args.n]], np.int64)
     metrics = args.metrics or [None] * len(args.generator)
     for folder, metrics_file in zip(args.generator, metrics, strict=True):
-        tag = f"{folder.resolve().parent.name}-{folder.resolve().name}-n{args.n}"
-        gen = _cached_fake(tag, ex, _generated(folder, labels))
+        gen = _cached_fake(folder, ex, _generated(folder, labels))
         fit = fid_infinity(real.features, gen, seed=0).to_dict()
         row = {"folder": str(folder), **fit, "fid_plain": fit["fid"][-1]}  # FID of all n a side
         if metrics_file and str(metrics_file) != "-":
