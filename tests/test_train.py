@@ -170,7 +170,9 @@ def test_resume_needs_matching_settings_and_a_new_run_keeps_old_checkpoints(tmp_
     assert [s for s, _ in list_checkpoints(tmp_path / "ckpt")] == [0, 2]
 
 
-@pytest.mark.parametrize(("arch", "d_arch"), [("dcgan", "dcgan"), ("dcgan_cbn", "dcgan_sn"), ("resnet", "resnet")])
+@pytest.mark.parametrize(("arch", "d_arch"), [
+    ("dcgan", "dcgan"), ("dcgan_deep", "dcgan"), ("dcgan_cbn", "dcgan_sn"), ("resnet", "resnet"),
+])
 def test_every_arch_at_every_size(arch, d_arch):
     from productgan.gan.config import GeneratorConfig
     from productgan.gan.networks import build_discriminator, build_generator

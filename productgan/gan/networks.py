@@ -5,6 +5,7 @@
 ReLU -> tanh. D: strided convolutions with BatchNorm and LeakyReLU; the class enters as a projection
 term (Miyato & Koyama 2018). Weights drawn from N(0, 0.02).
 
+``dcgan_deep`` (a knob): the DCGAN generator carried to full resolution, the image drawn by a 3x3 convolution.
 ``dcgan_cbn`` (a knob): the DCGAN generator with class-conditional BatchNorm.
 ``dcgan_sn`` (discriminator): the DCGAN discriminator with spectral norm instead of BatchNorm.
 ``dcgan_ln`` (discriminator): the DCGAN discriminator with layer norm instead of BatchNorm (a WGAN-GP critic).
@@ -80,6 +81,34 @@ class DCGANGenerator(ConditionalGenerator):
                 nn.ReLU(inplace=True),
             ]
         blocks += [nn.ConvTranspose2d(ch[n_up - 1], cfg.channels, 4, 2, 1), nn.Tanh()]
+        self.net = nn.Sequential(*blocks)
+        dcgan_init_(self)
+
+    def forward(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return self.net(self.first_map(z, labels))
+
+
+class DeepDCGANGenerator(ConditionalGenerator):
+    """The DCGAN generator carried to full resolution: every upsampling ends in BatchNorm and ReLU (the last at
+    ``base_channels`` channels), and a 3x3 convolution makes the image. ``dcgan`` instead draws the image with
+    its last transposed convolution straight from the half-resolution map."""
+
+    def __init__(self, cfg: GeneratorConfig) -> None:
+        super().__init__(cfg)
+        s0, n_up, ch = self.s0, self.n_up, self.widths
+        self.fc = nn.Sequential(
+            nn.Linear(2 * cfg.latent_dim, ch[0] * s0 * s0, bias=False),
+            nn.BatchNorm1d(ch[0] * s0 * s0),
+            nn.ReLU(inplace=True),
+        )
+        blocks: list[nn.Module] = []
+        for i in range(n_up):
+            blocks += [
+                nn.ConvTranspose2d(ch[i], ch[i + 1], 4, 2, 1, bias=False),
+                nn.BatchNorm2d(ch[i + 1]),
+                nn.ReLU(inplace=True),
+            ]
+        blocks += [nn.Conv2d(ch[n_up], cfg.channels, 3, 1, 1), nn.Tanh()]
         self.net = nn.Sequential(*blocks)
         dcgan_init_(self)
 
@@ -362,7 +391,8 @@ class ResNetDiscriminator(nn.Module):
 # ------------------------------------------------------------------------------------------ registry
 
 GENERATORS: dict[str, type[nn.Module]] = {
-    "dcgan": DCGANGenerator, "dcgan_cbn": CBNDCGANGenerator, "resnet": ResNetGenerator, "mlp": MLPGenerator,
+    "dcgan": DCGANGenerator, "dcgan_deep": DeepDCGANGenerator, "dcgan_cbn": CBNDCGANGenerator,
+    "resnet": ResNetGenerator, "mlp": MLPGenerator,
     "sndcgan": CBNDCGANGenerator,  # its first name: generator.json files written before the rename still load
 }
 DISCRIMINATORS: dict[str, type[nn.Module]] = {
