@@ -2,8 +2,8 @@
 
 ``runner="subprocess"`` (default, no containers): every component runs in a subprocess of this Python
 (``SubprocessRunner(use_venv=False)``), so the package must be importable there: ``run_local`` puts this
-checkout on ``PYTHONPATH``. MLflow goes to a SQLite file in the work folder unless ``MLFLOW_TRACKING_URI`` is
-set.
+checkout on ``PYTHONPATH`` for the run (the caller's environment is left as it was). MLflow goes to a SQLite
+file in the work folder unless ``MLFLOW_TRACKING_URI`` is set.
 
 ``runner="docker"``: every component runs in a container of the project image (``kfp.local.DockerRunner``
 through the Docker API of podman or Docker; see ``pipelines.containers``), as the image's non-root user with
@@ -29,6 +29,7 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 from components.runtime import parse_params
 from pipelines.overrides import apply_overrides, split_params
@@ -171,15 +172,17 @@ def run_local(
     checkpoints = work / "checkpoints"
     text, arguments = local_params(params_text, source, assignments, tiny, local_settings(checkpoints))
     # the statistics cache is shared by the runs of one workdir (on a cluster: a volume that outlives runs)
-    cache = Path(os.environ.setdefault("PRODUCTGAN_CACHE", str(work / "cache")))
+    cache = Path(os.environ.get("PRODUCTGAN_CACHE") or work / "cache")
     root = work / "pipeline_root"
     if runner == "subprocess":
         from kfp import local
 
-        # kfp.local's subprocesses inherit this environment.
-        os.environ["PYTHONPATH"] = _python_path()
-        tracking_uri = os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{work / 'mlflow.db'}")
-        return _run(work, root, local.SubprocessRunner(use_venv=False), text, arguments, None, tracking_uri)
+        tracking_uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{work / 'mlflow.db'}"
+        # kfp.local's subprocesses inherit this process's environment: set for this run only, so a later run
+        # in the same process (another workdir) gets its own cache and tracking store, not this one's
+        step_env = {"PYTHONPATH": _python_path(), "MLFLOW_TRACKING_URI": tracking_uri, "PRODUCTGAN_CACHE": str(cache)}
+        with mock.patch.dict(os.environ, step_env):
+            return _run(work, root, local.SubprocessRunner(use_venv=False), text, arguments, None, tracking_uri)
     return _run_in_containers(work, root, text, arguments, source, image, environment or {}, checkpoints, cache)
 
 

@@ -66,3 +66,31 @@ def test_run_local_trains_registers_then_ends_early(tmp_path, cli_env, fmnist_di
     assert again != run and not (again / "train").exists() and not (again / "register").exists()
     assert "**Nothing to do**" in (again / "retrain-check" / "summary").read_text()
     assert len(client.search_model_versions("name = 'product-gan'")) == 1
+
+
+def test_run_local_sets_the_steps_environment_for_its_run_only(tmp_path, monkeypatch):
+    """kfp.local's subprocess steps read PYTHONPATH, MLFLOW_TRACKING_URI and PRODUCTGAN_CACHE from this
+    process; each run gets its own workdir's, and the caller's environment is as it was afterwards."""
+    import os
+
+    import pipelines.local
+    from pipelines.product_gan import default_params_text
+
+    for key in ("MLFLOW_TRACKING_URI", "PRODUCTGAN_CACHE"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("PYTHONPATH", "/caller/path")
+    seen = []
+
+    def fake_run(work, root, runner, text, arguments, image, tracking_uri):
+        seen.append({k: os.environ.get(k) for k in ("PYTHONPATH", "MLFLOW_TRACKING_URI", "PRODUCTGAN_CACHE")})
+        return pipelines.local.LocalRun(work, root, tracking_uri, True, "")
+
+    monkeypatch.setattr(pipelines.local, "_run", fake_run)
+    for name in ("a", "b"):
+        pipelines.local.run_local(tmp_path / name, default_params_text(), source=str(tmp_path / "photos"))
+    for name, env in zip(("a", "b"), seen, strict=True):
+        assert env["MLFLOW_TRACKING_URI"] == f"sqlite:///{tmp_path / name / 'mlflow.db'}"
+        assert env["PRODUCTGAN_CACHE"] == str(tmp_path / name / "cache")
+        assert env["PYTHONPATH"].split(os.pathsep) == [str(pipelines.local.REPO), "/caller/path"]
+    assert os.environ["PYTHONPATH"] == "/caller/path"
+    assert "MLFLOW_TRACKING_URI" not in os.environ and "PRODUCTGAN_CACHE" not in os.environ
