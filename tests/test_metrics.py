@@ -4,6 +4,7 @@ recall and k-NN radii on known point sets, and the TF1 bilinear resize in front 
 
 from __future__ import annotations
 
+import json
 import warnings
 
 import numpy as np
@@ -206,6 +207,32 @@ def test_inception_accepts_nvidia_layout_with_0_255_input(tmp_path):
     assert ext.nvidia_layout
     images = np.full((2, 1, 28, 28), 200, np.uint8)
     np.testing.assert_allclose(ext.features(images, progress=False), 200.0, rtol=1e-6)
+
+
+def test_inception_precision_auto_is_measured_once_on_a_bf16_cpu_and_fp32_elsewhere(tmp_path, monkeypatch):
+    """``auto`` on a CPU with native bf16 times the extractor in fp32 and bf16 autocast and keeps the faster, once
+    per machine (later extractors read the cached answer); a CPU without native bf16, or a precision set
+    explicitly, is not measured."""
+    import productgan.metrics.inception as inception
+
+    path = tmp_path / "nvidia-inception.pt"
+    torch.jit.script(_NvidiaLayoutInception()).save(str(path))
+    measured = []
+    real_timer = inception.time_precisions
+    monkeypatch.setattr(inception, "time_precisions", lambda *a, **k: measured.append(1) or real_timer(*a, **k))
+    monkeypatch.setattr(inception, "cpu_has_native_bf16", lambda: True)
+    first = inception.InceptionExtractor(path, precision="auto", cache_dir=tmp_path / "cache")
+    assert first.precision in ("fp32", "bf16") and set(first.precision_probe) == {"fp32", "bf16"}
+    assert first.identity.endswith(f"-{first.precision}") and "faster measured" in first.info["precision_auto"]
+    [entry] = (tmp_path / "cache" / "inception_precision").glob("*.json")
+    assert json.loads(entry.read_text())["precision"] == first.precision
+    again = inception.InceptionExtractor(path, precision="auto", cache_dir=tmp_path / "cache")
+    assert again.precision == first.precision and len(measured) == 1  # read, not measured again
+    explicit = inception.InceptionExtractor(path, precision="fp32", cache_dir=tmp_path / "other")
+    monkeypatch.setattr(inception, "cpu_has_native_bf16", lambda: False)
+    plain = inception.InceptionExtractor(path, precision="auto", cache_dir=tmp_path / "other")
+    assert (explicit.precision, plain.precision) == ("fp32", "fp32") and len(measured) == 1
+    assert "precision_auto" not in plain.info and not (tmp_path / "other").exists()
 
 
 def test_inception_batch_size_auto_is_8_on_a_cpu_and_batching_does_not_change_features(tmp_path):

