@@ -64,15 +64,20 @@ class ConditionalGenerator(nn.Module):
         return self.fc(torch.cat([z, self.embed(labels)], dim=1)).view(-1, self.c0, self.s0, self.s0)
 
 
+def dcgan_fc(cfg: GeneratorConfig, channels: int, size: int) -> nn.Sequential:
+    """The DCGAN generators' first layer: z and class embedding -> linear -> BatchNorm -> ReLU (the first map)."""
+    return nn.Sequential(
+        nn.Linear(2 * cfg.latent_dim, channels * size * size, bias=False),
+        nn.BatchNorm1d(channels * size * size),
+        nn.ReLU(inplace=True),
+    )
+
+
 class DCGANGenerator(ConditionalGenerator):
     def __init__(self, cfg: GeneratorConfig) -> None:
         super().__init__(cfg)
         s0, n_up, ch = self.s0, self.n_up, self.widths
-        self.fc = nn.Sequential(
-            nn.Linear(2 * cfg.latent_dim, ch[0] * s0 * s0, bias=False),
-            nn.BatchNorm1d(ch[0] * s0 * s0),
-            nn.ReLU(inplace=True),
-        )
+        self.fc = dcgan_fc(cfg, ch[0], s0)
         blocks: list[nn.Module] = []
         for i in range(n_up - 1):
             blocks += [
@@ -96,11 +101,7 @@ class DeepDCGANGenerator(ConditionalGenerator):
     def __init__(self, cfg: GeneratorConfig) -> None:
         super().__init__(cfg)
         s0, n_up, ch = self.s0, self.n_up, self.widths
-        self.fc = nn.Sequential(
-            nn.Linear(2 * cfg.latent_dim, ch[0] * s0 * s0, bias=False),
-            nn.BatchNorm1d(ch[0] * s0 * s0),
-            nn.ReLU(inplace=True),
-        )
+        self.fc = dcgan_fc(cfg, ch[0], s0)
         blocks: list[nn.Module] = []
         for i in range(n_up):
             blocks += [
