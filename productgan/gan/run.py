@@ -215,7 +215,8 @@ class RunLifecycle:
         return pending
 
     def _write_run_file(self, status: str, message: str | None = None, pending: dict[str, str] | None = None) -> None:
-        doc = {"run_id": self.tracker.run_id, "tracking_uri": self.tracker.tracking_uri,
+        # the Tracker already holds the URI redacted; redacting here again keeps this file safe on its own
+        doc = {"run_id": self.tracker.run_id, "tracking_uri": redact(self.tracker.tracking_uri),
                "experiment_id": self.tracker.experiment_id, "status": status}
         if message:
             doc["message"] = redact(message)
