@@ -9,12 +9,13 @@ import json
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 import yaml
 from conftest import FMNIST_CATEGORIES, REPO
 from PIL import Image
 from train_helpers import prepared_at, small_prepared, tiny_params
 
-from productgan.gan.augment import DiffAugment, parse_policy
+from productgan.gan.augment import DiffAugment, parse_policy, translation
 from productgan.gan.checkpoint import checkpoint_path, list_checkpoints, load_latest, save_checkpoint
 from productgan.gan.export import load_generator
 from productgan.gan.recipes import TrainParams
@@ -93,6 +94,34 @@ def test_top_k_keeps_the_images_d_rates_best_and_shrinks_over_the_run(tmp_path, 
     assert [bool(fake.grad[i].abs().sum() > 0) for i in range(4)] == [i in picked for i in range(4)]
     with pytest.raises(ValueError, match="g_topk"):
         tiny_params(tmp_path, recipe_overrides={"g_topk": 0.0}).validate()
+
+
+def test_consistency_pulls_d_on_shifted_images_to_d_on_the_originals(tmp_path, small_data):
+    p = tiny_params(tmp_path, precision="fp32", recipe_overrides={"cr_lambda": 10.0, "augment": "none"})
+    t = Trainer(p, small_data, tmp_path / "g", track=False)
+    assert t.loss.d_separate  # the DCGAN D has BatchNorm: real and generated batches go through it apart
+    gen = torch.Generator().manual_seed(1)
+    real, fake = (torch.rand(4, 1, 28, 28, generator=gen) * 2 - 1 for _ in range(2))
+    labels = torch.zeros(4, dtype=torch.long)
+    w = torch.randn(28 * 28, generator=gen, requires_grad=True)
+    t.loss.D_ddp = lambda x, y: x.flatten(1) @ w  # a D whose logits move when the image shifts
+    t.loss.gen.manual_seed(7)
+    out = t.loss.accumulate_d_main(real, fake, labels)
+    t.loss.gen.manual_seed(7)  # the same shifts, drawn in the order D main draws them
+    shifted_real = translation(real, torch.ones(()), t.loss.gen)
+    shifted_fake = translation(fake, torch.ones(()), t.loss.gen)
+    assert not torch.equal(shifted_real, real)
+    with torch.no_grad():
+        d = {k: v.flatten(1) @ w for k, v in
+             {"real": real, "fake": fake, "sreal": shifted_real, "sfake": shifted_fake}.items()}
+        expected = (F.softplus(-d["real"]).mean() + F.softplus(d["fake"]).mean()
+                    + 10.0 * (d["sreal"] - d["real"]).square().mean() + 10.0 * (d["sfake"] - d["fake"]).square().mean())
+    assert out.loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    assert w.grad is not None and w.grad.abs().sum() > 0
+    # and in the training loop, where D is the real network
+    assert Trainer(p, small_data, tmp_path / "g2", track=False).run().status == "FINISHED"
+    with pytest.raises(ValueError, match="cr_lambda"):
+        tiny_params(tmp_path, recipe_overrides={"cr_lambda": -1.0}).validate()
 
 
 def test_nan_once_is_recovered_with_lower_learning_rate(tmp_path, monkeypatch, small_data):

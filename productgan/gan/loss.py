@@ -8,7 +8,9 @@ steps the optimisers. The phases, in the order a step runs them:
                  on the plain D (torch.compile does not do double backward) and first: its gradients
                  accumulate locally and join D main's DDP all-reduce.
   D main         D's loss on real images (pushed up) and on generated ones (pushed down); for an objective
-                 with a gradient penalty (WGAN-GP) the penalty first, on the plain D like R1.
+                 with a gradient penalty (WGAN-GP) the penalty first, on the plain D like R1. With balanced
+                 consistency regularisation (bCR, Zhao et al. 2021) D's logits on shifted copies of both
+                 batches are also pulled to its logits on the originals.
   G main         G's loss through D, with D frozen and outside DDP (D has nothing to reduce here).
 
 The loop may run the two D phases several times per step (``n_critic``, WGAN-GP's 5 critic updates per
@@ -34,7 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from productgan.device import autocast
-from productgan.gan.augment import DiffAugment
+from productgan.gan.augment import DiffAugment, translation
 from productgan.gan.distributed import local
 
 LossFn = Callable[[torch.Tensor], torch.Tensor]
@@ -111,10 +113,12 @@ class GANLoss:
         device: torch.device,
         amp_dtype: torch.dtype | None,
         gp_lambda: float = 10.0,
+        cr_lambda: float = 0.0,
     ) -> None:
         self.D, self.G_ddp, self.D_ddp = D, G_ddp, D_ddp
         self.objective, self.augment, self.scaler, self.gen = objective, augment, scaler, gen
-        self.device, self.amp_dtype, self.gp_lambda = device, amp_dtype, gp_lambda
+        self.device, self.amp_dtype, self.gp_lambda, self.cr_lambda = device, amp_dtype, gp_lambda, cr_lambda
+        self._always = torch.ones((), device=device)  # the consistency shift applies to every image
         # BatchNorm in D must see real and fake batches apart (DCGAN); otherwise one joint pass is faster
         self.d_separate = has_batchnorm(D)
         if objective.gradient_penalty and self.d_separate:
@@ -126,6 +130,14 @@ class GANLoss:
 
     def _aug(self, images: torch.Tensor) -> torch.Tensor:
         return self.augment(images, self.gen) if self.augment.enabled else images
+
+    def _consistency(self, images: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """``cr_lambda`` x E (D(T(x)) - D(x))^2 for T a random shift of up to 1/8 of the image (CR-GAN, Zhang et
+        al. 2020): D learns features that do not hinge on where exactly a product sits, so its gradients to G
+        carry shape rather than pixel position. Gradients flow through both logits, as in the paper."""
+        with self._autocast():
+            shifted = self.D_ddp(translation(images, self._always, self.gen), labels)
+        return self.cr_lambda * (shifted.float() - logits.float()).square().mean()
 
     def _backward(self, loss: torch.Tensor) -> None:
         self.scaler.scale(loss).backward()
@@ -154,23 +166,32 @@ class GANLoss:
             self._accumulate_gradient_penalty(real, fake, labels)
         if self.d_separate:
             with self._no_sync(self.D_ddp):  # only the second backward all-reduces
+                real_in = self._aug(real)
                 with self._autocast():
-                    real_logits = self.D_ddp(self._aug(real), labels)
+                    real_logits = self.D_ddp(real_in, labels)
                 loss_real = self.objective.d_real(real_logits.float())
+                if self.cr_lambda > 0:
+                    loss_real = loss_real + self._consistency(real_in, real_logits, labels)
                 self._backward(loss_real)
+            fake_in = self._aug(fake)
             with self._autocast():
-                fake_logits = self.D_ddp(self._aug(fake), labels)
+                fake_logits = self.D_ddp(fake_in, labels)
             loss_fake = self.objective.d_fake(fake_logits.float())
+            if self.cr_lambda > 0:
+                loss_fake = loss_fake + self._consistency(fake_in, fake_logits, labels)
             if scale is not None:
                 loss_fake = loss_fake * scale
             self._backward(loss_fake)
             loss = loss_real.detach() + loss_fake.detach()
         else:
             n = len(labels)
+            both, both_labels = self._aug(torch.cat([real, fake])), torch.cat([labels, labels])
             with self._autocast():
-                logits = self.D_ddp(self._aug(torch.cat([real, fake])), torch.cat([labels, labels]))
+                logits = self.D_ddp(both, both_labels)
             real_logits, fake_logits = logits[:n], logits[n:]
             loss = self.objective.d_real(real_logits.float()) + self.objective.d_fake(fake_logits.float())
+            if self.cr_lambda > 0:
+                loss = loss + 2 * self._consistency(both, logits, both_labels)  # a mean over both halves, each x lambda
             if scale is not None:
                 loss = loss * scale
             self._backward(loss)

@@ -45,6 +45,8 @@ class RecipeParams:
     n_critic: int = 1  # D updates per G update (a step); WGAN-GP uses 5
     gp_lambda: float = 10.0  # weight of WGAN-GP's gradient penalty (only with loss wgan-gp)
     g_topk: float = 1.0  # top-k training: G learns from this share of its images D rates best by the end; 1 = off
+    cr_lambda: float = 0.0  # balanced consistency regularisation: D's logits on shifted real and generated images
+    #                         pulled to its logits on the originals, this weight each (bCR uses 10); 0 = off
 
 
 @dataclass
@@ -160,6 +162,7 @@ class TrainParams:
             (r.n_critic >= 1, f"{where}.n_critic must be >= 1"),
             (r.gp_lambda >= 0, f"{where}.gp_lambda must be >= 0"),
             (0 < r.g_topk <= 1, f"{where}.g_topk must be in (0, 1]"),
+            (r.cr_lambda >= 0, f"{where}.cr_lambda must be >= 0"),
         ]
         for ok, message in checks:
             if not ok:

@@ -159,7 +159,7 @@ class Trainer:
         self.gen = torch.Generator(self.device)
         try:
             self.loss = GANLoss(self.D, self.G_ddp, self.D_ddp, LOSSES[r.loss], self.augment, self.scaler, self.gen,
-                                self.device, self.amp_dtype, r.gp_lambda)
+                                self.device, self.amp_dtype, r.gp_lambda, r.cr_lambda)
         except ValueError as exc:
             raise ValueError(f"params train.{params.recipe}: loss {r.loss!r} with d_arch {r.d_arch!r}: {exc}. Fix: "
                              "set d_arch to dcgan_ln (layer norm), dcgan_sn, resnet or mlp") from None
