@@ -14,16 +14,14 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from pipelines.engine import docker_api
+from productgan.local_server import free_port, stop_process_group, wait_until_answers
 
 # What the cluster gives every step as environment (ConfigMap + Secrets), plus the region boto3 may need.
 PASSED_ENV = (
@@ -136,12 +134,6 @@ def gone_containers_not_found() -> Iterator[None]:
         docker.api.client.APIClient._raise_for_status = original
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextlib.contextmanager
 def tracking_server(
     root: str | os.PathLike[str],
@@ -163,25 +155,11 @@ def tracking_server(
                             stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + timeout
-        while True:
-            if proc.poll() is not None:
-                raise ContainerRunError(f"mlflow server exited ({proc.returncode}): {log_path.read_text()[-3000:]}")
-            with contextlib.suppress(OSError), urllib.request.urlopen(f"{url}/health", timeout=2) as resp:
-                if resp.status == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise ContainerRunError(f"mlflow server not up after {timeout:.0f} s: {log_path.read_text()[-3000:]}")
-            time.sleep(0.3)
+        wait_until_answers(f"{url}/health", "mlflow server", timeout, lambda: proc.poll() is None,
+                           log_path.read_text, ContainerRunError)
         yield url
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, 15)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, 9)
-            proc.wait()
+        stop_process_group(proc, grace_s=30)
         log.close()
 
 

@@ -3,27 +3,19 @@
 
 from __future__ import annotations
 
-import contextlib
 import glob
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
+
+from productgan.local_server import free_port, stop_process_group, wait_until_answers
 
 BUCKET = "mlflow-test"
 FAKE_AWS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def boto_creds() -> dict[str, str]:
@@ -87,32 +79,18 @@ class MlflowServer:
         log = open(self.root / "server.log", "ab")  # noqa: SIM115 - closed with the process
         self.proc = subprocess.Popen(cmd, cwd=self.root, env=env, stdout=log, stderr=subprocess.STDOUT,
                                      start_new_session=True)
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"mlflow server exited: {self.log()[-3000:]}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/health", timeout=2) as resp:
-                    if resp.status == 200:
-                        return self
-            except OSError:
-                time.sleep(0.3)
-        self.stop()
-        raise RuntimeError(f"mlflow server did not answer /health: {self.log()[-3000:]}")
+        try:
+            wait_until_answers(f"{self.url}/health", "mlflow server", timeout_s, lambda: self.proc.poll() is None,
+                               self.log)
+        except RuntimeError:
+            self.stop()
+            raise
+        return self
 
     def stop(self) -> None:
         """SIGTERM to the server's whole process group (uvicorn workers too), SIGKILL if it lingers."""
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        try:
-            os.killpg(self.proc.pid, 15)
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, 9)
-            self.proc.wait(timeout=30)
-        except ProcessLookupError:  # the group ended between the check and the signal
-            self.proc.wait(timeout=30)
+        if self.proc is not None:
+            stop_process_group(self.proc, grace_s=10)
 
     def log(self) -> str:
         path = self.root / "server.log"

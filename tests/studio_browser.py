@@ -6,17 +6,16 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from productgan.local_server import free_port, stop_process_group, wait_until_answers
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
@@ -27,12 +26,6 @@ CHROMIUM_FLAGS = (
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 )
 INSTALL_HINT = "apt-get install -y chromium chromium-driver (make test does)"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def missing_browser() -> str | None:
@@ -63,31 +56,18 @@ def start_studio(
     )
     log.close()
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + timeout
-    while True:
-        if proc.poll() is not None:
-            raise RuntimeError(f"productgan studio exited ({proc.returncode}):\n{(cwd / 'studio.log').read_text()}")
-        try:
-            with urllib.request.urlopen(f"{url}/api/info", timeout=5) as resp:
-                if resp.status == 200:
-                    return proc, url
-        except OSError:
-            pass
-        if time.monotonic() > deadline:
-            stop(proc)
-            raise RuntimeError(f"studio not up after {timeout} s:\n{(cwd / 'studio.log').read_text()}")
-        time.sleep(0.3)
+    try:
+        wait_until_answers(f"{url}/api/info", "productgan studio", timeout, lambda: proc.poll() is None,
+                           (cwd / "studio.log").read_text)
+    except RuntimeError:
+        stop(proc)
+        raise
+    return proc, url
 
 
 def stop(proc: subprocess.Popen) -> None:
     """Stop the studio this helper started (its own process group)."""
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+    stop_process_group(proc)
 
 
 def post(url: str, body: Any, headers: dict[str, str] | None = None) -> tuple[int, bytes, dict[str, str]]:

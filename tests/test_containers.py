@@ -29,6 +29,7 @@ from pathlib import Path
 import pytest
 
 from pipelines.engine import engine_env
+from productgan.local_server import free_port, wait_until_answers
 
 REPO = Path(__file__).resolve().parents[1]
 INCEPTION_SHA256 = "7ff4a85c3a6378f0dfc8433ffd789663b01176bec0a683a435651739c091fa34"
@@ -280,8 +281,6 @@ def test_the_image_serves_the_champion(image, runs, mlflow_url):
     """`mlflow models serve` of models:/product-gan@champion inside the image answers this host."""
     from PIL import Image
 
-    from pipelines.containers import free_port
-
     port = free_port()
     name = f"productgan-test-serve-{uuid.uuid4().hex[:8]}"
     podman("run", "-d", "--name", name, "--network", "host", "-e", f"MLFLOW_TRACKING_URI={mlflow_url}",
@@ -289,18 +288,9 @@ def test_the_image_serves_the_champion(image, runs, mlflow_url):
            "local", "--host", "127.0.0.1", "--port", str(port))
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            state = podman("inspect", "--format", "{{.State.Running}}", name).stdout.strip()
-            assert state == "true", podman("logs", name, check=False).stdout[-4000:]
-            try:
-                with urllib.request.urlopen(f"{url}/ping", timeout=2) as resp:
-                    if resp.status == 200:
-                        break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, podman("logs", name, check=False).stdout[-4000:]
-            time.sleep(1)
+        wait_until_answers(f"{url}/ping", "mlflow models serve in the image", 180,
+                           lambda: podman("inspect", "--format", "{{.State.Running}}", name).stdout.strip() == "true",
+                           lambda: podman("logs", name, check=False).stdout, interval_s=1)
         body = json.dumps({"dataframe_records": [{"category": "Sneaker", "seed": 3, "n": 2}]}).encode()
         request = urllib.request.Request(f"{url}/invocations", data=body,
                                          headers={"Content-Type": "application/json"})

@@ -6,11 +6,8 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -20,6 +17,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from productgan.local_server import free_port, stop_process_group, wait_until_answers
 from productgan.render import decode_png_base64
 
 pytestmark = pytest.mark.slow
@@ -27,12 +25,6 @@ pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
 CATEGORIES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
 MODEL_URI = "models:/product-gan@champion"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -83,28 +75,12 @@ def server(registered) -> Iterator[str]:
     proc = subprocess.Popen(cmd, env=env, cwd=root, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"mlflow models serve exited ({proc.returncode}):\n{(root / 'serve.log').read_text()}")
-            try:
-                with urllib.request.urlopen(f"{url}/ping", timeout=2) as resp:
-                    if resp.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"server not up after 120 s:\n{(root / 'serve.log').read_text()}")
-            time.sleep(0.5)
+        wait_until_answers(f"{url}/ping", "mlflow models serve", 120, lambda: proc.poll() is None,
+                           (root / "serve.log").read_text, interval_s=0.5)
         yield url
     finally:
         # the server runs `exec uvicorn` under it: stop the whole process group this test started
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stop_process_group(proc)
         log.close()
 
 
