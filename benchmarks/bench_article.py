@@ -30,8 +30,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.results_file import RESULTS_DIR, save_result
+
 REPO = Path(__file__).resolve().parents[1]
-RESULTS_DIR = REPO / "benchmarks" / "results"
 WORKDIR = Path(os.environ.get("PRODUCTGAN_BENCH_WORKDIR", REPO / ".cache" / "bench_article"))
 VARIANTS = ("article", "article_wgan_gp", "baseline", "default")
 QUIET_DEFAULT_STEPS_PER_10_MIN = 11_400  # RESULTS.md "`make run` as shipped": default, 2 quiet cores, bf16
@@ -66,15 +67,7 @@ print(json.dumps({"recipe": recipe, "steps": step, "loop_cpu_s": cpu_s, "steps_p
 
 
 def save(name: str, doc: dict[str, Any]) -> Path:
-    from benchmarks.bench_train import machine
-
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    path = RESULTS_DIR / f"article_{name}.json"
-    doc = {"command": " ".join(["python -m benchmarks.bench_article", *sys.argv[1:]]), "machine": machine(),
-           "when": time.strftime("%Y-%m-%d %H:%M"), **doc}
-    path.write_text(json.dumps(doc, indent=2) + "\n")
-    print(f"wrote {path}")
-    return path
+    return save_result("article", name, doc)
 
 
 def load(name: str) -> dict[str, Any]:

@@ -32,8 +32,9 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.results_file import save_result
+
 REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "benchmarks" / "results"
 OPTIONS = ["fp32", "fp32+cl", "bf16", "bf16+cl", "fp16+cl", "fp32+freeze", "fp32+freeze+cl", "bf16+freeze+cl"]
 
 SPEED_CHILD = r"""
@@ -59,20 +60,8 @@ print(json.dumps({"option": opt, "threads": threads, "batch": batch, "images": n
 """
 
 
-def machine() -> dict[str, Any]:
-    from benchmarks.bench_train import machine as train_machine
-
-    return train_machine()
-
-
 def save(name: str, doc: dict[str, Any]) -> Path:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"inception_{name}.json"
-    doc = {"command": " ".join(["python -m benchmarks.bench_inception", *sys.argv[1:]]), "machine": machine(),
-           "when": time.strftime("%Y-%m-%d %H:%M"), **doc}
-    path.write_text(json.dumps(doc, indent=2) + "\n")
-    print(f"wrote {path}")
-    return path
+    return save_result("inception", name, doc)
 
 
 def cmd_speed(args: argparse.Namespace) -> None:

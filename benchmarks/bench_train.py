@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -42,8 +41,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from benchmarks.results_file import RESULTS_DIR, save_result
+
 REPO = Path(__file__).resolve().parents[1]
-RESULTS_DIR = REPO / "benchmarks" / "results"
 RESULTS_MD = REPO / "benchmarks" / "RESULTS.md"
 FMNIST = Path(os.environ.get("PRODUCTGAN_FASHION_MNIST", "/usr/share/datasets/fashion-mnist"))
 CATEGORIES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
@@ -88,34 +88,6 @@ def write_prepared(root: Path, x: np.ndarray, y: np.ndarray, test: tuple[np.ndar
         "params": {},
     })
     return root
-
-
-# ---------------------------------------------------------------------------------------- machine
-
-
-def machine() -> dict[str, Any]:
-    info: dict[str, Any] = {
-        "nproc": os.cpu_count(), "torch": torch.__version__, "python": platform.python_version(),
-        "load_average": [round(v, 2) for v in os.getloadavg()], "torch_threads": torch.get_num_threads(),
-    }
-    from productgan.device import cpu_has_native_bf16, cpuinfo
-
-    if cpuinfo("model name"):
-        info["cpu"] = cpuinfo("model name")
-    if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(0)
-    info["cpu_native_bf16"] = cpu_has_native_bf16()
-    return info
-
-
-def save_result(name: str, doc: dict[str, Any]) -> Path:
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    path = RESULTS_DIR / f"train_{name}.json"
-    doc = {"command": " ".join(["python -m benchmarks.bench_train", *sys.argv[1:]]), "machine": machine(),
-           "when": time.strftime("%Y-%m-%d %H:%M"), **doc}
-    path.write_text(json.dumps(doc, indent=2) + "\n")
-    print(f"wrote {path}")
-    return path
 
 
 # ------------------------------------------------------------------------------------- throughput
@@ -226,7 +198,7 @@ def cmd_throughput(args: argparse.Namespace) -> None:
                 rows.append({"what": f"reference loop (DataLoader, num_workers={workers})", "resolution": 64,
                              "batch": args.batch, "precision": "fp32", "round": rnd, "images_per_s": ips})
                 print(rows[-1], flush=True)
-    save_result("throughput", {"threads": threads, "steps": args.steps, "rows": rows})
+    save_result("train", "throughput", {"threads": threads, "steps": args.steps, "rows": rows})
 
 
 # ---------------------------------------------------------------------------------------- quality
@@ -410,8 +382,8 @@ def cmd_quality(args: argparse.Namespace) -> None:
         rows.append({"name": name, "variant": v, **child, **scores, "snapshots": snapshots})
         print(json.dumps(rows[-1]), flush=True)
     floor = frechet(real_feats, predict(net, x[:10000], feats=True))
-    save_result(args.save_as, {"minutes": args.minutes if any(clocks) else None, "steps": args.steps, "fid_n": FID_N,
-                               "rows": rows, "fd_clf_train_vs_test": floor})
+    save_result("train", args.save_as, {"minutes": args.minutes if any(clocks) else None, "steps": args.steps,
+                                        "fid_n": FID_N, "rows": rows, "fd_clf_train_vs_test": floor})
 
 
 def cmd_score(args: argparse.Namespace) -> None:
@@ -441,7 +413,7 @@ def cmd_gpu(args: argparse.Namespace) -> None:
                 rows.append({"recipe": "default", "resolution": 28, "batch": batch, "precision": "bf16",
                              "compile": compile_, "images_per_s": ips})
                 print(rows[-1], flush=True)
-    save_result("gpu", {"rows": rows})
+    save_result("train", "gpu", {"rows": rows})
 
 
 # ----------------------------------------------------------------------------------------- report
