@@ -14,10 +14,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from productgan.cpu_precision import CANDIDATES, Measurement, cached_precision, time_precisions
+from productgan.cpu_precision import Measurement, cached_precision, time_precisions
 from productgan.device import autocast
-
-__all__ = ["CANDIDATES", "cpu_precision", "probe_cpu_precision"]
 
 
 def probe_cpu_precision(G: nn.Module, D: nn.Module, latent_dim: int, num_categories: int, batch: int,

@@ -38,6 +38,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from productgan.cpu_precision import CANDIDATES as PROBED
 from productgan.data.arrays import load_manifest, load_split
 from productgan.device import autocast_dtype, cpu_has_native_bf16
 from productgan.gan import distributed
@@ -48,7 +49,6 @@ from productgan.gan.dataset import ResidentData
 from productgan.gan.ema import EMA, recalibrate_batchnorm
 from productgan.gan.loss import LOSSES, GANLoss
 from productgan.gan.networks import build_discriminator, build_generator
-from productgan.gan.precision_probe import CANDIDATES as PROBED
 from productgan.gan.precision_probe import cpu_precision
 from productgan.gan.recipes import TrainParams
 from productgan.gan.run import HISTORY_KEYS, RunLifecycle, TrainResult

@@ -211,14 +211,12 @@ class InceptionExtractor:
         x = torch.zeros(self.batch_size, 3, INPUT_SIZE, INPUT_SIZE, device=self.device)
         return time_precisions(lambda dtype: self._forward(x, dtype), rounds=3, passes=1)
 
-    def _forward(self, x: torch.Tensor, dtype: torch.dtype | None | str = "own") -> torch.Tensor:
-        """Features of preprocessed ``x`` under the extractor's precision (or ``dtype``'s autocast: the probe)."""
+    def _forward(self, x: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:
+        """Features of preprocessed ``x`` under ``dtype`` autocast (None: none)."""
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         if self.nvidia_layout:
             x = x * 128 + 128
-        if dtype == "own":
-            dtype = AUTOCAST.get(self.precision)
         with exact_cuda_matmul(self.device), (
             torch.autocast(self.device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
         ):
@@ -227,11 +225,12 @@ class InceptionExtractor:
     @torch.inference_mode()
     def features(self, images: np.ndarray, progress: bool | None = None) -> np.ndarray:
         progress = sys.stderr.isatty() if progress is None else progress
+        dtype = AUTOCAST.get(self.precision)
         out = []
         for start in tqdm(
             range(0, len(images), self.batch_size), desc="evaluate: inception", disable=not progress, leave=False
         ):
-            feats = self._forward(preprocess(images[start : start + self.batch_size], self.device))
+            feats = self._forward(preprocess(images[start : start + self.batch_size], self.device), dtype)
             out.append(feats.reshape(len(feats), -1).float().cpu().numpy())
         self.images_seen += len(images)
         feats = np.concatenate(out) if out else np.zeros((0, FEATURE_DIM), np.float32)
