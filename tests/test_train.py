@@ -36,8 +36,10 @@ def test_each_recipe_trains_and_exports(tmp_path, monkeypatch, fmnist_small, rec
     monkeypatch.chdir(tmp_path)
     x, y = fmnist_small["train"]
     data = prepared_at(tmp_path / "prepared", x[:32], y[:32], resolution, channels)
-    # 32 images < augment_auto_below: the default recipe also runs DiffAugment here
-    result = Trainer(tiny_params(tmp_path, recipe=recipe), data, tmp_path / "gen", track=False).run()
+    # 32 images < augment_auto_below: the default recipe also runs DiffAugment here. fp32 pinned: with `auto` a
+    # bf16 CPU picks the precision by timing, and these 4-channel networks at 128x128x3 go NaN in bf16 at step 1
+    # (a known issue, see the closing note of session 10), which made this test depend on the machine's load
+    result = Trainer(tiny_params(tmp_path, recipe=recipe, precision="fp32"), data, tmp_path / "gen", track=False).run()
     assert result.status == "FINISHED" and result.step == 2
     G, cfg = load_generator(tmp_path / "gen")
     assert (cfg.resolution, cfg.channels, cfg.categories) == (resolution, channels, FMNIST_CATEGORIES)
