@@ -127,6 +127,35 @@ def test_consistency_pulls_d_on_shifted_images_to_d_on_the_originals(tmp_path, s
         tiny_params(tmp_path, recipe_overrides={"cr_lambda": -1.0}).validate()
 
 
+@pytest.mark.parametrize("d_arch", ["dcgan", "dcgan_sn"])  # BatchNorm D (two passes) and a joint pass
+def test_relativistic_loss_compares_each_batch_with_the_other_ones_mean(tmp_path, small_data, d_arch):
+    relativistic_bce = {"loss": "ra-bce", "augment": "none", "d_arch": d_arch}
+    p = tiny_params(tmp_path, precision="fp32", recipe_overrides=relativistic_bce)
+    t = Trainer(p, small_data, tmp_path / "g", track=False)
+    gen = torch.Generator().manual_seed(1)
+    real, fake = (torch.rand(4, 1, 28, 28, generator=gen) * 2 - 1 for _ in range(2))
+    labels = torch.zeros(4, dtype=torch.long)
+    w = torch.randn(28 * 28, generator=gen, requires_grad=True)
+    t.loss.D_ddp = lambda x, y: x.flatten(1) @ w  # a D whose logits we know
+    d = {k: (v.flatten(1) @ w).detach() for k, v in {"real": real, "fake": fake}.items()}
+    out = t.loss.accumulate_d_main(real, fake, labels)
+    expected_d = F.softplus(-(d["real"] - d["fake"].mean())).mean() + F.softplus(d["fake"] - d["real"].mean()).mean()
+    assert out.loss.item() == pytest.approx(expected_d.item(), rel=1e-5)
+    # G's loss mirrors D's: it moves with the real batch too, and every generated image gets a gradient
+    fake_g = fake.clone().requires_grad_(True)
+    loss_g = t.loss.accumulate_g_main(fake_g, labels, real=real)
+    expected_g = F.softplus(-(d["fake"] - d["real"].mean())).mean() + F.softplus(d["real"] - d["fake"].mean()).mean()
+    assert loss_g.item() == pytest.approx(expected_g.item(), rel=1e-5)
+    assert t.loss.accumulate_g_main(fake, labels, real=-real).item() != pytest.approx(loss_g.item())
+    assert (fake_g.grad.flatten(1).abs().sum(1) > 0).all()
+    with pytest.raises(ValueError, match="real batch"):
+        t.loss.accumulate_g_main(fake, labels)
+    # and in the training loop, where D is the real network, for both relativistic objectives
+    for loss in ("ra-bce", "ra-hinge"):
+        q = tiny_params(tmp_path / loss, recipe_overrides={"loss": loss, "d_arch": d_arch})
+        assert Trainer(q, small_data, tmp_path / f"g_{loss}", track=False).run().status == "FINISHED"
+
+
 def test_nan_once_is_recovered_with_lower_learning_rate(tmp_path, monkeypatch, small_data):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("PRODUCTGAN_INJECT_NAN_AT_STEP", "3")

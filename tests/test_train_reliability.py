@@ -165,13 +165,15 @@ save_file(state, f"rank{os.environ['RANK']}.safetensors")
 """
 
 
-@pytest.mark.parametrize("recipe", ["baseline", "default", "article_wgan_gp"])
-def test_ddp_two_cpu_processes_end_with_identical_weights(tmp_path, env, small_data, recipe):
-    # default: joint D pass + lazy R1 + DiffAugment; baseline: BatchNorm D with separate passes (no_sync);
-    # article_wgan_gp: n_critic D updates per step, each with the gradient penalty on the plain D
+@pytest.mark.parametrize(("recipe", "loss"), [("baseline", "bce"), ("default", "bce"), ("article_wgan_gp", "wgan-gp"),
+                                            ("baseline", "ra-bce")])
+def test_ddp_two_cpu_processes_end_with_identical_weights(tmp_path, env, small_data, recipe, loss):
+    # default: lazy R1 + DiffAugment; baseline: BatchNorm D with separate passes (no_sync); article_wgan_gp:
+    # n_critic D updates per step, each with the gradient penalty on the plain D; ra-bce: both of D's passes
+    # in one backward, and G main runs D on real images too
     r1 = {"r1_gamma": 1.0, "r1_every": 2}
-    write_params(tmp_path, recipe=recipe, steps=6, batch_size=4, checkpoint_every=3,
-                 default={**TINY_RECIPE, **r1}, baseline=dict(TINY_RECIPE), article_wgan_gp=dict(TINY_RECIPE))
+    write_params(tmp_path, recipe=recipe, steps=6, batch_size=4, checkpoint_every=3, default={**TINY_RECIPE, **r1},
+                 baseline={**TINY_RECIPE, "loss": loss}, article_wgan_gp=dict(TINY_RECIPE))
     (tmp_path / "ddp.py").write_text(DDP_SCRIPT)
     res = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "ddp.py",

@@ -22,6 +22,10 @@ The objective is picked once, by name, from ``LOSSES``:
 ``wgan-gp``: the Wasserstein loss with gradient penalty of Gulrajani et al. 2017 (D: fake - real +
   lambda (||grad D(x_hat)|| - 1)^2 on random interpolates x_hat of real and generated images; G: -fake).
   The penalty is per image, so the critic must not mix images through BatchNorm: refused there.
+``ra-bce`` / ``ra-hinge``: the relativistic average GAN (Jolicoeur-Martineau 2019) of ``bce`` / ``hinge``: D
+  judges whether a real image looks more real than the average generated one (real - mean(fake)) and a
+  generated one less real than the average real one (fake - mean(real)); G gets the mirror image of D's
+  loss, so its gradients come from real images' logits too. G main therefore also runs D on the real batch.
 Losses are batch means over float32 logits, 0-d tensors (no host synchronisation).
 """
 
@@ -50,6 +54,17 @@ class Objective:
     d_fake: LossFn  # D on generated images: wants low logits
     g: LossFn  # G through D: wants D's logits on its images high
     gradient_penalty: bool = False  # WGAN-GP: D main adds lambda x the penalty on interpolates
+    relativistic: bool = False  # d_real / d_fake / g see logits less the other batch's mean (relativistic_pair)
+
+
+def relativistic(base: Objective) -> Objective:
+    """``base`` as a relativistic average objective: D and G score centred logits (``relativistic_pair``)."""
+    return Objective(d_real=base.d_real, d_fake=base.d_fake, g=base.g, relativistic=True)
+
+
+def relativistic_pair(real: torch.Tensor, fake: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(real - mean(fake), fake - mean(real)): how much more real each image looks than the other side's average."""
+    return real - fake.mean(), fake - real.mean()
 
 
 LOSSES: dict[str, Objective] = {
@@ -70,6 +85,7 @@ LOSSES: dict[str, Objective] = {
         gradient_penalty=True,
     ),
 }
+LOSSES |= {"ra-bce": relativistic(LOSSES["bce"]), "ra-hinge": relativistic(LOSSES["hinge"])}
 
 
 def r1_penalty(real_logits: torch.Tensor, real_images: torch.Tensor) -> torch.Tensor:
@@ -164,6 +180,8 @@ class GANLoss:
         fake = fake.detach()
         if self.objective.gradient_penalty and self.gp_lambda > 0:
             self._accumulate_gradient_penalty(real, fake, labels)
+        if self.objective.relativistic:
+            return self._accumulate_d_relativistic(real, fake, labels, scale)
         if self.d_separate:
             with self._no_sync(self.D_ddp):  # only the second backward all-reduces
                 real_in = self._aug(real)
@@ -197,6 +215,39 @@ class GANLoss:
             self._backward(loss)
         return DiscriminatorOutput(loss.detach(), real_logits.detach(), fake_logits.detach())
 
+    def _discriminate_apart(
+        self, real: torch.Tensor, fake: torch.Tensor, labels: torch.Tensor, module: nn.Module
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(augmented real, augmented fake, D's logits on each): the two batches in one pass, or in two where D's
+        BatchNorm must see them apart. One backward follows; a DDP D all-reduces in it (the first pass does not
+        prepare the reducer)."""
+        real_in, fake_in = self._aug(real), self._aug(fake)
+        if not self.d_separate:
+            n = len(labels)
+            with self._autocast():
+                logits = module(torch.cat([real_in, fake_in]), torch.cat([labels, labels])).float()
+            return real_in, fake_in, logits[:n], logits[n:]
+        with self._no_sync(module), self._autocast():
+            real_logits = module(real_in, labels).float()
+        with self._autocast():
+            fake_logits = module(fake_in, labels).float()
+        return real_in, fake_in, real_logits, fake_logits
+
+    def _accumulate_d_relativistic(
+        self, real: torch.Tensor, fake: torch.Tensor, labels: torch.Tensor, scale: torch.Tensor | None
+    ) -> DiscriminatorOutput:
+        """D main of a relativistic objective: both batches' logits enter one loss, so one backward."""
+        real_in, fake_in, real_logits, fake_logits = self._discriminate_apart(real, fake, labels, self.D_ddp)
+        real_rel, fake_rel = relativistic_pair(real_logits, fake_logits)
+        loss = self.objective.d_real(real_rel) + self.objective.d_fake(fake_rel)
+        if self.cr_lambda > 0:
+            loss = (loss + self._consistency(real_in, real_logits, labels)
+                    + self._consistency(fake_in, fake_logits, labels))
+        if scale is not None:
+            loss = loss * scale
+        self._backward(loss)
+        return DiscriminatorOutput(loss.detach(), real_logits.detach(), fake_logits.detach())
+
     def _accumulate_gradient_penalty(self, real: torch.Tensor, fake: torch.Tensor, labels: torch.Tensor) -> None:
         """WGAN-GP's penalty on (augmented) random interpolates of real and generated images, on the plain D
         (double backward) and before D main, so its gradients join D main's DDP all-reduce as R1's do."""
@@ -206,16 +257,29 @@ class GANLoss:
             logits = self.D(mixed, labels)
         self._backward(gradient_penalty(logits, mixed) * self.gp_lambda)
 
-    def accumulate_g_main(self, fake: torch.Tensor, labels: torch.Tensor, keep: float = 1.0) -> torch.Tensor:
+    def accumulate_g_main(
+        self, fake: torch.Tensor, labels: torch.Tensor, keep: float = 1.0, real: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """G main: generated images through a frozen D; returns the (detached) loss. ``keep`` < 1: only that
         share of the images, those D rates most real, carry G's loss (top-k training, Sinha et al. 2020: the
-        worst samples' gradients point G away from where it already does well)."""
+        worst samples' gradients point G away from where it already does well). A relativistic objective
+        also needs D's logits on ``real`` (the step's real batch)."""
         self.D.requires_grad_(False)
-        with self._autocast():
-            logits = local(self.D_ddp)(self._aug(fake), labels).float()
+        if self.objective.relativistic:
+            if real is None:
+                raise ValueError("a relativistic loss needs the real batch in G main")
+            _, _, real_logits, logits = self._discriminate_apart(real, fake, labels, local(self.D_ddp))
+        else:
+            with self._autocast():
+                logits = local(self.D_ddp)(self._aug(fake), labels).float()
         if keep < 1.0:
             logits = logits.topk(max(1, round(keep * len(logits)))).values
-        loss = self.objective.g(logits)
+        if self.objective.relativistic:
+            # the mirror of D's loss: generated images should look more real than the average real one
+            real_rel, fake_rel = relativistic_pair(real_logits.detach(), logits)
+            loss = self.objective.d_real(fake_rel) + self.objective.d_fake(real_rel)
+        else:
+            loss = self.objective.g(logits)
         self._backward(loss)
         return loss.detach()
 

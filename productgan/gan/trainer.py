@@ -263,7 +263,7 @@ class Trainer:
                 self.scaler.update()  # the scaler unscales each optimiser once per update
 
         self.opt_g.zero_grad(set_to_none=True)
-        loss_g = self.loss.accumulate_g_main(fake, labels, keep=self.g_keep(step))
+        loss_g = self.loss.accumulate_g_main(fake, labels, keep=self.g_keep(step), real=real)
         grad_norm_g = self._optimizer_step(self.opt_g, self.G)
         self.scaler.update()
 
