@@ -54,7 +54,9 @@ class Objective:
     d_fake: LossFn  # D on generated images: wants low logits
     g: LossFn  # G through D: wants D's logits on its images high
     gradient_penalty: bool = False  # WGAN-GP: D main adds lambda x the penalty on interpolates
-    relativistic: bool = False  # d_real / d_fake / g see logits less the other batch's mean (relativistic_pair)
+    # relativistic: D and G score logits less the other batch's mean (relativistic_pair); G's loss is D's mirrored
+    # (d_real on generated images, d_fake on real ones), so ``g`` goes unused
+    relativistic: bool = False
 
 
 def relativistic(base: Objective) -> Objective:
