@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -59,11 +59,6 @@ class Objective:
     relativistic: bool = False
 
 
-def relativistic(base: Objective) -> Objective:
-    """``base`` as a relativistic average objective: D and G score centred logits (``relativistic_pair``)."""
-    return Objective(d_real=base.d_real, d_fake=base.d_fake, g=base.g, relativistic=True)
-
-
 def relativistic_pair(real: torch.Tensor, fake: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(real - mean(fake), fake - mean(real)): how much more real each image looks than the other side's average."""
     return real - fake.mean(), fake - real.mean()
@@ -87,7 +82,7 @@ LOSSES: dict[str, Objective] = {
         gradient_penalty=True,
     ),
 }
-LOSSES |= {"ra-bce": relativistic(LOSSES["bce"]), "ra-hinge": relativistic(LOSSES["hinge"])}
+LOSSES |= {f"ra-{name}": replace(LOSSES[name], relativistic=True) for name in ("bce", "hinge")}
 
 
 def r1_penalty(real_logits: torch.Tensor, real_images: torch.Tensor) -> torch.Tensor:
