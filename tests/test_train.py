@@ -249,6 +249,7 @@ def test_resume_needs_matching_settings_and_a_new_run_keeps_old_checkpoints(tmp_
 
 @pytest.mark.parametrize(("arch", "d_arch"), [
     ("dcgan", "dcgan"), ("dcgan_deep", "dcgan"), ("dcgan_cbn", "dcgan_sn"), ("resnet", "resnet"),
+    ("dcgan", "dcgan_mbstd"),
 ])
 def test_every_arch_at_every_size(arch, d_arch):
     from productgan.gan.config import GeneratorConfig
@@ -263,6 +264,22 @@ def test_every_arch_at_every_size(arch, d_arch):
         assert x.shape == (4, channels, resolution, resolution) and x.abs().max() <= 1
         D(x, labels).sum().backward()
         assert all(p.grad is not None for p in G.parameters() if p.requires_grad)
+
+
+def test_minibatch_std_map_is_each_groups_feature_spread():
+    from productgan.gan.networks import MinibatchStd
+
+    torch.manual_seed(0)
+    x = torch.randn(8, 3, 2, 2).to(memory_format=torch.channels_last)
+    x[4:] = x[4]  # the second group of four: identical images, no spread
+    out = MinibatchStd(group=4)(x)
+    assert out.shape == (8, 4, 2, 2) and torch.equal(out[:, :3], x)
+    expected = x[:4].std(dim=0, unbiased=False).mean()
+    assert torch.allclose(out[:4, 3], expected.expand(4, 2, 2), atol=1e-4)
+    assert out[4:, 3].abs().max() < 1e-3
+    # a batch of 6: groups of 3 (the largest size <= 4 that divides it), each with its own value
+    six = MinibatchStd(group=4)(torch.randn(6, 3, 2, 2))[:, 3, 0, 0]
+    assert torch.equal(six[:3], six[:1].expand(3)) and not torch.equal(six[0], six[3])
 
 
 def test_recalibrated_batchnorm_matches_the_generators_own_batch_statistics():
