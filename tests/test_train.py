@@ -249,7 +249,7 @@ def test_resume_needs_matching_settings_and_a_new_run_keeps_old_checkpoints(tmp_
 
 @pytest.mark.parametrize(("arch", "d_arch"), [
     ("dcgan", "dcgan"), ("dcgan_deep", "dcgan"), ("dcgan_cbn", "dcgan_sn"), ("resnet", "resnet"),
-    ("dcgan", "dcgan_mbstd"),
+    ("dcgan_sm", "dcgan"), ("dcgan", "dcgan_mbstd"),
 ])
 def test_every_arch_at_every_size(arch, d_arch):
     from productgan.gan.config import GeneratorConfig
@@ -264,6 +264,19 @@ def test_every_arch_at_every_size(arch, d_arch):
         assert x.shape == (4, channels, resolution, resolution) and x.abs().max() <= 1
         D(x, labels).sum().backward()
         assert all(p.grad is not None for p in G.parameters() if p.requires_grad)
+
+
+def test_self_modulated_batchnorm_starts_plain_and_then_follows_its_input():
+    from productgan.gan.networks import SelfModulatedBatchNorm
+
+    torch.manual_seed(0)
+    sm = SelfModulatedBatchNorm(torch.nn.BatchNorm2d(3, affine=False), cond_dim=5)
+    x, cond = torch.randn(4, 3, 2, 2), torch.randn(4, 5)
+    assert torch.allclose(sm(x, cond), sm.bn(x))  # zero-initialised modulation: plain BatchNorm at step 0
+    torch.nn.init.normal_(sm.mlp[-1].weight)
+    out = sm(x, cond)
+    gain, bias = sm.mlp(cond).view(4, 2, 3, 1, 1).unbind(1)
+    assert torch.allclose(out, sm.bn(x) * (1 + gain) + bias) and not torch.allclose(out, sm.bn(x))
 
 
 def test_minibatch_std_map_is_each_groups_feature_spread():

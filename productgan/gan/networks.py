@@ -7,6 +7,7 @@ term (Miyato & Koyama 2018). Weights drawn from N(0, 0.02).
 
 ``dcgan_deep`` (a knob): the DCGAN generator carried to full resolution, the image drawn by a 3x3 convolution.
 ``dcgan_cbn`` (a knob): the DCGAN generator with class-conditional BatchNorm.
+``dcgan_sm`` (a knob): the DCGAN generator with self-modulated BatchNorm (gain and bias from z and the class).
 ``dcgan_sn`` (discriminator): the DCGAN discriminator with spectral norm instead of BatchNorm.
 ``dcgan_ln`` (discriminator): the DCGAN discriminator with layer norm instead of BatchNorm (a WGAN-GP critic).
 ``dcgan_mbstd`` (discriminator): the DCGAN discriminator with a minibatch standard deviation map (ProGAN).
@@ -178,6 +179,53 @@ class CBNDCGANGenerator(ConditionalGenerator):
         h = F.relu(self.bn0(self.first_map(z, labels), labels))
         for up, bn in zip(self.ups, self.bns, strict=True):
             h = F.relu(bn(up(h), labels))
+        return torch.tanh(self.out(h))
+
+
+class SelfModulatedBatchNorm(nn.Module):
+    """BatchNorm without its own affine whose gain and bias come from the generator's input (self-modulation,
+    Chen et al. 2019): gain ``1 + g(c)`` and bias ``b(c)`` from a one-hidden-layer MLP of ``c`` = z and class
+    embedding. The MLP's last layer starts at zero, so at step 0 this is plain BatchNorm."""
+
+    def __init__(self, bn: nn.modules.batchnorm._BatchNorm, cond_dim: int, hidden: int = 32) -> None:
+        super().__init__()
+        self.bn = bn
+        self.mlp = nn.Sequential(nn.Linear(cond_dim, hidden), nn.ReLU(inplace=True),
+                                 nn.Linear(hidden, 2 * bn.num_features))
+        self.start_plain()
+
+    def start_plain(self) -> None:
+        nn.init.zeros_(self.mlp[-1].weight)
+        nn.init.zeros_(self.mlp[-1].bias)
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        gain, bias = self.mlp(cond).view(len(x), 2, -1, *([1] * (x.dim() - 2))).unbind(1)
+        return self.bn(x) * (1 + gain) + bias
+
+
+class SelfModulatedDCGANGenerator(ConditionalGenerator):
+    """The DCGAN generator with self-modulated BatchNorm: z and the class set every BatchNorm's gain and bias,
+    the first map's included."""
+
+    def __init__(self, cfg: GeneratorConfig) -> None:
+        super().__init__(cfg)
+        s0, n_up, ch, cond = self.s0, self.n_up, self.widths, 2 * cfg.latent_dim
+        self.fc = nn.Linear(cond, ch[0] * s0 * s0, bias=False)
+        self.bn0 = SelfModulatedBatchNorm(nn.BatchNorm1d(ch[0] * s0 * s0, affine=False), cond)
+        self.ups = nn.ModuleList(nn.ConvTranspose2d(ch[i], ch[i + 1], 4, 2, 1, bias=False) for i in range(n_up - 1))
+        self.bns = nn.ModuleList(SelfModulatedBatchNorm(nn.BatchNorm2d(ch[i + 1], affine=False), cond)
+                                 for i in range(n_up - 1))
+        self.out = nn.ConvTranspose2d(ch[n_up - 1], cfg.channels, 4, 2, 1)
+        dcgan_init_(self)
+        for m in self.modules():  # dcgan_init_ drew the modulation MLPs: start them as plain BatchNorm
+            if isinstance(m, SelfModulatedBatchNorm):
+                m.start_plain()
+
+    def forward(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        cond = torch.cat([z, self.embed(labels)], dim=1)
+        h = F.relu(self.bn0(self.fc(cond), cond)).view(-1, self.c0, self.s0, self.s0)
+        for up, bn in zip(self.ups, self.bns, strict=True):
+            h = F.relu(bn(up(h), cond))
         return torch.tanh(self.out(h))
 
 
@@ -427,6 +475,7 @@ class ResNetDiscriminator(nn.Module):
 
 GENERATORS: dict[str, type[nn.Module]] = {
     "dcgan": DCGANGenerator, "dcgan_deep": DeepDCGANGenerator, "dcgan_cbn": CBNDCGANGenerator,
+    "dcgan_sm": SelfModulatedDCGANGenerator,
     "resnet": ResNetGenerator, "mlp": MLPGenerator,
     "sndcgan": CBNDCGANGenerator,  # its first name: generator.json files written before the rename still load
 }

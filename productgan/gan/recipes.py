@@ -21,7 +21,7 @@ PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 
 @dataclass
 class RecipeParams:
-    arch: str = "dcgan"  # generator: dcgan | dcgan_deep | dcgan_cbn (class-conditional BatchNorm) | resnet
+    arch: str = "dcgan"  # generator: dcgan | dcgan_deep | dcgan_cbn | dcgan_sm | resnet | mlp
     d_arch: str = "dcgan"  # discriminator: dcgan (BatchNorm) | dcgan_sn | dcgan_ln | dcgan_mbstd | resnet | mlp
     g_channels: int = 64  # generator width (channels of its last block)
     d_channels: int = 64  # discriminator width (channels of its first block)
