@@ -277,7 +277,7 @@ class MinibatchStd(nn.Module):
         n, c, h, w = x.shape
         g = next(k for k in range(min(self.group, n), 0, -1) if n % k == 0)
         y = x.float().reshape(n // g, g, c * h * w)
-        y = y - y.mean(dim=1, keepdim=True)  # by hand: torch.var over this dim is ~50x slower on CPU
+        y = y - y.mean(dim=1, keepdim=True)  # by hand: torch.var over this dim took ~20x longer on CPU
         std = (y.square().mean(dim=1) + 1e-8).sqrt().mean(dim=1)  # (n // g,)
         return torch.cat([x, std.to(x.dtype).repeat_interleave(g).view(n, 1, 1, 1).expand(n, 1, h, w)], dim=1)
 
