@@ -120,6 +120,8 @@ class DeepDCGANGenerator(ConditionalGenerator):
 
 
 class DCGANDiscriminator(nn.Module):
+    mbstd_group = 0  # > 0: a minibatch standard deviation map over groups of this many images joins the last map
+
     def __init__(self, cfg: GeneratorConfig, base_channels: int | None = None) -> None:
         super().__init__()
         s0, ch = discriminator_widths(cfg.resolution, base_channels or cfg.base_channels)
@@ -131,6 +133,9 @@ class DCGANDiscriminator(nn.Module):
                 layers += [nn.BatchNorm2d(c)]
             layers += [nn.LeakyReLU(0.2, inplace=True)]
             c_in = c
+        if self.mbstd_group:
+            layers += [MinibatchStd(self.mbstd_group)]
+            c_in += 1
         self.features = nn.Sequential(*layers, nn.Flatten())
         feat = c_in * s0 * s0
         self.out = nn.Linear(feat, 1)
@@ -285,15 +290,7 @@ class MinibatchStd(nn.Module):
 class MbstdDCGANDiscriminator(DCGANDiscriminator):
     """The DCGAN discriminator with a minibatch standard deviation map appended to its last feature map."""
 
-    def __init__(self, cfg: GeneratorConfig, base_channels: int | None = None) -> None:
-        super().__init__(cfg, base_channels)
-        *convs, flatten = self.features
-        s0, ch = discriminator_widths(cfg.resolution, base_channels or cfg.base_channels)
-        self.features = nn.Sequential(*convs, MinibatchStd(), flatten)
-        feat = (ch[-1] + 1) * s0 * s0
-        self.out = nn.Linear(feat, 1)
-        self.embed = nn.Embedding(max(cfg.num_classes, 1), feat)
-        dcgan_init_(self)
+    mbstd_group = 4  # ProGAN's and StyleGAN's group size
 
 
 # ---------------------------------------------------------------------------------------------- mlp
