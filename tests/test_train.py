@@ -82,7 +82,7 @@ def test_lr_schedule_and_restart_scale(tmp_path, small_data):
 
 
 def test_top_k_keeps_the_images_d_rates_best_and_shrinks_over_the_run(tmp_path, small_data):
-    p = tiny_params(tmp_path, steps=100, recipe_overrides={"g_topk": 0.5, "augment": "none"})
+    p = tiny_params(tmp_path, steps=100, recipe_overrides={"g_topk": 0.5, "augment": "none", "loss": "bce"})
     t = Trainer(p, small_data, tmp_path / "g", track=False)
     assert [t.g_keep(s) for s in (0, 50, 100)] == pytest.approx([1.0, 0.75, 0.5])
     # G's loss counts only the images D rates most real: the others get no gradient
@@ -100,7 +100,7 @@ def test_top_k_keeps_the_images_d_rates_best_and_shrinks_over_the_run(tmp_path, 
 
 
 def test_consistency_pulls_d_on_shifted_images_to_d_on_the_originals(tmp_path, small_data):
-    p = tiny_params(tmp_path, precision="fp32", recipe_overrides={"cr_lambda": 10.0, "augment": "none"})
+    p = tiny_params(tmp_path, precision="fp32", recipe_overrides={"cr_lambda": 10.0, "augment": "none", "loss": "bce"})
     t = Trainer(p, small_data, tmp_path / "g", track=False)
     assert t.loss.d_separate  # the DCGAN D has BatchNorm: real and generated batches go through it apart
     gen = torch.Generator().manual_seed(1)
