@@ -89,6 +89,15 @@ def test_wgan_gp_is_the_published_recipe():
     assert float(wgan.g(fake)) == pytest.approx(0.5) and wgan.gradient_penalty
 
 
+def test_least_squares_loss_is_lsgans_0_1_1_coding():
+    ls = LOSSES["ls"]
+    real, fake = torch.tensor([1.0, 3.0]), torch.tensor([-1.0, 0.0])
+    assert float(ls.d_real(real)) == pytest.approx(1.0)  # mean of (0, 4) / 2
+    assert float(ls.d_fake(fake)) == pytest.approx(0.25)  # mean of (1, 0) / 2
+    assert float(ls.g(fake)) == pytest.approx(1.25)  # mean of (4, 1) / 2
+    assert not (ls.gradient_penalty or ls.relativistic)
+
+
 def test_gradient_penalty_of_a_linear_critic():
     """D(x) = <w, x> has gradient w everywhere: the penalty is (||w|| - 1)^2."""
     w = torch.full((1, 2, 2), 1.5)  # ||w|| = 3

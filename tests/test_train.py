@@ -341,6 +341,7 @@ def test_exported_ema_generator_carries_statistics_of_its_own_weights(tmp_path, 
 @pytest.mark.parametrize("knobs", [
     {"arch": "dcgan_cbn", "d_arch": "dcgan_sn", "loss": "hinge", "grad_clip": 1.0},
     {"arch": "resnet", "d_arch": "resnet", "loss": "hinge", "r1_gamma": 1.0, "r1_every": 1, "beta1": 0.0},
+    {"arch": "dcgan", "d_arch": "dcgan", "loss": "ls"},
 ])
 def test_optional_architectures_and_losses_train(tmp_path, monkeypatch, small_data, knobs):
     monkeypatch.chdir(tmp_path)

@@ -19,6 +19,8 @@ generator update): ``Trainer.train_step`` is the one place that orders them.
 The objective is picked once, by name, from ``LOSSES``:
 ``bce``: the non-saturating loss of Goodfellow et al. 2014 (D: BCE real=1 / fake=0; G: -log D(G(z))).
 ``hinge``: the hinge loss of SNGAN / SAGAN / BigGAN (D: relu(1 - real) + relu(1 + fake); G: -fake).
+``ls``: the least-squares loss of LSGAN (Mao et al. 2017, 0-1-1 coding as in Lucic et al. 2018; D: (real - 1)^2 / 2
+  + fake^2 / 2; G: (fake - 1)^2 / 2).
 ``wgan-gp``: the Wasserstein loss with gradient penalty of Gulrajani et al. 2017 (D: fake - real +
   lambda (||grad D(x_hat)|| - 1)^2 on random interpolates x_hat of real and generated images; G: -fake).
   The penalty is per image, so the critic must not mix images through BatchNorm: refused there.
@@ -74,6 +76,11 @@ LOSSES: dict[str, Objective] = {
         d_real=lambda logits: F.relu(1.0 - logits).mean(),
         d_fake=lambda logits: F.relu(1.0 + logits).mean(),
         g=lambda logits: -logits.mean(),
+    ),
+    "ls": Objective(
+        d_real=lambda logits: 0.5 * (logits - 1.0).square().mean(),
+        d_fake=lambda logits: 0.5 * logits.square().mean(),
+        g=lambda logits: 0.5 * (logits - 1.0).square().mean(),
     ),
     "wgan-gp": Objective(
         d_real=lambda logits: -logits.mean(),

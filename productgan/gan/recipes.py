@@ -25,7 +25,7 @@ class RecipeParams:
     d_arch: str = "dcgan"  # discriminator: dcgan (BatchNorm) | dcgan_sn | dcgan_ln | dcgan_mbstd | resnet | mlp
     g_channels: int = 64  # generator width (channels of its last block)
     d_channels: int = 64  # discriminator width (channels of its first block)
-    loss: str = "bce"  # bce (non-saturating) | hinge | wgan-gp (needs a critic without BatchNorm)
+    loss: str = "bce"  # bce (non-saturating) | hinge | ls (least squares) | wgan-gp (critic without BatchNorm)
     lr_g: float = 2e-4
     lr_d: float = 2e-4
     beta1: float = 0.5
