@@ -165,7 +165,7 @@ save_file(state, f"rank{os.environ['RANK']}.safetensors")
 """
 
 
-@pytest.mark.parametrize(("recipe", "loss"), [("baseline", "bce"), ("default", "hinge"), ("article_wgan_gp", "wgan-gp"),
+@pytest.mark.parametrize(("recipe", "loss"), [("baseline", "bce"), ("default", "bce"), ("article_wgan_gp", "wgan-gp"),
                                             ("baseline", "ra-bce")])
 def test_ddp_two_cpu_processes_end_with_identical_weights(tmp_path, env, small_data, recipe, loss):
     # default: lazy R1 + DiffAugment; baseline: BatchNorm D with separate passes (no_sync); article_wgan_gp:
