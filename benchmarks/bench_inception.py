@@ -190,8 +190,11 @@ def cmd_fidinf(args: argparse.Namespace) -> None:
         row = {"folder": str(folder), **fit, "fid_plain": fit["fid"][-1]}  # FID of all n a side
         if metrics_file and str(metrics_file) != "-":
             m = json.loads(Path(metrics_file).read_text())
+            if "fid_inf" not in m:
+                raise SystemExit(f"{metrics_file} has no fid_inf: pass the evaluate step's metrics/eval/metrics.json "
+                                 f"of the run that made {folder} (a training metrics.json has none), or - for none")
             row["cpu_run"] = {k: m.get(k) for k in ("fid", "fid_inf", "fid_meta")}
-            row["cpu_run"]["fid_at_10000_predicted"] = m["fid_inf_fit"]["fid_at_10000"]
+            row["cpu_run"]["fid_at_10000_predicted"] = (m.get("fid_inf_fit") or {}).get("fid_at_10000")
             row["cpu_fid_inf_minus_fid_plain"] = m["fid_inf"] - fit["fid"][-1]
         out["generators"].append(row)
         print("generator:", json.dumps(row), flush=True)
