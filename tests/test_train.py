@@ -266,6 +266,29 @@ def test_every_arch_at_every_size(arch, d_arch):
         assert all(p.grad is not None for p in G.parameters() if p.requires_grad)
 
 
+@pytest.mark.parametrize("d_arch", ["dcgan", "dcgan_sn", "dcgan_mbstd"])
+def test_d_hands_its_last_map_a_channels_last_gradient(d_arch):
+    # A contiguous gradient meeting a channels_last map sends LeakyReLU's and BatchNorm's backward passes down
+    # PyTorch's mixed-layout path, ~10x slower on CPUs: D flattens its last map so that the gradient keeps the layout.
+    from productgan.gan.config import GeneratorConfig
+    from productgan.gan.networks import build_discriminator
+
+    cfg = GeneratorConfig(resolution=28, channels=1, base_channels=4, categories=["a", "b"])
+    D = build_discriminator(cfg, arch=d_arch).to(memory_format=torch.channels_last)
+    seen = []
+
+    def keep_gradient(module, inputs, out):
+        out.register_hook(seen.append)
+
+    last = [m for m in D.features if isinstance(m, torch.nn.LeakyReLU)][-1]
+    last.inplace = False  # a hook on an in-place op's output sees the next op's view
+    last.register_forward_hook(keep_gradient)
+    x = torch.randn(4, 1, 28, 28).to(memory_format=torch.channels_last)
+    D(x, torch.tensor([0, 1, 0, 1])).sum().backward()
+    (grad,) = seen
+    assert grad.shape[1] > 1 and grad.is_contiguous(memory_format=torch.channels_last)
+
+
 def test_self_modulated_batchnorm_starts_plain_and_then_follows_its_input():
     from productgan.gan.networks import SelfModulatedBatchNorm
 

@@ -136,7 +136,7 @@ class DCGANDiscriminator(nn.Module):
         if self.mbstd_group:
             layers += [MinibatchStd(self.mbstd_group)]
             c_in += 1
-        self.features = nn.Sequential(*layers, nn.Flatten())
+        self.features = nn.Sequential(*layers, FlattenNHWC())
         feat = c_in * s0 * s0
         self.out = nn.Linear(feat, 1)
         self.embed = nn.Embedding(max(cfg.num_classes, 1), feat)
@@ -145,6 +145,16 @@ class DCGANDiscriminator(nn.Module):
     def forward(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         h = self.features(x)
         return self.out(h).squeeze(1) + (self.embed(labels) * h).sum(1)
+
+
+class FlattenNHWC(nn.Module):
+    """Flattens an (N, C, H, W) map in H, W, C order. For the channels_last maps D computes that is a view,
+    and the gradient flows back in channels_last. ``nn.Flatten``'s C, H, W order copies there, and the
+    contiguous gradient it hands back sends the LeakyReLU and BatchNorm backward passes before it down
+    PyTorch's mixed-layout path, ~10x slower on CPUs (benchmarks/RESULTS.md, part 9)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.permute(0, 2, 3, 1).flatten(1)
 
 
 def dcgan_init_(module: nn.Module) -> None:
@@ -246,7 +256,7 @@ class SNDCGANDiscriminator(nn.Module):
         for c in ch:
             layers += [spectral_norm(nn.Conv2d(c_in, c, 4, 2, 1)), nn.LeakyReLU(0.2, inplace=True)]
             c_in = c
-        self.features = nn.Sequential(*layers, nn.Flatten())
+        self.features = nn.Sequential(*layers, FlattenNHWC())
         feat = c_in * s0 * s0
         self.out = spectral_norm(nn.Linear(feat, 1))
         self.embed = spectral_norm(nn.Embedding(max(cfg.num_classes, 1), feat))
