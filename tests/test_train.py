@@ -269,7 +269,7 @@ def test_every_arch_at_every_size(arch, d_arch):
 @pytest.mark.parametrize("d_arch", ["dcgan", "dcgan_sn", "dcgan_mbstd"])
 def test_d_hands_its_last_map_a_channels_last_gradient(d_arch):
     # A contiguous gradient meeting a channels_last map sends LeakyReLU's and BatchNorm's backward passes down
-    # PyTorch's mixed-layout path, ~10x slower on CPUs: D flattens its last map so that the gradient keeps the layout.
+    # PyTorch's mixed-layout path, 20-60x slower on CPUs: D flattens its last map so that the gradient keeps the layout.
     from productgan.gan.config import GeneratorConfig
     from productgan.gan.networks import build_discriminator
 

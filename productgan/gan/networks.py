@@ -151,7 +151,7 @@ class FlattenNHWC(nn.Module):
     """Flattens an (N, C, H, W) map in H, W, C order. For the channels_last maps D computes that is a view,
     and the gradient flows back in channels_last. ``nn.Flatten``'s C, H, W order copies there, and the
     contiguous gradient it hands back sends the LeakyReLU and BatchNorm backward passes before it down
-    PyTorch's mixed-layout path, ~10x slower on CPUs (benchmarks/RESULTS.md, part 9)."""
+    PyTorch's mixed-layout path, 20-60x slower on CPUs (benchmarks/RESULTS.md, part 9)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x.permute(0, 2, 3, 1).flatten(1)
