@@ -167,12 +167,27 @@ def cmd_check(args: argparse.Namespace) -> None:
     save("check", {"generator": str(args.generator), "n": args.n, "rows": rows})
 
 
+def _evaluate_metrics(metrics_file: Path | None, folder: Path) -> dict[str, Any] | None:
+    """The evaluate metrics.json given for ``folder`` (None for none or -); stops naming the file and the fix
+    when it is not one."""
+    if not metrics_file or str(metrics_file) == "-":
+        return None
+    m = json.loads(Path(metrics_file).read_text())
+    if "fid_inf" not in m:
+        raise SystemExit(f"{metrics_file} has no fid_inf: pass the evaluate step's metrics/eval/metrics.json "
+                         f"of the run that made {folder} (a training metrics.json has none), or - for none")
+    return m
+
+
 def cmd_fidinf(args: argparse.Namespace) -> None:
     """FID∞ of the train split against the test split (unless --no-train-split), then of each generator: its
     plain FID at ``n`` a side (the fit's largest count) and FID∞, and, where the generator's run left an
     evaluate metrics.json (``--metrics``), how far its CPU-count FID∞ lies from this FID at ``n``."""
     from productgan.metrics.fid_infinity import fid_infinity
 
+    # read and checked before the minutes of Inception work, not after
+    runs = [_evaluate_metrics(f, folder) for folder, f in
+            zip(args.generator, args.metrics or [None] * len(args.generator), strict=True)]
     ex = _extractor(args.precision)
     test = _reference(args.data, "test", args.n)
     real = test.features(ex.features, ex.identity, args.n)
@@ -183,18 +198,13 @@ def cmd_fidinf(args: argparse.Namespace) -> None:
         out["train_vs_test"] = fid_infinity(other.features, real.features, seed=0).to_dict()
         print("train vs test:", json.dumps(out["train_vs_test"]), flush=True)
     labels = np.asarray(test.labels[test.order[: args.n]], np.int64)
-    metrics = args.metrics or [None] * len(args.generator)
-    for folder, metrics_file in zip(args.generator, metrics, strict=True):
+    for folder, m in zip(args.generator, runs, strict=True):
         gen = _cached_fake(folder, ex, _generated(folder, labels))
         fit = fid_infinity(real.features, gen, seed=0).to_dict()
         row = {"folder": str(folder), **fit, "fid_plain": fit["fid"][-1]}  # FID of all n a side
-        if metrics_file and str(metrics_file) != "-":
-            m = json.loads(Path(metrics_file).read_text())
-            if "fid_inf" not in m:
-                raise SystemExit(f"{metrics_file} has no fid_inf: pass the evaluate step's metrics/eval/metrics.json "
-                                 f"of the run that made {folder} (a training metrics.json has none), or - for none")
+        if m is not None:
             row["cpu_run"] = {k: m.get(k) for k in ("fid", "fid_inf", "fid_meta")}
-            row["cpu_run"]["fid_at_10000_predicted"] = (m.get("fid_inf_fit") or {}).get("fid_at_10000")
+            row["cpu_run"]["fid_at_10000_predicted"] = m["fid_inf_fit"]["fid_at_10000"]  # written with fid_inf
             row["cpu_fid_inf_minus_fid_plain"] = m["fid_inf"] - fit["fid"][-1]
         out["generators"].append(row)
         print("generator:", json.dumps(row), flush=True)
