@@ -333,10 +333,10 @@ from productgan.gan.recipes import TrainParams
 from productgan.gan.trainer import Trainer
 spec = json.loads(sys.argv[1])
 out = spec["out"]
-p = TrainParams(recipe=spec["recipe"], steps=spec["steps"], max_minutes=spec["minutes"], num_threads=1,
+settings = {"num_threads": 1, **spec.get("params", {})}  # one thread unless the variant asks for more
+p = TrainParams(recipe=spec["recipe"], steps=spec["steps"], max_minutes=spec["minutes"],
                 checkpoint_dir=out + "/ckpt", metrics_file=out + "/metrics.json", plots_file=out + "/plots.csv",
-                log_every=100, sample_every=10**9, checkpoint_every=250, keep_checkpoints=4,
-                **spec.get("params", {}))
+                log_every=100, sample_every=10**9, checkpoint_every=250, keep_checkpoints=4, **settings)
 setattr(p, p.recipe, dataclasses.replace(p.recipe_params(), **spec.get("recipe_params", {})))
 t0, c0 = time.time(), time.process_time()
 res = Trainer(p, spec["data"], out + "/generator", track=False).run()
@@ -346,8 +346,8 @@ json.dump({"status": res.status, "step": res.step, "wall_s": time.time() - t0,
 
 
 def cmd_quality(args: argparse.Namespace) -> None:
-    """The variants train side by side (one thread each, the same wall-clock budget, so a shared CPU's
-    load falls on all alike), then each generator is scored."""
+    """The variants train side by side (one thread each unless a variant sets ``num_threads``, the same
+    wall-clock budget, so a shared CPU's load falls on all alike), then each generator is scored."""
     import subprocess
 
     net = classifier()

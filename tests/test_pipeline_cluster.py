@@ -50,7 +50,7 @@ def test_typed_run_parameters_are_pipeline_parameters_with_the_params_file_as_de
     spec, _ = compiled
     root = spec["root"]["inputDefinitions"]["parameters"]
     defaults = run_parameter_defaults(SHIPPED)
-    assert defaults == {"recipe": "default", "steps": 20000, "max_minutes": 10.0, "resolution": 28, "eval_n": 10000}
+    assert defaults == {"recipe": "default", "steps": 69000, "max_minutes": 10.0, "resolution": 28, "eval_n": 10000}
     for name, (_, kind) in RUN_PARAMETERS.items():
         assert root[name]["parameterType"] == IR_TYPES[kind], name
         assert root[name]["defaultValue"] == defaults[name], name
@@ -87,7 +87,7 @@ def test_typed_values_win_over_params_and_zero_minutes_is_no_budget():
     assert out["train"]["recipe"] == "baseline" and out["train"]["steps"] == 5
     assert out["train"]["max_minutes"] is None  # what the trainer reads as "no time budget"
     assert out["preprocess"]["resolution"] == 32 and out["evaluate"]["n"] == 100
-    assert out["train"]["batch_size"] == SHIPPED["train"]["batch_size"] and SHIPPED["train"]["steps"] == 20000
+    assert out["train"]["batch_size"] == SHIPPED["train"]["batch_size"] and SHIPPED["train"]["steps"] == 69000
     assert run_parameter_defaults({**SHIPPED, "train": {**SHIPPED["train"], "max_minutes": None}})["max_minutes"] == 0
     with pytest.raises(RunParameterError, match="evaluate.n is missing"):
         run_parameter_defaults({"train": SHIPPED["train"], "preprocess": SHIPPED["preprocess"]})

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 
 import numpy as np
 import pytest
@@ -79,6 +80,22 @@ def test_lr_schedule_and_restart_scale(tmp_path, small_data):
     assert held.recipe.lr_schedule == "linear" and held.recipe.lr_final_factor == 0.0
     assert [held.lr_factor(s) for s in (0, 50, 75)] == [1.0, 1.0, 1.0]
     assert held.lr_factor(90) == pytest.approx(0.4) and held.lr_factor(100) == pytest.approx(0.0)
+
+
+def test_a_time_budget_ends_the_run_with_its_schedule_and_the_log_shows_the_clock(tmp_path, monkeypatch,
+                                                                                 small_data, capsys):
+    """The shipped settings: far more steps than a CPU reaches (a GPU's budget), ``max_minutes`` ends the run. The
+    learning rate anneals by the clock, the run exports, and each log line says how much of the budget is spent
+    (the bar counts steps, which the clock cuts short)."""
+    monkeypatch.chdir(tmp_path)
+    p = tiny_params(tmp_path, steps=10**6, max_minutes=0.03, checkpoint_every=10**6, sample_every=10**6)
+    t = Trainer(p, small_data, tmp_path / "g", track=False)
+    result = t.run()
+    assert result.status == "FINISHED" and 0 < result.step < p.steps
+    assert t.stopped_early == f"max_minutes=0.03 reached at step {result.step}"
+    assert t.progress(result.step) == 1.0 and t.lr_factor(result.step) == 0.0  # annealed by the clock
+    assert (tmp_path / "g" / "generator.safetensors").is_file()
+    assert re.search(r"train: step \d+/1000000 .* img/s, \d+\.\d of 0\.03 min", capsys.readouterr().out)
 
 
 def test_top_k_keeps_the_images_d_rates_best_and_shrinks_over_the_run(tmp_path, small_data):

@@ -104,7 +104,7 @@ class ArticleWganGpRecipe(RecipeParams):
 @dataclass
 class TrainParams:
     recipe: str = "default"  # baseline | default | article | article_wgan_gp
-    steps: int = 20000  # optimisation steps (each: n_critic D updates, one G update); max_minutes may end sooner
+    steps: int = 69000  # optimisation steps (each: n_critic D updates, one G update); max_minutes may end sooner
     max_minutes: float | None = 10.0  # also stop after this much training time (all resumes together)
     batch_size: int = 64  # images per step and per process
     latent_dim: int = 128
