@@ -139,15 +139,16 @@ class RunLifecycle:
             self.tracker.log_params({**flat_params(p), "dataset_version": lineage.dataset_version,
                                      **logged_params})
 
-    def log_interval(self, step: int, row: dict[str, float], extra: dict[str, float], clock: str = "") -> None:
-        """One logging interval's means (``row``: HISTORY_KEYS) and ``extra`` gauges: MLflow and the console;
-        ``clock``: how much of a time budget is spent (the bar counts steps, which the budget may cut short)."""
+    def log_interval(self, step: int, row: dict[str, float], extra: dict[str, float], seconds: float) -> None:
+        """One logging interval's means (``row``: HISTORY_KEYS) and ``extra`` gauges: MLflow and the console.
+        ``seconds`` of training so far: the console also shows how much of a ``max_minutes`` budget is spent
+        (the bar counts steps, which the budget may cut short)."""
         if not self.main:
             return
         self.tracker.log_metrics({**{k: v for k, v in row.items() if k != "step"}, **extra}, step)
         text = f"loss_d {row['loss_d']:.3f} loss_g {row['loss_g']:.3f} {row['images_per_s']:,.0f} img/s"
-        if clock:
-            text += f", {clock}"
+        if self.params.max_minutes:
+            text += f", {seconds / 60:.1f} of {self.params.max_minutes:g} min"
         if self._bar_shown():
             self.pbar.set_postfix_str(text)
         else:

@@ -334,9 +334,7 @@ class Trainer:
         extra = {"lr_scale": self.lr_scale, "lr_factor": self.lr_factor(step - 1)}
         if self.augment.enabled:
             extra["augment_p"] = float(self.augment.p)
-        minutes = self.params.max_minutes
-        clock = f"{self._seconds() / 60:.1f} of {minutes:g} min" if minutes else ""
-        self.lifecycle.log_interval(step, row, extra, clock)
+        self.lifecycle.log_interval(step, row, extra, self._seconds())
         self._mark_t, self._mark_step = time.perf_counter(), step
 
     def _sample_model(self) -> nn.Module:
