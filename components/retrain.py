@@ -18,7 +18,6 @@ LINEAGE_TAGS = ("dataset_version", "git_commit", "params_hash")
 # Set last by register on a version whose promotion was decided (productgan.registry.promote); a version
 # without it was left half-done (e.g. by a tracking-server outage) and does not count as trained.
 DECISION_TAG = "promotion.decision"
-DEFAULT_MODEL_NAME = "product-gan"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,8 +28,11 @@ class RetrainDecision:
 
 
 def model_name(params: dict) -> str:
-    register = params.get("register") or {}
-    return str(register.get("model_name") or DEFAULT_MODEL_NAME)
+    """The registered model's name: ``register.model_name`` of ``params``, or its default."""
+    from productgan.params import section_of
+    from productgan.registry.config import RegisterConfig
+
+    return section_of(params, "register", RegisterConfig).model_name
 
 
 def retrain_decision(

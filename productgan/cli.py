@@ -33,6 +33,7 @@ COMMANDS: dict[str, str] = {
     "project": "project:project",
     "directions": "project:directions",
     "studio": "studio:studio",
+    "params": "params:params",
 }
 PLUGIN_GROUP = "productgan.commands"
 

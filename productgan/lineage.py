@@ -50,17 +50,6 @@ def stable_hash(value: Any) -> str:
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
-def params_hash(params: dict[str, Any]) -> str:
-    """The lineage hash of a params.yaml document, as the steps see it: the ``train`` recipes merged with
-    the base recipe they state differences from (``productgan.gan.recipes.merged_recipes``)."""
-    train = params.get("train") if isinstance(params, dict) else None
-    if isinstance(train, dict):
-        from productgan.gan.recipes import merged_recipes
-
-        params = {**params, "train": merged_recipes(train)}
-    return stable_hash(params)
-
-
 def _code_only(source: str, name: str) -> str:
     """The module's syntax tree without docstrings (comments and layout are not in the tree at all)."""
     tree = ast.parse(source, filename=name)
@@ -84,33 +73,34 @@ def code_version(paths: Iterable[str | os.PathLike[str]]) -> str:
 
 # What does not change the trained generator, so a new value must not make the retrain check train again:
 # whole sections that act before (ingest: the dataset version already identifies the data) or after training
-# (evaluate, register, generate) or only place the work (pipeline: image, CPU requests, GPUs), and the train
-# keys that only say where and how often to log, save or check. Everything else counts, new keys included.
-NOT_MODEL_SECTIONS = frozenset({"ingest", "evaluate", "register", "generate", "pipeline"})
-NOT_MODEL_KEYS = {
-    "preprocess": frozenset({"workers"}),  # processes decoding photos: the output is byte-identical
-    "train": frozenset({
-        "device", "num_threads", "checkpoint_dir", "checkpoint_every", "keep_checkpoints", "sync_every",
-        "log_every", "sample_every", "grid_columns", "grid_seed", "experiment", "metrics_file", "plots_file",
-    }),
-}
+# (evaluate, register, generate, project) or only place the work (pipeline: image, CPU requests, GPUs), and in
+# the other sections the keys their dataclass lists as ``NOT_MODEL`` (where and how often to log, save or check).
+# Everything else counts, new keys and sections included.
+NOT_MODEL_SECTIONS = frozenset({"ingest", "evaluate", "register", "generate", "project", "pipeline"})
 
 
 def model_params(params: dict[str, Any]) -> dict[str, Any]:
-    """The part of a whole params mapping that changes the trained model (see NOT_MODEL_SECTIONS/_KEYS)."""
+    """The effective settings of a whole params mapping (defaults, recipe and what it states) that change the
+    trained model: a default changed in code counts as much as a value changed in the file."""
+    from productgan.params import SECTIONS, resolve, section_class
+
     out: dict[str, Any] = {}
-    for section, values in params.items():
+    for section in sorted(set(params) | set(SECTIONS)):
         if section in NOT_MODEL_SECTIONS:
             continue
-        dropped = NOT_MODEL_KEYS.get(section, frozenset())
-        out[section] = {k: v for k, v in values.items() if k not in dropped} if isinstance(values, dict) else values
+        if section not in SECTIONS:  # a section no step knows: stated values count as they are
+            out[section] = params[section]
+            continue
+        cls = section_class(section)
+        values = resolve(section, cls, params.get(section)).values()
+        out[section] = {k: v for k, v in values.items() if k not in getattr(cls, "NOT_MODEL", ())}
     return out
 
 
 def model_params_hash(params: dict[str, Any]) -> str:
-    """The ``params_hash`` lineage tag: a hash of the settings that change the trained model only, so the
-    retrain check does not retrain for a new CPU request or log interval."""
-    return params_hash(model_params(params))
+    """The ``params_hash`` lineage tag: a hash of the effective settings that change the trained model only, so
+    the retrain check does not retrain for a new CPU request or log interval."""
+    return stable_hash(model_params(params))
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from productgan.io import atomic_write_json, read_json, sha256_file
-from productgan.lineage import dataset_version, params_hash
+from productgan.lineage import dataset_version, stable_hash
 from productgan.params import ParamsError, from_dict, load_section
 
 REPO = Path(__file__).resolve().parents[1]
@@ -49,7 +49,7 @@ def test_atomic_json_and_hash(tmp_path):
     assert read_json(tmp_path / "x.json") == {"a": [1, 2], "b": 1}
     assert len(sha256_file(tmp_path / "x.json")) == 64
     assert not list(tmp_path.glob(".*.tmp"))
-    assert params_hash({"a": 1, "b": 2}) == params_hash({"b": 2, "a": 1})
+    assert stable_hash({"a": 1, "b": 2}) == stable_hash({"b": 2, "a": 1})
 
 
 def test_dataset_version_reads_data_dvc(tmp_path):

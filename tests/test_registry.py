@@ -15,7 +15,7 @@ import yaml
 from registry_helpers import fake_scorer, make_candidate
 
 from productgan.registry import promote as promotion
-from productgan.registry.config import RegisterConfig, load_register_config
+from productgan.registry.config import RegisterConfig
 from productgan.registry.lock import LockTimeout, PromotionLock, lock_model_name
 from productgan.registry.log import RegistrationError
 from productgan.registry.register import register_generator
@@ -63,10 +63,6 @@ def client():
     from productgan.registry import store
 
     return store.client()
-
-
-def test_params_yaml_matches_defaults():
-    assert load_register_config(REPO / "params.yaml") == RegisterConfig()
 
 
 def test_dvc_stage_runs_after_evaluate():

@@ -9,7 +9,7 @@ import pytest
 from components import check, retrain
 from components.runtime import parse_params
 from pipelines.product_gan import params_argument
-from productgan.lineage import model_params_hash, params_hash
+from productgan.lineage import model_params_hash
 
 DATA_A, DATA_B = "a" * 32 + ".dir", "b" * 32 + ".dir"
 CODE = "0123456789abcdef0123456789abcdef01234567"
@@ -63,13 +63,13 @@ def registry(tracking_uri, tmp_path, name):
 
 
 def test_no_model_yet_means_train(registry, name):
-    decision = retrain.retrain_decision(name, DATA_A, CODE, params_hash(PARAMS))
+    decision = retrain.retrain_decision(name, DATA_A, CODE, model_params_hash(PARAMS))
     assert decision.retrain and "is registered yet" in decision.reason and name in decision.reason
 
 
 def test_same_data_code_and_params_as_the_champion_ends_early(registry, name):
-    version = registry(DATA_A, CODE, params_hash(PARAMS), champion=True)
-    decision = retrain.retrain_decision(name, DATA_A, CODE, params_hash(PARAMS))
+    version = registry(DATA_A, CODE, model_params_hash(PARAMS), champion=True)
+    decision = retrain.retrain_decision(name, DATA_A, CODE, model_params_hash(PARAMS))
     assert not decision.retrain and decision.matching_version == version
     assert "nothing new" in decision.reason and "champion" in decision.reason
 
@@ -83,17 +83,17 @@ def test_same_data_code_and_params_as_the_champion_ends_early(registry, name):
     ],
 )
 def test_new_data_code_or_params_means_train(registry, name, data, code, params, changed):
-    registry(DATA_A, CODE, params_hash(PARAMS), champion=True)
-    decision = retrain.retrain_decision(name, data, code, params_hash(params))
+    registry(DATA_A, CODE, model_params_hash(PARAMS), champion=True)
+    decision = retrain.retrain_decision(name, data, code, model_params_hash(params))
     assert decision.retrain
     assert decision.reason.startswith("changed since version 1:") and changed in decision.reason
     assert all(k not in decision.reason for k in retrain.LINEAGE_TAGS if k != changed)
 
 
 def test_a_candidate_that_lost_to_the_champion_is_not_trained_again(registry, name):
-    registry(DATA_A, CODE, params_hash(PARAMS), champion=True)
-    loser = registry(DATA_B, CODE, params_hash(PARAMS), champion=False)  # new data, worse model: not promoted
-    decision = retrain.retrain_decision(name, DATA_B, CODE, params_hash(PARAMS))
+    registry(DATA_A, CODE, model_params_hash(PARAMS), champion=True)
+    loser = registry(DATA_B, CODE, model_params_hash(PARAMS), champion=False)  # new data, worse model: not promoted
+    decision = retrain.retrain_decision(name, DATA_B, CODE, model_params_hash(PARAMS))
     assert not decision.retrain and decision.matching_version == loser
     assert "did not beat the champion" in decision.reason
 
@@ -101,21 +101,21 @@ def test_a_candidate_that_lost_to_the_champion_is_not_trained_again(registry, na
 def test_a_version_register_left_undecided_does_not_count_as_trained(registry, name):
     """An outage stopped register after the version was created, before its decision: the triple is not done,
     so the next run trains (and register, finding the same generator, finishes that version)."""
-    registry(DATA_A, CODE, params_hash(PARAMS), champion=True)
-    half = registry(DATA_B, CODE, params_hash(PARAMS), champion=False, decided=False)
-    decision = retrain.retrain_decision(name, DATA_B, CODE, params_hash(PARAMS))
+    registry(DATA_A, CODE, model_params_hash(PARAMS), champion=True)
+    half = registry(DATA_B, CODE, model_params_hash(PARAMS), champion=False, decided=False)
+    decision = retrain.retrain_decision(name, DATA_B, CODE, model_params_hash(PARAMS))
     assert decision.retrain and decision.matching_version is None
     assert f"version {half} of" in decision.reason and "never decided" in decision.reason
-    registry(DATA_B, CODE, params_hash(PARAMS), champion=False)  # a later register decided one: done
-    assert not retrain.retrain_decision(name, DATA_B, CODE, params_hash(PARAMS)).retrain
+    registry(DATA_B, CODE, model_params_hash(PARAMS), champion=False)  # a later register decided one: done
+    assert not retrain.retrain_decision(name, DATA_B, CODE, model_params_hash(PARAMS)).retrain
 
 
 def test_force_dirty_or_unknown_code_always_train(registry, name):
-    registry(DATA_A, CODE, params_hash(PARAMS), champion=True)
-    assert retrain.retrain_decision(name, DATA_A, CODE, params_hash(PARAMS), force=True).retrain
-    dirty = retrain.retrain_decision(name, DATA_A, f"{CODE}-dirty", params_hash(PARAMS))
+    registry(DATA_A, CODE, model_params_hash(PARAMS), champion=True)
+    assert retrain.retrain_decision(name, DATA_A, CODE, model_params_hash(PARAMS), force=True).retrain
+    dirty = retrain.retrain_decision(name, DATA_A, f"{CODE}-dirty", model_params_hash(PARAMS))
     assert dirty.retrain and "uncommitted changes" in dirty.reason
-    unknown = retrain.retrain_decision(name, DATA_A, None, params_hash(PARAMS))
+    unknown = retrain.retrain_decision(name, DATA_A, None, model_params_hash(PARAMS))
     assert unknown.retrain and "code version" in unknown.reason
 
 
@@ -163,8 +163,17 @@ def test_only_settings_that_change_the_model_make_a_new_training(registry, name,
                           ("train.device", "cuda"), ("evaluate.n", 50), ("register.margin", 0.5),
                           ("ingest.s3_max_attempts", 2), ("generate.n", 3)]:
         assert not retrains(dotted, value), f"{dotted}={value} does not change the model, yet the check retrains"
-    for dotted, value in [("train.steps", 9), ("train.max_minutes", 1.0), ("train.default.lr_g", 0.1),
-                          ("train.recipe", "baseline"), ("train.batch_size", 8), ("preprocess.resolution", 32),
-                          ("train.a_new_knob", 1)]:
+    for dotted, value in [("train.steps", 9), ("train.max_minutes", 1.0), ("train.lr_g", 0.1),
+                          ("train.recipe", "baseline"), ("train.batch_size", 8), ("preprocess.resolution", 32)]:
         assert retrains(dotted, value), f"{dotted}={value} changes the model, yet the check does not retrain"
         assert "params_hash" in summary.metadata["reason"]
+
+    # the hash is of the effective settings: stating a default changes nothing, a changed default (here the
+    # default recipe's row) is a change
+    from productgan.gan import recipes
+
+    assert model_params_hash(apply_overrides(base, [("train.steps", recipes.TrainParams().steps)])) == (
+        model_params_hash(base))
+    monkeypatch.setitem(recipes.RECIPES, "default", {"lr_g": 0.1})
+    assert model_params_hash(base) != model_params_hash(apply_overrides(base, [("train.lr_g", 4e-4)]))
+    assert retrains("train.log_every", 7)

@@ -134,7 +134,7 @@ def _write_params(root: Path, **train) -> None:
     tiny = {"g_channels": 4, "d_channels": 4}
     doc = {"train": {"recipe": "default", "max_minutes": None, "steps": 6, "batch_size": 4, "checkpoint_every": 2,
                      "sync_every": 1, "log_every": 1, "sample_every": 3, "grid_columns": 2,
-                     "baseline": dict(tiny), "default": dict(tiny), **train}}
+                     **tiny, **train}}
     (root / "params.yaml").write_text(yaml.safe_dump(doc))
 
 

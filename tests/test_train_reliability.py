@@ -35,8 +35,7 @@ def write_params(root: Path, **train) -> Path:
     doc = {"train": {
         "recipe": "default", "max_minutes": None,
         "steps": 100000, "batch_size": 4, "checkpoint_every": 4, "sync_every": 1, "log_every": 2,
-        "sample_every": 1000, "grid_columns": 2, "baseline": dict(TINY_RECIPE), "default": dict(TINY_RECIPE),
-        **train,
+        "sample_every": 1000, "grid_columns": 2, **TINY_RECIPE, **train,
     }}
     path = root / "params.yaml"
     path.write_text(yaml.safe_dump(doc))
@@ -171,9 +170,8 @@ def test_ddp_two_cpu_processes_end_with_identical_weights(tmp_path, env, small_d
     # default: lazy R1 + DiffAugment; baseline: BatchNorm D with separate passes (no_sync); article_wgan_gp:
     # n_critic D updates per step, each with the gradient penalty on the plain D; ra-bce: both of D's passes
     # in one backward, and G main runs D on real images too
-    r1 = {"r1_gamma": 1.0, "r1_every": 2}
-    write_params(tmp_path, recipe=recipe, steps=6, batch_size=4, checkpoint_every=3, default={**TINY_RECIPE, **r1},
-                 baseline={**TINY_RECIPE, "loss": loss}, article_wgan_gp=dict(TINY_RECIPE))
+    knobs = {"default": {"r1_gamma": 1.0, "r1_every": 2}, "baseline": {"loss": loss}, "article_wgan_gp": {}}[recipe]
+    write_params(tmp_path, recipe=recipe, steps=6, batch_size=4, checkpoint_every=3, **knobs)
     (tmp_path / "ddp.py").write_text(DDP_SCRIPT)
     res = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "ddp.py",

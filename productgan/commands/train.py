@@ -33,7 +33,6 @@ def train(data_dir: str, out_dir: str, recipe: str | None, steps: int | None, re
 
     try:
         params = load_section("train", TrainParams, overrides={"recipe": recipe, "steps": steps})
-        params.validate()
         # lineage is read here, from the working directory (data.dvc, the params file, git), not by the trainer
         trainer = Trainer(params, data_dir, out_dir, resume=resume, lineage=Lineage.current())
     except (ParamsError, ValueError, FileNotFoundError) as exc:

@@ -55,15 +55,6 @@ class TrainResult:
     exit_code: int = 0
 
 
-def flat_params(params: TrainParams) -> dict[str, Any]:
-    """The run's knobs with the chosen recipe's knobs flattened in (``recipe.lr_g`` ...)."""
-    doc = dataclasses.asdict(params)
-    chosen = doc.pop(params.recipe)
-    doc.pop("baseline", None)
-    doc.pop("default", None)
-    return {**doc, **{f"recipe.{k}": v for k, v in chosen.items()}}
-
-
 class RunLifecycle:
     def __init__(self, params: TrainParams, out_dir: Path, lineage: Lineage, main: bool, track: bool) -> None:
         self.params, self.out_dir, self.lineage, self.main = params, out_dir, lineage, main
@@ -136,7 +127,7 @@ class RunLifecycle:
                                  tags={k: str(v) for k, v in tags.items() if v is not None}, journal_id=journal_id,
                                  meta={"run_file": str((self.out_dir / RUN_FILE).resolve())})
         if new:
-            self.tracker.log_params({**flat_params(p), "dataset_version": lineage.dataset_version,
+            self.tracker.log_params({**dataclasses.asdict(p), "dataset_version": lineage.dataset_version,
                                      **logged_params})
 
     def log_interval(self, step: int, row: dict[str, float], extra: dict[str, float], seconds: float) -> None:

@@ -28,7 +28,6 @@ as an uninterrupted one would (bit-for-bit on CPU).
 from __future__ import annotations
 
 import copy
-import dataclasses
 import math
 import os
 import time
@@ -54,6 +53,7 @@ from productgan.gan.recipes import TrainParams
 from productgan.gan.run import HISTORY_KEYS, RunLifecycle, TrainResult
 from productgan.gan.sample import category_grid
 from productgan.lineage import Lineage, code_version, stable_hash
+from productgan.params import ParamsError
 
 CHECKPOINT_FORMAT = "productgan-train-checkpoint/1"
 # The code whose behaviour shapes the trained weights: a checkpoint resumes only under the same code.
@@ -106,8 +106,7 @@ class Trainer:
     ) -> None:
         """``lineage``: dataset version, params hash and git commit, from the command (``Lineage.current()``);
         without it the dataset version is the manifest's dataset hash and the rest is unknown."""
-        params.validate()
-        self.params, self.recipe = params, params.recipe_params()
+        self.params = params
         self.resume = resume
         self.ckpt_dir = Path(params.checkpoint_dir)
         self.ctx = distributed.setup(params.device)
@@ -127,19 +126,19 @@ class Trainer:
         self.lineage = Lineage(lineage.dataset_version or manifest.get("dataset_hash"), lineage.params_hash,
                                lineage.git_commit)
         self.cfg = GeneratorConfig(
-            arch=self.recipe.arch, resolution=resolution, channels=channels, latent_dim=params.latent_dim,
-            base_channels=self.recipe.g_channels, categories=self.categories,
+            arch=params.arch, resolution=resolution, channels=channels, latent_dim=params.latent_dim,
+            base_channels=params.g_channels, categories=self.categories,
         )
 
         # the networks (module docstring: G/D train and export, G_ddp/D_ddp are what the step calls)
         torch.manual_seed(params.seed)  # same initial weights on every rank (DDP also broadcasts them)
         layout = torch.channels_last if params.channels_last else torch.contiguous_format
         self.G = build_generator(self.cfg).to(self.device, memory_format=layout)
-        self.D = build_discriminator(self.cfg, self.recipe.d_channels, self.recipe.d_arch or None).to(
+        self.D = build_discriminator(self.cfg, params.d_channels, params.d_arch).to(
             self.device, memory_format=layout)
         self.G_ddp = distributed.wrap(self.G, params.compile, self.ctx)
         self.D_ddp = distributed.wrap(self.D, params.compile, self.ctx)
-        r = self.recipe
+        r = params
         self.ema = EMA(self.G, r.ema_kimg, r.ema_rampup) if r.ema_kimg > 0 else None
         # fused Adam: one kernel for all tensors; on 2 CPU cores 10-23% more steps/s than the per-tensor loop
         fused = True if self.device.type in ("cuda", "cpu") else None
@@ -161,8 +160,8 @@ class Trainer:
             self.loss = GANLoss(self.D, self.G_ddp, self.D_ddp, LOSSES[r.loss], self.augment, self.scaler, self.gen,
                                 self.device, self.amp_dtype, r.gp_lambda, r.cr_lambda)
         except ValueError as exc:
-            raise ValueError(f"params train.{params.recipe}: loss {r.loss!r} with d_arch {r.d_arch!r}: {exc}. Fix: "
-                             "set d_arch to dcgan_ln (layer norm), dcgan_sn, resnet or mlp") from None
+            raise ParamsError(f"train.loss: {r.loss!r} with d_arch {r.d_arch!r} (recipe {params.recipe}): {exc}. "
+                              "Fix: set train.d_arch to dcgan_ln (layer norm), dcgan_sn, resnet or mlp") from None
 
         self.fingerprint = stable_hash({
             **params.fingerprint_fields(), "dataset_version": self.lineage.dataset_version,
@@ -192,7 +191,7 @@ class Trainer:
 
     def progress(self, step: int) -> float:
         """How far the run is, 0..1: by steps, or by time when a ``max_minutes`` budget ends sooner."""
-        t = (step - self.recipe.lr_warmup_steps) / max(1, self.params.steps - self.recipe.lr_warmup_steps)
+        t = (step - self.params.lr_warmup_steps) / max(1, self.params.steps - self.params.lr_warmup_steps)
         if self.params.max_minutes:
             t = max(t, self._seconds() / (60.0 * self.params.max_minutes))
         return min(1.0, max(0.0, t))
@@ -200,7 +199,7 @@ class Trainer:
     def lr_factor(self, step: int) -> float:
         """Schedule x restart scale: warm-up, then constant / linear / cosine decay to lr_final_factor
         from ``lr_decay_start`` to the end of the run (see ``progress``)."""
-        r = self.recipe
+        r = self.params
         if r.lr_warmup_steps > 0 and step < r.lr_warmup_steps:
             factor = (step + 1) / r.lr_warmup_steps
         elif r.lr_schedule == "constant":
@@ -215,7 +214,7 @@ class Trainer:
 
     def g_keep(self, step: int) -> float:
         """Share of G's images whose loss counts: from 1 down to ``g_topk`` over the run (top-k training)."""
-        return 1.0 - (1.0 - self.recipe.g_topk) * self.progress(step)
+        return 1.0 - (1.0 - self.params.g_topk) * self.progress(step)
 
     # ------------------------------------------------------------------------------------- one step
 
@@ -232,7 +231,7 @@ class Trainer:
     def _optimizer_step(self, optimizer: torch.optim.Optimizer, network: nn.Module) -> torch.Tensor:
         """Unscale, measure (and clip) the gradient, step; returns the gradient norm."""
         self.scaler.unscale_(optimizer)
-        norm = _grad_norm(list(network.parameters()), self.recipe.grad_clip)
+        norm = _grad_norm(list(network.parameters()), self.params.grad_clip)
         self.scaler.step(optimizer)
         return norm
 
@@ -241,7 +240,7 @@ class Trainer:
         the last one. Batch ``step * n_critic + k`` and the step's seeded generator keep every draw a
         function of the step (resume and restarts stay exact); with ``n_critic`` 1 this is one D and one G
         update on one batch, as before there was ``n_critic``."""
-        p, r = self.params, self.recipe
+        p = r = self.params
         self.gen.manual_seed(_step_seed(p.seed, step, self.ctx.rank, self.restarts))
         factor = self.lr_factor(step)
         for optimizer, lr in ((self.opt_g, r.lr_g), (self.opt_d, r.lr_d)):
@@ -367,7 +366,7 @@ class Trainer:
         p = self.params
         if p.precision != "auto" or self.device.type != "cpu" or self.ctx.world > 1 or not cpu_has_native_bf16():
             return autocast_dtype(p.precision, self.device)
-        networks = {"config": self.cfg.to_dict(), "recipe": dataclasses.asdict(self.recipe)}
+        networks = {"config": self.cfg.to_dict(), "d_arch": p.d_arch, "d_channels": p.d_channels}
         name, self.precision_probe, self.precision_cached = cpu_precision(
             self.G, self.D, p.latent_dim, len(self.categories), p.batch_size, networks)
         return PROBED[name]
