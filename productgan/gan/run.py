@@ -62,6 +62,8 @@ class RunLifecycle:
                                say=self.say)
         self.stop_signal: int | None = None
         self.pbar: Any = None
+        self.total_steps = params.steps  # the trainer sets both once a time budget is a step count
+        self.time_budget: dict[str, Any] | None = None
 
     @property
     def run_id(self) -> str | None:
@@ -89,7 +91,7 @@ class RunLifecycle:
     def progress_bar(self, step: int) -> Iterator[Any]:
         import tqdm
 
-        self.pbar = tqdm.tqdm(total=self.params.steps, initial=step, desc=f"train {self.params.recipe}",
+        self.pbar = tqdm.tqdm(total=self.total_steps, initial=step, desc=f"train {self.params.recipe}",
                               unit="step", disable=None if self.main else True, dynamic_ncols=True)
         try:
             yield self.pbar
@@ -132,8 +134,7 @@ class RunLifecycle:
 
     def log_interval(self, step: int, row: dict[str, float], extra: dict[str, float], seconds: float) -> None:
         """One logging interval's means (``row``: HISTORY_KEYS) and ``extra`` gauges: MLflow and the console.
-        ``seconds`` of training so far: the console also shows how much of a ``max_minutes`` budget is spent
-        (the bar counts steps, which the budget may cut short)."""
+        ``seconds`` of training so far: the console also shows how much of a ``max_minutes`` budget is spent."""
         if not self.main:
             return
         self.tracker.log_metrics({**{k: v for k, v in row.items() if k != "step"}, **extra}, step)
@@ -143,7 +144,7 @@ class RunLifecycle:
         if self._bar_shown():
             self.pbar.set_postfix_str(text)
         else:
-            print(f"train: step {step}/{self.params.steps} {text}", flush=True)
+            print(f"train: step {step}/{self.total_steps} {text}", flush=True)
 
     def log_grid(self, grid: np.ndarray, step: int) -> None:
         if self.main:
@@ -215,6 +216,8 @@ class RunLifecycle:
                "experiment_id": self.tracker.experiment_id, "status": status}
         if message:
             doc["message"] = redact(message)
+        if self.time_budget:
+            doc["time_budget"] = self.time_budget  # max_minutes as the step count this run trained to
         if pending:
             doc["mlflow_pending"] = pending
         atomic_write_json(self.out_dir / RUN_FILE, doc)
