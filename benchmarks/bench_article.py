@@ -177,7 +177,9 @@ def _score(sample_fn: Any, data: Path, fid_n: int) -> dict[str, Any]:
         c0 = time.process_time()
         fid = evaluate_samples(sample_fn, data, EvaluateParams(metrics=["fid"], fid_n=fid_n),
                                cache_dir=WORKDIR / "cache", device="cpu")
-        row.update(fid=fid["fid"], fid_meta=fid["fid_meta"], fid_cpu_s=time.process_time() - c0)
+        from productgan.metrics.catalog import fid_name
+
+        row.update(fid=fid[fid_name(fid_n)], fid_meta=fid["fid_meta"], fid_cpu_s=time.process_time() - c0)
     return row
 
 

@@ -294,8 +294,11 @@ def score(G: nn.Module, cfg: Any, net: Classifier, real_feats: np.ndarray, data:
     out = {"fd_clf": frechet(real_feats, feats), "class_accuracy": acc, "fd_domain": result["fd_domain"],
            "eval_class_accuracy": result["class_accuracy"]}
     if inception:
-        out.update(fid=result["fid"], fid_inf=result["fid_inf"], fid_at_10000=result["fid_inf_fit"]["fid_at_10000"],
-                   fid_n=FID_N, fid_precision=result["fid_meta"]["precision"])
+        from productgan.metrics.catalog import fid_name
+
+        out.update(fid=result[fid_name(FID_N)], fid_inf=result["fid_inf"],
+                   fid_at_10000=result["fid_inf_fit"]["fid_at_10000"], fid_n=FID_N,
+                   fid_precision=result["fid_meta"]["precision"])
     return out
 
 

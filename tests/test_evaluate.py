@@ -92,7 +92,7 @@ def test_real_is_close_noise_and_constant_are_far(prepared, cache_dir):
     assert const["mode_collapse"] and set(const["collapsed_categories"]) == set(FMNIST_CATEGORIES)
     assert set(real["fd_domain_per_category"]) == set(FMNIST_CATEGORIES)
     assert real["meta"]["n_generated"] == 200 and real["meta"]["n_real"] == 200
-    assert "fid" not in real  # off unless asked for
+    assert not [k for k in real if k.startswith("fid")]  # off unless asked for
     json.dumps(real, allow_nan=False)  # metrics.json material: no NaN, only JSON types
 
 
@@ -142,7 +142,7 @@ def test_domain_classifier_training_is_deterministic(prepared):
 def test_inception_fid_small_n(prepared, cache_dir):
     params = small_params(metrics=["fid"], fid_n=16, inception_precision="fp32")
     res = evaluate_samples(real_train_sampler(prepared), prepared, params, cache_dir)
-    assert np.isfinite(res["fid"]) and res["fid"] > 0
+    assert np.isfinite(res["fid16"]) and res["fid16"] > 0 and "fid" not in res  # the key says the count
     meta = res["fid_meta"]
     assert meta["n_generated"] == 16 and meta["n_real"] == 16
     assert "tf1-bilinear" in meta["resize"] and "299" in meta["resize"] and "antialias" in meta["resize"]
@@ -162,17 +162,17 @@ def test_inception_metrics_and_their_cache_reuse(prepared, tmp_path):
     assert first["meta"]["real_stats_cache"] == {"inception": "miss"}
     assert first["meta"]["extractor_images"] == {"inception": 20 + 20}
     fit = first["fid_inf_fit"]
-    assert fit["n"] == [10, 15, 20] and fit["fid"][-1] == pytest.approx(first["fid"], rel=1e-6)
+    assert fit["n"] == [10, 15, 20] and fit["fid"][-1] == pytest.approx(first["fid20"], rel=1e-6)
     assert first["fid_inf"] == pytest.approx(fit["fid_inf"]) and np.isfinite(fit["fid_at_10000"])
-    assert set(first["fid_per_category"]) == set(FMNIST_CATEGORIES)
-    counts = first["fid_per_category_n"]
+    assert set(first["fid20_per_category"]) == set(FMNIST_CATEGORIES) and "fid20_per_category_mean" in first
+    counts = first["fid20_per_category_n"]
     assert sum(r for r, _ in counts.values()) == 20 and sum(g for _, g in counts.values()) == 20
     json.dumps(first, allow_nan=False)
 
     second = evaluate_samples(noise_sampler, prepared, params, fresh)  # another "generator", same data
     assert second["meta"]["real_stats_cache"] == {"inception": "hit"}
     assert second["meta"]["extractor_images"] == {"inception": 20}  # generated side only
-    assert second["fid"] > first["fid"]  # noise is further from the products than real photos
+    assert second["fid20"] > first["fid20"]  # noise is further from the products than real photos
     assert len(list((fresh / "real_stats").glob("*.npz"))) == 1
 
     # features in another precision are another extractor: their own entry, never mixed with fp32's

@@ -154,7 +154,7 @@ def test_evaluate_component_adds_metrics_to_the_params_it_runs_with(tmp_path, mo
         seen.update(yaml.safe_load((work / "params.yaml").read_text())["evaluate"])
         out = Path(args[args.index("--out") + 1])
         out.mkdir(parents=True, exist_ok=True)
-        (out / "metrics.json").write_text(json.dumps({"fid": 1.0}))
+        (out / "metrics.json").write_text(json.dumps({"fid2k": 1.0}))
 
     monkeypatch.setattr("components.runtime.run_step", fake_run_step)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///unused.db")

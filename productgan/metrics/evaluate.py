@@ -16,8 +16,8 @@ extractors the chosen metrics need (real-reference features cached) and calls ea
 is what `productgan evaluate` writes as metrics.json (see README "## Evaluate"): ``fd_domain``,
 ``kid``/``kid_std``, ``precision``/``recall``, ``class_accuracy`` (+ per category), ``fd_domain_per_category``,
 ``diversity_ratio_per_category``/``diversity_ratio_min``/``mode_collapse``, ``domain_classifier`` (its own
-test accuracy), the Inception ``fid`` + ``fid_meta`` (sample counts, weights hash, resize, precision), ``fid_inf``
-+ ``fid_inf_fit``, ``fid_per_category`` (+ mean and counts), and ``meta``.
+test accuracy), the Inception FID named by its count (``fid2k``, ``fid10k``) + ``fid_meta`` (sample counts, weights
+hash, resize, precision), ``fid_inf`` + ``fid_inf_fit``, ``fid2k_per_category`` (+ mean and counts), and ``meta``.
 
 ``fid_n`` is ``auto`` by default: 10,000 a side on CUDA (the published convention; seconds there), ``fid_n_cpu``
 on a CPU (Inception costs ~11 GFLOP an image: 2,000 keeps `make run` under 20 minutes on 2 cores, see
