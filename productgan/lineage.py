@@ -62,13 +62,81 @@ def _code_only(source: str, name: str) -> str:
     return ast.dump(tree, include_attributes=False)
 
 
-def code_version(paths: Iterable[str | os.PathLike[str]]) -> str:
-    """A hash of what the Python files in ``paths`` do: editing a comment or a docstring keeps it, changing
-    a statement, a name or a constant changes it."""
+def code_version(paths: Iterable[str | os.PathLike[str]], root: str | os.PathLike[str] | None = None) -> str:
+    """A hash of what the Python files in ``paths`` do (each named by its path under ``root``, else its file
+    name): editing a comment or a docstring keeps it, changing a statement, a name or a constant changes it."""
     h = hashlib.sha256()
     for path in sorted(Path(p) for p in paths):
-        h.update(path.name.encode() + b"\0" + _code_only(path.read_text(encoding="utf-8"), str(path)).encode())
+        name = path.relative_to(root).as_posix() if root else path.name
+        h.update(name.encode() + b"\0" + _code_only(path.read_text(encoding="utf-8"), str(path)).encode())
     return h.hexdigest()[:16]
+
+
+# The model code: `productgan train`'s module and every productgan module it imports, at any depth (an import
+# inside a function counts: training may call it), less those that only record the run and never touch a
+# weight. Its version is what a resume, the retrain check and DVC's train stage compare (one definition).
+MODEL_CODE_ROOT = "productgan.commands.train"
+RECORD_ONLY = frozenset({
+    "productgan.gan.run", "productgan.gan.tracking", "productgan.registry.store",  # MLflow, run.json, messages
+    "productgan.redact", "productgan.io", "productgan.lineage",  # redaction, atomic files, these hashes
+})
+_PACKAGE_ROOT = Path(__file__).resolve().parent.parent  # the folder holding productgan/
+
+
+def _module_file(name: str, root: Path) -> Path | None:
+    base = root.joinpath(*name.split("."))
+    for path in (base / "__init__.py", base.with_suffix(".py")):
+        if path.is_file():
+            return path
+    return None
+
+
+def _imports(name: str, path: Path, package: str) -> set[str]:
+    """The modules of ``package`` that module ``name`` imports anywhere in its code (a package's __init__ only
+    at its top level: what its functions import loads when they are called, which training never does)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    is_package = path.name == "__init__.py"
+    here = name if is_package else name.rpartition(".")[0]
+    found: set[str] = set()
+    for node in (tree.body if is_package else ast.walk(tree)):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:  # relative: from its package upwards
+                parts = here.split(".")[: len(here.split(".")) - node.level + 1]
+                base = ".".join([*parts, *([base] if base else [])])
+            found |= {base, *(f"{base}.{a.name}" for a in node.names)}  # `from pkg import module` imports a module
+    return {m for m in found if m.split(".")[0] == package}
+
+
+def imported_modules(root_module: str, root: str | os.PathLike[str] | None = None) -> dict[str, Path]:
+    """``root_module`` and every module of its package it imports, at any depth (with the packages on the
+    way, whose __init__ runs on import), as module name -> file under ``root``."""
+    base, package = Path(root or _PACKAGE_ROOT), root_module.split(".")[0]
+    found: dict[str, Path] = {}
+    todo = [root_module]
+    while todo:
+        name = todo.pop()
+        path = None if name in found else _module_file(name, base)
+        if path is None:
+            continue
+        found[name] = path
+        parts = name.split(".")
+        todo += [".".join(parts[:i]) for i in range(1, len(parts))]
+        todo += sorted(_imports(name, path, package))
+    return dict(sorted(found.items()))
+
+
+def model_code_files(root: str | os.PathLike[str] | None = None) -> dict[str, Path]:
+    """The model code (see MODEL_CODE_ROOT): module name -> file."""
+    return {k: v for k, v in imported_modules(MODEL_CODE_ROOT, root).items() if k not in RECORD_ONLY}
+
+
+def model_code_version(root: str | os.PathLike[str] | None = None) -> str:
+    """The model code's version: the same wherever the same code is installed (a checkout, the image)."""
+    base = Path(root or _PACKAGE_ROOT)
+    return code_version(model_code_files(base).values(), base)
 
 
 # What does not change the trained generator, so a new value must not make the retrain check train again:
@@ -110,11 +178,13 @@ class Lineage:
 
     dataset_version: str | None = None
     params_hash: str | None = None
-    git_commit: str | None = None
+    git_commit: str | None = None  # recorded for people; the decisions compare code_version
+    code_version: str | None = None  # model_code_version()
 
     @classmethod
     def current(cls) -> Lineage:
-        """data.dvc, the params file in use (``--params`` / $PRODUCTGAN_PARAMS / ./params.yaml) and git HEAD."""
+        """data.dvc, the params file in use (``--params`` / $PRODUCTGAN_PARAMS / ./params.yaml), git HEAD and the
+        model code's version."""
         from productgan.params import load_params
 
-        return cls(dataset_version(), model_params_hash(load_params()), git_commit())
+        return cls(dataset_version(), model_params_hash(load_params()), git_commit(), model_code_version())

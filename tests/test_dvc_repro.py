@@ -98,3 +98,41 @@ def test_dvc_repro_preprocess_caches_and_reruns_on_params_and_defaults(tmp_path,
     (repo / "params.yaml").write_text(yaml.safe_dump({"preprocess": {"resolution": 64}, "train": {"seed": 3}}))
     again = _run(["dvc", "repro", "preprocess"], repo, env)
     assert "Running stage 'settings'" in again and "Running stage 'preprocess'" not in again
+
+
+def test_dvc_repro_train_reruns_on_model_code_not_on_comments_or_other_code(tmp_path, cli_env, fmnist_small):
+    """The train stage tracks the model code's version (what training imports, productgan.lineage), which the
+    settings stage writes: a comment in device.py or a README edit re-runs nothing; a statement in device.py (a
+    module outside productgan/gan that the trainer imports) re-runs training."""
+    repo = _copy_repo(tmp_path / "repo")
+    env = {**cli_env, "PYTHONPATH": str(repo), "DVC_NO_ANALYTICS": "1",
+           "DVC_SITE_CACHE_DIR": str(tmp_path / "dvc-site"), "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/m.db"}
+    (x, y), (xt, yt) = fmnist_small["train"], fmnist_small["test"]
+    write_dataset(repo / "data", fmnist_entries({"train": (x[:200], y[:200]), "test": (xt[:50], yt[:50])}),
+                  FMNIST_CATEGORIES)
+    tiny = {"steps": 2, "max_minutes": None, "batch_size": 4, "g_channels": 4, "d_channels": 4, "num_threads": 1,
+            "log_every": 1, "sample_every": 2, "checkpoint_every": 2, "grid_columns": 2}
+    (repo / "params.yaml").write_text(yaml.safe_dump({"train": tiny}))
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    _run(["git", "init", "-q"], repo, env)
+    _run(["dvc", "add", "data"], repo, env)
+    _run([*git, "add", "-A"], repo, env)
+    _run([*git, "commit", "-qm", "tiny"], repo, env)
+
+    first = _run(["dvc", "repro", "train"], repo, env)
+    assert "Running stage 'train'" in first
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]["train"]["params"]
+    version = lock["model_code.yaml"]["train"]
+    assert len(version) == 16 and lock["params.effective.yaml"]["train"]["steps"] == 2
+
+    device = repo / "productgan" / "device.py"
+    device.write_text("# a reviewer's note\n" + device.read_text())
+    (repo / "README.md").write_text((repo / "README.md").read_text() + "\nMore words.\n")
+    again = _run(["dvc", "repro", "train"], repo, env)
+    assert "Running stage 'settings'" in again and "Running stage 'train'" not in again
+
+    device.write_text(device.read_text() + "\nCHANGED = True\n")
+    changed = _run(["dvc", "repro", "train"], repo, env)
+    assert "Running stage 'train'" in changed and "Running stage 'preprocess'" not in changed
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]["train"]["params"]
+    assert lock["model_code.yaml"]["train"] != version

@@ -135,4 +135,4 @@ def test_params_write_is_what_the_dvc_stage_runs(tmp_path: Path, cli_env) -> Non
     assert res.returncode == 0, res.stderr
     assert out.read_text() == EFFECTIVE.read_text()
     stage = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]["settings"]
-    assert stage["cmd"] == "python -m productgan params write" and "params.yaml" in stage["deps"]
+    assert stage["cmd"].startswith("python -m productgan params write") and "params.yaml" in stage["deps"]

@@ -70,7 +70,8 @@ def test_dvc_stage_runs_after_evaluate():
     assert stage["cmd"].startswith("python -m productgan register --generator models/generator")
     # register depends on evaluate's metrics output, so `dvc repro` orders it after evaluate
     assert {"models/generator", "metrics/eval/metrics.json", "prepared", "productgan/registry"} <= set(stage["deps"])
-    assert stage["params"] == ["register", "evaluate"]  # evaluate: how champion and challenger are re-scored
+    # evaluate: how champion and challenger are re-scored; the effective settings (defaults and params.yaml)
+    assert stage["params"] == [{"params.effective.yaml": ["register", "evaluate"]}]
     assert stage["metrics"] == [{"metrics/register.json": {"cache": False}}]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import types
+from pathlib import Path
 
 import pytest
 
@@ -12,7 +13,7 @@ from pipelines.product_gan import params_argument
 from productgan.lineage import model_params_hash
 
 DATA_A, DATA_B = "a" * 32 + ".dir", "b" * 32 + ".dir"
-CODE = "0123456789abcdef0123456789abcdef01234567"
+CODE = "0123456789abcdef"  # a model code version (productgan.lineage.model_code_version)
 PARAMS = {"train": {"steps": 3}, "register": {}}
 
 
@@ -46,12 +47,13 @@ def registry(tracking_uri, tmp_path, name):
 
     client = MlflowClient()
 
-    def add(dataset_version: str, git_commit: str, phash: str, champion: bool, decided: bool = True) -> str:
+    def add(dataset_version: str, code_version: str, phash: str, champion: bool, decided: bool = True) -> str:
         if not client.search_registered_models(f"name = '{name}'"):
             client.create_registered_model(name)
         source = tmp_path / "artifacts" / dataset_version
         source.mkdir(parents=True, exist_ok=True)
-        tags = {"dataset_version": dataset_version, "git_commit": git_commit, "params_hash": phash}
+        tags = {"dataset_version": dataset_version, "code_version": code_version, "params_hash": phash,
+                "git_commit": "f" * 40}  # recorded for people, not compared
         if decided:  # register's last tag on a version (productgan.registry.promote)
             tags["promotion.decision"] = "promoted" if champion else "kept"
         mv = client.create_model_version(name, str(source), tags=tags)
@@ -78,7 +80,7 @@ def test_same_data_code_and_params_as_the_champion_ends_early(registry, name):
     ("data", "code", "params", "changed"),
     [
         (DATA_B, CODE, PARAMS, "dataset_version"),
-        (DATA_A, "f" * 40, PARAMS, "git_commit"),
+        (DATA_A, "f" * 16, PARAMS, "code_version"),
         (DATA_A, CODE, {"train": {"steps": 4}, "register": {}}, "params_hash"),
     ],
 )
@@ -110,26 +112,51 @@ def test_a_version_register_left_undecided_does_not_count_as_trained(registry, n
     assert not retrain.retrain_decision(name, DATA_B, CODE, model_params_hash(PARAMS)).retrain
 
 
-def test_force_dirty_or_unknown_code_always_train(registry, name):
+def test_force_or_unknown_data_always_train(registry, name):
     registry(DATA_A, CODE, model_params_hash(PARAMS), champion=True)
     assert retrain.retrain_decision(name, DATA_A, CODE, model_params_hash(PARAMS), force=True).retrain
-    dirty = retrain.retrain_decision(name, DATA_A, f"{CODE}-dirty", model_params_hash(PARAMS))
-    assert dirty.retrain and "uncommitted changes" in dirty.reason
-    unknown = retrain.retrain_decision(name, DATA_A, None, model_params_hash(PARAMS))
-    assert unknown.retrain and "code version" in unknown.reason
+    unknown = retrain.retrain_decision(name, None, CODE, model_params_hash(PARAMS))
+    assert unknown.retrain and "dataset version unknown" in unknown.reason
+
+
+def test_a_change_outside_the_model_code_trains_nothing(registry, name, tmp_path, monkeypatch):
+    """The code the check compares is the model code's version, not the git commit: a README, serving or
+    comment-only change (a new commit, a dirty tree) keeps it; a change to a module training imports does not."""
+    import shutil
+
+    from productgan import lineage
+
+    src = tmp_path / "src"
+    shutil.copytree(Path(lineage.__file__).parent, src / "productgan", ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(lineage, "_PACKAGE_ROOT", src)
+    version = lineage.model_code_version()
+    registry(DATA_A, version, model_params_hash(PARAMS), champion=True)
+    (tmp_path / "README.md").write_text("new words\n")
+    api = src / "productgan" / "api.py"
+    api.write_text(api.read_text() + "\nSERVING_CHANGED = True\n")
+    trainer = src / "productgan" / "gan" / "trainer.py"
+    trainer.write_text("# a reviewer's note\n" + trainer.read_text())
+    assert lineage.model_code_version() == version
+    assert not retrain.retrain_decision(name, DATA_A, lineage.model_code_version(), model_params_hash(PARAMS)).retrain
+    arrays = src / "productgan" / "data" / "arrays.py"  # imported by the trainer, outside productgan/gan
+    arrays.write_text(arrays.read_text() + "\nCHANGED = True\n")
+    decision = retrain.retrain_decision(name, DATA_A, lineage.model_code_version(), model_params_hash(PARAMS))
+    assert decision.retrain and "code_version" in decision.reason
 
 
 def test_the_component_body_decides_and_says_so(registry, name, tmp_path, monkeypatch):
-    """The KFP component function itself (what runs in the pod), with lineage from the image's environment."""
-    monkeypatch.setenv("PRODUCTGAN_GIT_COMMIT", CODE)
+    """The KFP component function itself (what runs in the pod), with lineage from the image's code."""
+    from productgan.lineage import model_code_version
+
+    code = model_code_version()
     text = params_argument({**PARAMS, "register": {"model_name": name}})
-    registry(DATA_A, CODE, model_params_hash(parse_params(text)), champion=True)  # as register tags it
+    registry(DATA_A, code, model_params_hash(parse_params(text)), champion=True)  # as register tags it
     summary = types.SimpleNamespace(path=str(tmp_path / "summary.md"), metadata={})
 
     out = check.retrain_check(params=text, dataset_version=DATA_A, force=False, summary=summary)
     assert out is False and "nothing new" in summary.metadata["reason"]
     md = (tmp_path / "summary.md").read_text()
-    assert "**Nothing to do**" in md and DATA_A in md and CODE in md
+    assert "**Nothing to do**" in md and DATA_A in md and code in md
 
     out = check.retrain_check(params=text, dataset_version=DATA_B, force=False, summary=summary)
     assert out is True and "**Retrain**" in (tmp_path / "summary.md").read_text()
@@ -142,16 +169,14 @@ def test_the_component_body_decides_and_says_so(registry, name, tmp_path, monkey
 def test_only_settings_that_change_the_model_make_a_new_training(registry, name, tmp_path, monkeypatch):
     """The params hash the check compares (and register records) covers what changes the trained model: not
     CPU requests, log or checkpoint intervals, the device, evaluation or promotion settings."""
-    from pathlib import Path
-
     import yaml
 
     from pipelines.overrides import apply_overrides
+    from productgan.lineage import model_code_version
 
-    monkeypatch.setenv("PRODUCTGAN_GIT_COMMIT", CODE)
     shipped = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
     base = apply_overrides(shipped, [("register.model_name", name)])
-    registry(DATA_A, CODE, model_params_hash(base), champion=True)
+    registry(DATA_A, model_code_version(), model_params_hash(base), champion=True)
     summary = types.SimpleNamespace(path=str(tmp_path / "summary.md"), metadata={})
 
     def retrains(dotted: str, value) -> bool:

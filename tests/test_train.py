@@ -284,22 +284,23 @@ def test_compiled_networks_train_and_export_plain_weights(tmp_path, monkeypatch,
 
 
 def test_resume_survives_a_comment_edit_but_not_a_code_change(tmp_path, monkeypatch, small_data, capsys):
-    """The resume fingerprint covers the code that shapes the model, not its comments or docstrings."""
+    """The resume fingerprint covers the model code (every module training imports: device.py too, which the
+    old 9-file list missed), not its comments or docstrings."""
     import shutil
 
-    from productgan.gan import trainer as trainer_module
+    from productgan import lineage
 
-    code = tmp_path / "gan"
-    shutil.copytree(trainer_module.CODE_DIR, code)
-    monkeypatch.setattr(trainer_module, "CODE_DIR", code)
+    shutil.copytree(Path(lineage.__file__).parent, tmp_path / "src" / "productgan",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(lineage, "_PACKAGE_ROOT", tmp_path / "src")  # the version is read from this copy
     monkeypatch.chdir(tmp_path)
     assert Trainer(tiny_params(tmp_path, steps=2), small_data, tmp_path / "g", track=False).run().step == 2
-    loss = code / "loss.py"
-    text = loss.read_text()
-    loss.write_text("# a reviewer's note\n" + text.replace('"""The GAN update of one step', '"""The update', 1))
+    device = tmp_path / "src" / "productgan" / "device.py"
+    text = device.read_text()
+    device.write_text("# a reviewer's note\n" + text.replace('"""', '"""Reworded. ', 1))
     again = Trainer(tiny_params(tmp_path, steps=4), small_data, tmp_path / "g", resume=True, track=False)
     assert again.run().step == 4 and "at step 2" in capsys.readouterr().err
-    loss.write_text(text.replace("F.softplus(-logits).mean()", "F.softplus(-logits).sum()", 1))
+    device.write_text(text + "\nCHANGED = True\n")
     other = Trainer(tiny_params(tmp_path, steps=2), small_data, tmp_path / "g", resume=True, track=False)
     assert other.run().step == 2 and "other settings" in capsys.readouterr().err
 

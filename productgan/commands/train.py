@@ -62,3 +62,22 @@ def sync_run(checkpoint_dir: str | None) -> None:
             raise click.ClickException(f"sync-run: {exc}") from exc
     if not sync_runs(checkpoint_dir, say=lambda m: click.echo(m, err=True)):
         sys.exit(1)
+
+
+@click.command("code-version")
+@click.option("--out", default=None, type=click.Path(dir_okay=False),
+              help="Also write it as YAML (`train: VERSION`) to this file (dvc.yaml's stage `settings` does).")
+def code_version(out: str | None) -> None:
+    """Print the model code's version and the modules it covers: what --resume, the retrain check and DVC's train
+    stage compare (every module training imports, less those that only record the run; comments and docstrings
+    do not count)."""
+    from productgan.io import atomic_open
+    from productgan.lineage import model_code_files, model_code_version
+
+    version = model_code_version()
+    click.echo(f"model code {version}: {', '.join(model_code_files())}")
+    if out:
+        text = (f"# The model code's version: what DVC's train stage, --resume and the retrain check compare.\n"
+                f"# Written by `productgan code-version --out {out}`; do not edit.\ntrain: {version}\n")
+        with atomic_open(out, "wb") as fh:
+            fh.write(text.encode("utf-8"))

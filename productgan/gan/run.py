@@ -124,7 +124,7 @@ class RunLifecycle:
             self.say(f"{len(others)} earlier run(s) still have MLflow calls kept in {others[0].parent} (the server "
                      f"was down); `{self._sync_command()}` sends them")
         tags = {"recipe": p.recipe, "dataset_version": lineage.dataset_version, "git_commit": lineage.git_commit,
-                "params_hash": lineage.params_hash, "productgan.step": "train"}
+                "code_version": lineage.code_version, "params_hash": lineage.params_hash, "productgan.step": "train"}
         new = self.tracker.start(p.experiment, run_id, run_name=f"train-{p.recipe}",
                                  tags={k: str(v) for k, v in tags.items() if v is not None}, journal_id=journal_id,
                                  meta={"run_file": str((self.out_dir / RUN_FILE).resolve())})

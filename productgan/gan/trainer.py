@@ -62,15 +62,10 @@ from productgan.gan.precision_probe import cpu_precision
 from productgan.gan.recipes import TrainParams
 from productgan.gan.run import HISTORY_KEYS, RunLifecycle, TrainResult
 from productgan.gan.sample import category_grid
-from productgan.lineage import Lineage, code_version, stable_hash
+from productgan.lineage import Lineage, model_code_version, stable_hash
 from productgan.params import ParamsError
 
 CHECKPOINT_FORMAT = "productgan-train-checkpoint/1"
-# The code whose behaviour shapes the trained weights: a checkpoint resumes only under the same code.
-# Comments and docstrings do not count (productgan.lineage.code_version); logging and file handling do not.
-MODEL_CODE = ("augment.py", "config.py", "dataset.py", "distributed.py", "ema.py", "loss.py", "networks.py",
-              "recipes.py", "trainer.py")
-CODE_DIR = Path(__file__).parent
 # Test hook (documented in README ## Train): make the D loss NaN at this step, to exercise the guard.
 INJECT_NAN_ENV = "PRODUCTGAN_INJECT_NAN_AT_STEP"
 INJECT_NAN_TIMES_ENV = "PRODUCTGAN_INJECT_NAN_TIMES"  # how many times (default: every time the step runs)
@@ -86,10 +81,6 @@ class TrainingFailed(RuntimeError):
 
 class Interrupted(Exception):
     """A stop signal arrived; a checkpoint has been written."""
-
-
-def model_code_version() -> str:
-    return code_version(CODE_DIR / name for name in MODEL_CODE)
 
 
 def _grad_norm(parameters: list[nn.Parameter], clip: float) -> torch.Tensor:
@@ -133,8 +124,9 @@ class Trainer:
         start_size(resolution)  # rejects unsupported resolutions with a clear message
         self.num_train = len(labels)
         lineage = lineage or Lineage()
+        # the model code's version: a checkpoint resumes only under the same (productgan.lineage.MODEL_CODE_ROOT)
         self.lineage = Lineage(lineage.dataset_version or manifest.get("dataset_hash"), lineage.params_hash,
-                               lineage.git_commit)
+                               lineage.git_commit, lineage.code_version or model_code_version())
         self.cfg = GeneratorConfig(
             arch=params.arch, resolution=resolution, channels=channels, latent_dim=params.latent_dim,
             base_channels=params.g_channels, categories=self.categories,
@@ -176,7 +168,7 @@ class Trainer:
         self.fingerprint = stable_hash({
             **params.fingerprint_fields(), "dataset_version": self.lineage.dataset_version,
             "resolution": resolution, "channels": channels, "categories": self.categories, "world": self.ctx.world,
-            "code": model_code_version(),
+            "code": self.lineage.code_version,
         })
         self.lifecycle = RunLifecycle(params, Path(out_dir), self.lineage, self.ctx.main, track)
         self.step = 0
@@ -494,7 +486,7 @@ class Trainer:
             say(f"no checkpoint in {self.ckpt_dir}; starting a new run")
         if loaded is not None and loaded[1].get("fingerprint") != self.fingerprint:
             say(f"{loaded[0]} was made with other settings, data or code (recipe, networks, batch, seed, "
-                "dataset or the training code in productgan/gan changed); starting a new run")
+                "dataset or the model code changed: `productgan code-version` lists it); starting a new run")
             loaded = None
         distributed.barrier(self.ctx)
         if self.ctx.main:
@@ -608,6 +600,7 @@ class Trainer:
             self.cfg.meta = {
                 "recipe": self.params.recipe, "step": self.step, "dataset_version": self.lineage.dataset_version,
                 "params_hash": self.lineage.params_hash, "git_commit": self.lineage.git_commit,
+                "code_version": self.lineage.code_version,
                 "run_id": self.lifecycle.run_id, "ema": self.ema is not None,
                 "time_budget": self.time_budget.to_dict() if self.time_budget else None,
             }
