@@ -77,7 +77,7 @@ def code_version(paths: Iterable[str | os.PathLike[str]], root: str | os.PathLik
 # weight. Its version is what a resume, the retrain check and DVC's train stage compare (one definition).
 MODEL_CODE_ROOT = "productgan.commands.train"
 RECORD_ONLY = frozenset({
-    "productgan.gan.run", "productgan.gan.tracking", "productgan.registry.store",  # MLflow, run.json, messages
+    "productgan.gan.run", "productgan.tracking", "productgan.registry.store",  # MLflow, run.json, messages
     "productgan.redact", "productgan.io", "productgan.lineage",  # redaction, atomic files, these hashes
 })
 _PACKAGE_ROOT = Path(__file__).resolve().parent.parent  # the folder holding productgan/

@@ -46,21 +46,30 @@ def train(data_dir: str, out_dir: str, recipe: str | None, steps: int | None, re
 @click.option("--checkpoints", "checkpoint_dir", default=None, type=click.Path(file_okay=False),
               help="The training's checkpoint folder (default: train.checkpoint_dir in params.yaml).")
 def sync_run(checkpoint_dir: str | None) -> None:
-    """Send to MLflow what training kept while the tracking server was down, and complete run.json.
+    """Send to MLflow what train, evaluate and register kept while the tracking server was down, and complete
+    run.json.
 
-    Training never waits for MLflow: calls it cannot send are kept in <checkpoints>/mlflow-pending/. Run this
-    (not while that training runs) once the server answers; exits 1 while anything is still kept."""
+    No step waits for MLflow: calls it cannot send are kept in <checkpoints>/mlflow-pending/ (train) and in
+    <evaluate.cache_dir>/mlflow-pending/ (evaluate, register). Run this (not while a step runs) once the server
+    answers; exits 1 while anything is still kept."""
     from productgan.gan.run import sync_runs
+    from productgan.metrics.evaluate import evaluation_params
+    from productgan.params import ParamsError
+    from productgan.tracking import step_pending_root, sync_journals
 
-    if checkpoint_dir is None:
-        from productgan.gan.recipes import TrainParams
-        from productgan.params import ParamsError, load_section
+    try:
+        if checkpoint_dir is None:
+            from productgan.gan.recipes import TrainParams
+            from productgan.params import load_section
 
-        try:
             checkpoint_dir = load_section("train", TrainParams).checkpoint_dir
-        except ParamsError as exc:
-            raise click.ClickException(f"sync-run: {exc}") from exc
-    if not sync_runs(checkpoint_dir, say=lambda m: click.echo(m, err=True)):
+        steps_root = step_pending_root(evaluation_params().cache_dir).parent
+    except ParamsError as exc:
+        raise click.ClickException(f"sync-run: {exc}") from exc
+    say = lambda m: click.echo(m, err=True)  # noqa: E731
+    complete = sync_runs(checkpoint_dir, say=say)
+    complete = sync_journals(steps_root, say=say) and complete
+    if not complete:
         sys.exit(1)
 
 

@@ -35,10 +35,10 @@ from productgan.gan.config import GeneratorConfig
 from productgan.gan.export import CONFIG, WEIGHTS, save_generator
 from productgan.gan.recipes import TrainParams
 from productgan.gan.sample import save_png
-from productgan.gan.tracking import PENDING_DIR, SYNC_COMMAND, Tracker, pending_journals
 from productgan.io import atomic_open, atomic_write_json, read_json
 from productgan.lineage import Lineage
 from productgan.redact import redact
+from productgan.tracking import PENDING_DIR, SYNC_COMMAND, Tracker, pending_journals, sync_journals
 
 RUN_FILE = "run.json"
 GRID_FILE = "grid.png"
@@ -237,26 +237,14 @@ def sync_runs(checkpoint_dir: str | os.PathLike[str], say: Callable[[str], None]
     """Send the MLflow calls that training runs in ``checkpoint_dir`` kept while the tracking store was down
     (``productgan sync-run``), and complete each run's ``run.json``. Returns True when nothing is kept any more.
     Run it while no training uses that checkpoint folder."""
-    journals = pending_journals(checkpoint_dir)
-    if not journals:
-        say(f"sync-run: no MLflow calls are kept in {Path(checkpoint_dir) / PENDING_DIR}; nothing to send")
-        return True
-    complete = True
-    for folder in journals:
-        tracker = Tracker(pending_root=folder.parent, say=lambda m: say(f"sync-run: {m}"))
-        tracker.connect(folder.name)
+
+    def complete(folder: Path, tracker: Tracker) -> None:
         run_file = tracker.journal.meta.get("run_file")
-        missing = tracker.close()
-        if missing is not None:
-            complete = False
-            say(redact(f"sync-run: {folder}: MLflow at {tracker.tracking_uri} still lacks {missing}; "
-                       "run this again when it answers"))
-            continue
         if run_file:
             _complete_run_file(Path(run_file), folder.name, tracker)
-        say(f"sync-run: run {tracker.run_id} is complete in MLflow ({tracker.tracking_uri})"
-            + (f"; {run_file} updated" if run_file else ""))
-    return complete
+            say(f"sync-run: {run_file} updated")
+
+    return sync_journals(checkpoint_dir, say, complete)
 
 
 def _complete_run_file(path: Path, journal_id: str, tracker: Tracker) -> None:
