@@ -72,10 +72,11 @@ def code_version(paths: Iterable[str | os.PathLike[str]], root: str | os.PathLik
     return h.hexdigest()[:16]
 
 
-# The model code: `productgan train`'s module and every productgan module it imports, at any depth (an import
-# inside a function counts: training may call it), less those that only record the run and never touch a
-# weight. Its version is what a resume, the retrain check and DVC's train stage compare (one definition).
-MODEL_CODE_ROOT = "productgan.commands.train"
+# The model code: the trainer and every productgan module it imports, at any depth (an import inside a function
+# counts: training may call it), less those that only record the run and never touch a weight. Its version is
+# what a resume, the retrain check and DVC's train stage compare (one definition). The root is the trainer, not
+# its command module, which also holds `sync-run` and `code-version`.
+MODEL_CODE_ROOT = "productgan.gan.trainer"
 RECORD_ONLY = frozenset({
     "productgan.gan.run", "productgan.tracking", "productgan.registry.store",  # MLflow, run.json, messages
     "productgan.redact", "productgan.io", "productgan.lineage",  # redaction, atomic files, these hashes
