@@ -104,9 +104,10 @@ from productgan.gan.recipes import TrainParams
 from productgan.gan.trainer import Trainer
 spec = json.loads(sys.argv[1])
 out = spec["out"]
-p = TrainParams(recipe=spec["recipe"], steps=spec["steps"], max_minutes=None, num_threads=1, seed=spec["seed"],
-                checkpoint_dir=out + "/ckpt", metrics_file=out + "/metrics.json", plots_file=out + "/plots.csv",
-                log_every=100, sample_every=10**9, checkpoint_every=1000, keep_checkpoints=1)
+p = TrainParams.of_recipe(spec["recipe"], steps=spec["steps"], max_minutes=None, num_threads=1, seed=spec["seed"],
+                          checkpoint_dir=out + "/ckpt", metrics_file=out + "/metrics.json",
+                          plots_file=out + "/plots.csv", log_every=100, sample_every=10**9, checkpoint_every=1000,
+                          keep_checkpoints=1)
 t0, c0 = time.time(), time.process_time()
 res = Trainer(p, spec["data"], out + "/generator", track=False, resume=spec["resume"]).run()
 json.dump({"status": res.status, "step": res.step, "wall_s": time.time() - t0,
@@ -176,7 +177,9 @@ def _score(sample_fn: Any, data: Path, fid_n: int) -> dict[str, Any]:
         c0 = time.process_time()
         fid = evaluate_samples(sample_fn, data, EvaluateParams(metrics=["fid"], fid_n=fid_n),
                                cache_dir=WORKDIR / "cache", device="cpu")
-        row.update(fid=fid["fid"], fid_meta=fid["fid_meta"], fid_cpu_s=time.process_time() - c0)
+        from productgan.metrics.catalog import fid_name
+
+        row.update(fid=fid[fid_name(fid_n)], fid_meta=fid["fid_meta"], fid_cpu_s=time.process_time() - c0)
     return row
 
 

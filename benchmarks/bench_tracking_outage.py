@@ -3,7 +3,7 @@ and one `/health` probe, against a port that refuses connections and a socket th
 
     python benchmarks/bench_tracking_outage.py [--calls 100]
 
-Runs train's tracker (productgan.gan.tracking) with MLflow's HTTP settings as train sets them (no
+Runs train's tracker (productgan.tracking) with MLflow's HTTP settings as train sets them (no
 MLFLOW_HTTP_* of the environment); the kept calls go to a temp folder, removed afterwards.
 """
 
@@ -22,7 +22,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from productgan.gan.tracking import Tracker  # noqa: E402
+from productgan.tracking import Tracker  # noqa: E402
 
 
 @contextlib.contextmanager

@@ -102,8 +102,8 @@ def trainer_images_per_s(
 
     interval = max(1, steps // 3)
     with tempfile.TemporaryDirectory() as tmp:
-        p = TrainParams(
-            recipe=recipe, steps=3 * interval, batch_size=batch, num_threads=threads, device=device,
+        p = TrainParams.of_recipe(
+            recipe, steps=3 * interval, batch_size=batch, num_threads=threads, device=device,
             log_every=interval, sample_every=10**9, checkpoint_every=10**9, checkpoint_dir=f"{tmp}/ckpt",
             metrics_file=f"{tmp}/m.json", plots_file=f"{tmp}/p.csv", **overrides,
         )
@@ -134,9 +134,9 @@ def reference_images_per_s(images: np.ndarray, labels: np.ndarray, batch: int, s
     """The plain loop of the PyTorch DCGAN example on the same networks as the baseline recipe."""
     from productgan.gan.config import GeneratorConfig
     from productgan.gan.networks import build_discriminator, build_generator
-    from productgan.gan.recipes import BaselineRecipe
+    from productgan.gan.recipes import TrainParams
 
-    r = BaselineRecipe()
+    r = TrainParams.of_recipe("baseline")
     torch.manual_seed(0)
     cfg = GeneratorConfig(arch=r.arch, resolution=images.shape[-1], channels=1, latent_dim=128,
                           base_channels=r.g_channels, categories=CATEGORIES)
@@ -294,8 +294,11 @@ def score(G: nn.Module, cfg: Any, net: Classifier, real_feats: np.ndarray, data:
     out = {"fd_clf": frechet(real_feats, feats), "class_accuracy": acc, "fd_domain": result["fd_domain"],
            "eval_class_accuracy": result["class_accuracy"]}
     if inception:
-        out.update(fid=result["fid"], fid_inf=result["fid_inf"], fid_at_10000=result["fid_inf_fit"]["fid_at_10000"],
-                   fid_n=FID_N, fid_precision=result["fid_meta"]["precision"])
+        from productgan.metrics.catalog import fid_name
+
+        out.update(fid=result[fid_name(FID_N)], fid_inf=result["fid_inf"],
+                   fid_at_10000=result["fid_inf_fit"]["fid_at_10000"], fid_n=FID_N,
+                   fid_precision=result["fid_meta"]["precision"])
     return out
 
 
@@ -328,16 +331,16 @@ def score_snapshots(ckpt_dir: Path, net: Classifier, real_feats: np.ndarray, dat
 
 
 QUALITY_CHILD = """
-import dataclasses, json, sys, time
+import json, sys, time
 from productgan.gan.recipes import TrainParams
 from productgan.gan.trainer import Trainer
 spec = json.loads(sys.argv[1])
 out = spec["out"]
 settings = {"num_threads": 1, **spec.get("params", {})}  # one thread unless the variant asks for more
-p = TrainParams(recipe=spec["recipe"], steps=spec["steps"], max_minutes=spec["minutes"],
-                checkpoint_dir=out + "/ckpt", metrics_file=out + "/metrics.json", plots_file=out + "/plots.csv",
-                log_every=100, sample_every=10**9, checkpoint_every=250, keep_checkpoints=4, **settings)
-setattr(p, p.recipe, dataclasses.replace(p.recipe_params(), **spec.get("recipe_params", {})))
+p = TrainParams.of_recipe(spec["recipe"], steps=spec["steps"], max_minutes=spec["minutes"],
+                          checkpoint_dir=out + "/ckpt", metrics_file=out + "/metrics.json",
+                          plots_file=out + "/plots.csv", log_every=100, sample_every=10**9, checkpoint_every=250,
+                          keep_checkpoints=4, **settings, **spec.get("recipe_params", {}))
 t0, c0 = time.time(), time.process_time()
 res = Trainer(p, spec["data"], out + "/generator", track=False).run()
 json.dump({"status": res.status, "step": res.step, "wall_s": time.time() - t0,

@@ -15,12 +15,12 @@ def retrain_check(params: str, dataset_version: str, force: bool, summary: Outpu
     the reason is in the markdown summary and its metadata."""
     from components.retrain import model_name, retrain_decision
     from components.runtime import parse_params, require_tracking_uri
-    from productgan.lineage import git_commit, model_params_hash
+    from productgan.lineage import git_commit, model_code_version, model_params_hash
     from productgan.redact import redact
 
     tracking_uri = require_tracking_uri("retrain-check")
     doc = parse_params(params)
-    name, code, phash = model_name(doc), git_commit(), model_params_hash(doc)
+    name, code, phash = model_name(doc), model_code_version(), model_params_hash(doc)
     decision = retrain_decision(name, dataset_version, code, phash, force=force)
 
     verdict = "**Retrain**: preprocess, train, evaluate, register run." if decision.retrain else (
@@ -30,7 +30,8 @@ def retrain_check(params: str, dataset_version: str, force: bool, summary: Outpu
         "# productgan retraining check\n\n"
         f"{verdict}\n\n{decision.reason}\n\n"
         f"| | this run |\n|---|---|\n| model | `{name}` |\n| dataset version | `{dataset_version}` |\n"
-        f"| code (git commit) | `{code}` |\n| params hash | `{phash}` |\n| MLflow | `{redact(tracking_uri)}` |\n"
+        f"| model code version | `{code}` |\n| git commit | `{git_commit()}` |\n| params hash | `{phash}` |\n"
+        f"| MLflow | `{redact(tracking_uri)}` |\n"
     )
     with open(summary.path, "w", encoding="utf-8") as fh:
         fh.write(text)

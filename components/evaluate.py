@@ -40,9 +40,9 @@ def evaluate(
     extra = [m.strip() for m in add_metrics.split(",") if m.strip()]
     if extra:
         from productgan.metrics.evaluate import EvaluateParams
+        from productgan.params import section_of
 
-        section = parse_params(params).get("evaluate") or {}
-        chosen = list(section.get("metrics", EvaluateParams().metrics))
+        chosen = section_of(parse_params(params), "evaluate", EvaluateParams).metrics
         params = with_params(params, {"evaluate.metrics": chosen + [m for m in extra if m not in chosen]})
     with step_workdir(params, dataset_version) as work:
         run_step("evaluate", ["--generator", generator.path, "--data", prepared.path, "--out", evaluation.path], work)

@@ -1,4 +1,4 @@
-"""The retraining decision: has this (dataset version, code version, params) triple been trained already?
+"""The retraining decision: has this (dataset version, model code version, params) triple been trained already?
 
 A run trains only when the triple is new: no registered model version whose promotion was decided carries it
 yet (a version register left undecided, e.g. in a tracking-server outage, does not count). Comparing with every
@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import dataclasses
 
-# Model version tags the register step sets (the lineage of the generator it registers).
-LINEAGE_TAGS = ("dataset_version", "git_commit", "params_hash")
+# Model version tags the register step sets (the lineage of the generator it registers). The code is the model
+# code's version (productgan.lineage.model_code_version: what training imports, comments aside), not the git
+# commit: a commit that changes only the README, the serving code or a comment trains nothing.
+LINEAGE_TAGS = ("dataset_version", "code_version", "params_hash")
 # Set last by register on a version whose promotion was decided (productgan.registry.promote); a version
 # without it was left half-done (e.g. by a tracking-server outage) and does not count as trained.
 DECISION_TAG = "promotion.decision"
-DEFAULT_MODEL_NAME = "product-gan"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,23 +30,21 @@ class RetrainDecision:
 
 
 def model_name(params: dict) -> str:
-    register = params.get("register") or {}
-    return str(register.get("model_name") or DEFAULT_MODEL_NAME)
+    """The registered model's name: ``register.model_name`` of ``params``, or its default."""
+    from productgan.params import section_of
+    from productgan.registry.config import RegisterConfig
+
+    return section_of(params, "register", RegisterConfig).model_name
 
 
 def retrain_decision(
-    name: str, dataset_version: str | None, git_commit: str | None, params_hash: str, force: bool = False
+    name: str, dataset_version: str | None, code_version: str, params_hash: str, force: bool = False
 ) -> RetrainDecision:
     """Decide against the MLflow registry at ``MLFLOW_TRACKING_URI`` whether this run must train."""
     if force:
         return RetrainDecision(True, "forced (force=true)")
-    if not dataset_version or not git_commit:
-        missing = "dataset version" if not dataset_version else "code version (git commit)"
-        return RetrainDecision(True, f"{missing} unknown, so an unchanged run cannot be proven")
-    if git_commit.endswith("-dirty"):
-        return RetrainDecision(
-            True, f"code {git_commit} has uncommitted changes, so it is not identified by its commit"
-        )
+    if not dataset_version:
+        return RetrainDecision(True, "dataset version unknown, so an unchanged run cannot be proven")
 
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
@@ -61,7 +60,7 @@ def retrain_decision(
     if not versions:
         return RetrainDecision(True, f"no version of model {name!r} is registered yet")
 
-    current = {"dataset_version": dataset_version, "git_commit": git_commit, "params_hash": params_hash}
+    current = {"dataset_version": dataset_version, "code_version": code_version, "params_hash": params_hash}
     undecided = []
     for mv in sorted(versions, key=lambda v: int(v.version), reverse=True):
         if all(mv.tags.get(k) == current[k] for k in LINEAGE_TAGS):

@@ -2,9 +2,9 @@
 
 The whole params.yaml still travels as the ``params`` parameter (its default is the file at compile time);
 these few keys also get a parameter of their own, typed, so the KFP UI shows them in the run form, on each
-run's page and in run comparison. Their defaults are the values in ``params``; a value given for a run wins
-over the same key inside ``params``. The ``run-settings`` step applies them and hands every other step the
-resulting params.yaml.
+run's page and in run comparison. Their defaults are the effective values of ``params`` (stated there, else
+the step's default); a value given for a run wins over the same key inside ``params``. The ``run-settings``
+step applies them and hands every other step the resulting params.yaml.
 
 No kfp import: the run-settings component's body imports this module inside its pod.
 """
@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from pipelines.overrides import apply_overrides
+from productgan.params import section_class, section_of
 
 # pipeline parameter -> (params.yaml key, type). The pipeline function in pipelines/product_gan.py declares
 # exactly these (a test keeps them in step).
@@ -42,27 +43,18 @@ def params_json(params: Mapping[str, Any]) -> str:
 
 
 def _get(params: Mapping[str, Any], dotted: str) -> Any:
-    node: Any = params
-    for part in dotted.split("."):
-        if not isinstance(node, Mapping) or part not in node:
-            raise RunParameterError(
-                f"params: {dotted} is missing; the pipeline parameter for it takes its default from params.yaml")
-        node = node[part]
-    return node
+    """The effective value of ``section.key`` in ``params`` (its default where ``params`` does not state it)."""
+    section, key = dotted.split(".")
+    return getattr(section_of(dict(params), section, section_class(section)), key)
 
 
 def run_parameter_defaults(params: Mapping[str, Any]) -> dict[str, Any]:
-    """Each typed parameter's value in ``params`` (its default in the compiled pipeline)."""
+    """Each typed parameter's effective value in ``params`` (its default in the compiled pipeline); the steps'
+    dataclasses check the types."""
     out: dict[str, Any] = {}
-    for name, (dotted, kind) in RUN_PARAMETERS.items():
+    for name, (dotted, _) in RUN_PARAMETERS.items():
         value = _get(params, dotted)
-        if name == "max_minutes" and value is None:
-            value = NO_BUDGET
-        if kind is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if not isinstance(value, kind) or isinstance(value, bool):
-            raise RunParameterError(f"params: {dotted}={value!r} must be {kind.__name__} (pipeline parameter {name})")
-        out[name] = value
+        out[name] = NO_BUDGET if name == "max_minutes" and value is None else value
     return out
 
 

@@ -1,11 +1,12 @@
-"""The ``pipeline`` section of params.yaml as a typed dataclass (defaults equal to the shipped file)."""
+"""The ``pipeline`` section of params.yaml as a typed dataclass: every default and check (params.yaml states what
+differs)."""
 
 from __future__ import annotations
 
 import dataclasses
 from typing import Any
 
-from productgan.params import ParamsError, from_dict
+from productgan.params import require, section_of
 
 SECTION = "pipeline"
 
@@ -77,12 +78,12 @@ class Toleration:
 @dataclasses.dataclass
 class PipelineParams:
     name: str = "product-gan"
-    image: str = "ghcr.io/productgan/productgan:0.1.0"
-    experiment: str = "product-gan"
-    max_concurrency: int = 1
-    retries: int = 3
-    retry_backoff: str = "30s"
-    gpu_type: str = "nvidia.com/gpu"
+    image: str = "ghcr.io/productgan/productgan:0.1.0"  # infra/docker/Dockerfile; tag it with the commit you deploy
+    experiment: str = "product-gan"  # KFP experiment for `productgan submit`
+    max_concurrency: int = 1  # recurring runs: at most this many at once (KFP allows 1-10)
+    retries: int = 3  # ingest and register (S3 throttling, an MLflow restart)
+    retry_backoff: str = "30s"  # first retry after this, then doubling
+    gpu_type: str = "nvidia.com/gpu"  # train's accelerator
     gpus: int = 1
     # Off by default: the GPU request alone puts a pod on a GPU node. Clusters that label or taint their GPU
     # nodes (NVIDIA GPU feature discovery: nvidia.com/gpu.present=true) set these.
@@ -94,44 +95,44 @@ class PipelineParams:
     # Every step's container runs as this non-root user (the image's USER); None = leave it to the cluster.
     run_as_user: int | None = 10001
     run_as_group: int | None = 10001
-    config_map: str = "productgan-config"
-    s3_secret: str = "productgan-s3"
-    mlflow_secret: str = "productgan-mlflow"
-    resources: StepResources = dataclasses.field(default_factory=StepResources)
-    # --- scaling (README "Scaling out")
-    train_retries: int = 3
+    config_map: str = "productgan-config"  # MLFLOW_TRACKING_URI, AWS_ENDPOINT_URL (infra/k8s)
+    s3_secret: str = "productgan-s3"  # AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY (ingest)
+    mlflow_secret: str = "productgan-mlflow"  # MLFLOW_TRACKING_USERNAME, MLFLOW_TRACKING_PASSWORD
+    resources: StepResources = dataclasses.field(default_factory=StepResources)  # requests per step
+    # --- scaling (README "Scaling out"): eviction-proof training, GPU evaluation, several GPUs and nodes, sharding
+    train_retries: int = 3  # an evicted or preempted train is run again and resumes from its last checkpoint
     checkpoints: CheckpointStorage = dataclasses.field(default_factory=CheckpointStorage)
-    evaluate_gpus: int = 1
+    evaluate_gpus: int = 1  # evaluate's GPUs (gpu_type); 0 = CPU
+    # added to evaluate.metrics when evaluate has a GPU (the Inception metrics are on everywhere: evaluate.fid_n
+    # auto runs them at 10,000 a side there)
     evaluate_gpu_metrics: list[str] = dataclasses.field(default_factory=list)
     stats_cache: StatsCacheStorage = dataclasses.field(default_factory=StatsCacheStorage)
+    # pod: torchrun --nproc_per_node=<gpus> in the train pod | pytorchjob: a Kubeflow PyTorchJob over
+    # pytorchjob.nodes pods (Training Operator, kubeflow.org/v1)
     train_launcher: str = "pod"
     pytorchjob: PyTorchJobSettings = dataclasses.field(default_factory=PyTorchJobSettings)
-    preprocess_shards: int = 1
+    preprocess_shards: int = 1  # > 1: the photo list is decoded by this many parallel pods, then merged
 
     def __post_init__(self) -> None:
-        where = "params.yaml pipeline"
-        if self.train_launcher not in LAUNCHERS:
-            raise ParamsError(f"{where}.train_launcher: use one of {', '.join(LAUNCHERS)}, got {self.train_launcher!r}")
-        if self.gpus < 0 or self.evaluate_gpus < 0 or self.train_retries < 0:
-            raise ParamsError(f"{where}: gpus, evaluate_gpus and train_retries must not be negative")
-        if self.preprocess_shards < 1:
-            raise ParamsError(f"{where}.preprocess_shards: must be at least 1, got {self.preprocess_shards}")
-        if self.stats_cache.pvc == CHECKPOINT_PVC_CREATE:
-            raise ParamsError(f"{where}.stats_cache.pvc: name an existing claim that outlives the runs (infra/k8s "
-                              "creates productgan-cache) or none; a claim per run would recompute everything")
-        if self.checkpoints.pvc == CHECKPOINT_PVC_CREATE and not self.checkpoints.storage_class:
-            raise ParamsError(f"{where}.checkpoints.storage_class: name a StorageClass of the cluster (`kubectl get "
-                              "storageclass`); KFP creates the claim with exactly this class (none: it never binds)")
+        require(self.train_launcher in LAUNCHERS, "train_launcher",
+                f"use one of {', '.join(LAUNCHERS)}, got {self.train_launcher!r}")
+        for key in ("gpus", "evaluate_gpus", "train_retries"):
+            require(getattr(self, key) >= 0, key, f"must not be negative, got {getattr(self, key)}")
+        require(self.preprocess_shards >= 1, "preprocess_shards", f"must be at least 1, got {self.preprocess_shards}")
+        require(self.stats_cache.pvc != CHECKPOINT_PVC_CREATE, "stats_cache.pvc",
+                "name an existing claim that outlives the runs (infra/k8s creates productgan-cache) or none; a claim "
+                "per run would recompute everything")
+        require(self.checkpoints.pvc != CHECKPOINT_PVC_CREATE or bool(self.checkpoints.storage_class),
+                "checkpoints.storage_class", "name a StorageClass of the cluster (`kubectl get storageclass`); KFP "
+                "creates the claim with exactly this class (none: it never binds)")
         if self.train_launcher == "pytorchjob":
-            if self.pytorchjob.nodes < 1:
-                raise ParamsError(f"{where}.pytorchjob.nodes: must be at least 1, got {self.pytorchjob.nodes}")
-            if self.checkpoints.pvc == CHECKPOINT_PVC_NONE:
-                raise ParamsError(f"{where}.checkpoints.pvc: the pytorchjob launcher needs a PVC shared by its pods "
-                                  "(create, or the name of a ReadWriteMany claim)")
-            if self.checkpoints.pvc == CHECKPOINT_PVC_CREATE and self.checkpoints.access_mode != "ReadWriteMany":
-                raise ParamsError(f"{where}.checkpoints.access_mode: the pytorchjob launcher's pods run on several "
-                                  "nodes and share the checkpoints: use ReadWriteMany (a StorageClass that offers it, "
-                                  "e.g. NFS, CephFS, EFS, Filestore)")
+            require(self.pytorchjob.nodes >= 1, "pytorchjob.nodes", f"must be at least 1, got {self.pytorchjob.nodes}")
+            require(self.checkpoints.pvc != CHECKPOINT_PVC_NONE, "checkpoints.pvc",
+                    "the pytorchjob launcher needs a PVC shared by its pods (create, or the name of a ReadWriteMany "
+                    "claim)")
+            require(self.checkpoints.pvc != CHECKPOINT_PVC_CREATE or self.checkpoints.access_mode == "ReadWriteMany",
+                    "checkpoints.access_mode", "the pytorchjob launcher's pods run on several nodes and share the "
+                    "checkpoints: use ReadWriteMany (a StorageClass that offers it, e.g. NFS, CephFS, EFS, Filestore)")
 
     @property
     def nproc_per_node(self) -> int:
@@ -140,5 +141,6 @@ class PipelineParams:
 
 
 def pipeline_params(params: dict[str, Any], where: str = "params.yaml") -> PipelineParams:
-    """The ``pipeline`` section of a whole params mapping, typed; unknown keys raise ParamsError."""
-    return from_dict(PipelineParams, dict(params.get(SECTION) or {}), f"{where}:{SECTION}")
+    """The ``pipeline`` section of a whole params mapping over its defaults, typed; unknown keys, wrong types and
+    failed checks raise ParamsError."""
+    return section_of(params, SECTION, PipelineParams, where)

@@ -44,7 +44,7 @@ _LATENT_EDITS = {name for name, _, _ in LatentEdits.fields()}
 
 @dataclass
 class GenerateParams:
-    """params.yaml section ``generate`` (defaults equal to the shipped file)."""
+    """params.yaml section ``generate``: every default (params.yaml states what differs)."""
 
     n: int = 16  # images per category
     seed: int = 0

@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "preprocess": "preprocess:preprocess",
     "train": "train:train",
     "sync-run": "train:sync_run",
+    "code-version": "train:code_version",
     "evaluate": "evaluate:evaluate",
     "register": "register:register",
     "promote": "register:promote",
@@ -33,6 +34,7 @@ COMMANDS: dict[str, str] = {
     "project": "project:project",
     "directions": "project:directions",
     "studio": "studio:studio",
+    "params": "params:params",
 }
 PLUGIN_GROUP = "productgan.commands"
 

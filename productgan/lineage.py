@@ -50,17 +50,6 @@ def stable_hash(value: Any) -> str:
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
-def params_hash(params: dict[str, Any]) -> str:
-    """The lineage hash of a params.yaml document, as the steps see it: the ``train`` recipes merged with
-    the base recipe they state differences from (``productgan.gan.recipes.merged_recipes``)."""
-    train = params.get("train") if isinstance(params, dict) else None
-    if isinstance(train, dict):
-        from productgan.gan.recipes import merged_recipes
-
-        params = {**params, "train": merged_recipes(train)}
-    return stable_hash(params)
-
-
 def _code_only(source: str, name: str) -> str:
     """The module's syntax tree without docstrings (comments and layout are not in the tree at all)."""
     tree = ast.parse(source, filename=name)
@@ -73,44 +62,114 @@ def _code_only(source: str, name: str) -> str:
     return ast.dump(tree, include_attributes=False)
 
 
-def code_version(paths: Iterable[str | os.PathLike[str]]) -> str:
-    """A hash of what the Python files in ``paths`` do: editing a comment or a docstring keeps it, changing
-    a statement, a name or a constant changes it."""
+def code_version(paths: Iterable[str | os.PathLike[str]], root: str | os.PathLike[str] | None = None) -> str:
+    """A hash of what the Python files in ``paths`` do (each named by its path under ``root``, else its file
+    name): editing a comment or a docstring keeps it, changing a statement, a name or a constant changes it."""
     h = hashlib.sha256()
     for path in sorted(Path(p) for p in paths):
-        h.update(path.name.encode() + b"\0" + _code_only(path.read_text(encoding="utf-8"), str(path)).encode())
+        name = path.relative_to(root).as_posix() if root else path.name
+        h.update(name.encode() + b"\0" + _code_only(path.read_text(encoding="utf-8"), str(path)).encode())
     return h.hexdigest()[:16]
+
+
+# The model code: the trainer and every productgan module it imports, at any depth (an import inside a function
+# counts: training may call it), less those that only record the run and never touch a weight. Its version is
+# what a resume, the retrain check and DVC's train stage compare (one definition). The root is the trainer, not
+# its command module, which also holds `sync-run` and `code-version`.
+MODEL_CODE_ROOT = "productgan.gan.trainer"
+RECORD_ONLY = frozenset({
+    "productgan.gan.run", "productgan.tracking", "productgan.registry.store",  # MLflow, run.json, messages
+    "productgan.redact", "productgan.io", "productgan.lineage",  # redaction, atomic files, these hashes
+})
+_PACKAGE_ROOT = Path(__file__).resolve().parent.parent  # the folder holding productgan/
+
+
+def _module_file(name: str, root: Path) -> Path | None:
+    base = root.joinpath(*name.split("."))
+    for path in (base / "__init__.py", base.with_suffix(".py")):
+        if path.is_file():
+            return path
+    return None
+
+
+def _imports(name: str, path: Path, package: str) -> set[str]:
+    """The modules of ``package`` that module ``name`` imports anywhere in its code (a package's __init__ only
+    at its top level: what its functions import loads when they are called, which training never does)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    is_package = path.name == "__init__.py"
+    here = name if is_package else name.rpartition(".")[0]
+    found: set[str] = set()
+    for node in (tree.body if is_package else ast.walk(tree)):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:  # relative: from its package upwards
+                parts = here.split(".")[: len(here.split(".")) - node.level + 1]
+                base = ".".join([*parts, *([base] if base else [])])
+            found |= {base, *(f"{base}.{a.name}" for a in node.names)}  # `from pkg import module` imports a module
+    return {m for m in found if m.split(".")[0] == package}
+
+
+def imported_modules(root_module: str, root: str | os.PathLike[str] | None = None) -> dict[str, Path]:
+    """``root_module`` and every module of its package it imports, at any depth (with the packages on the
+    way, whose __init__ runs on import), as module name -> file under ``root``."""
+    base, package = Path(root or _PACKAGE_ROOT), root_module.split(".")[0]
+    found: dict[str, Path] = {}
+    todo = [root_module]
+    while todo:
+        name = todo.pop()
+        path = None if name in found else _module_file(name, base)
+        if path is None:
+            continue
+        found[name] = path
+        parts = name.split(".")
+        todo += [".".join(parts[:i]) for i in range(1, len(parts))]
+        todo += sorted(_imports(name, path, package))
+    return dict(sorted(found.items()))
+
+
+def model_code_files(root: str | os.PathLike[str] | None = None) -> dict[str, Path]:
+    """The model code (see MODEL_CODE_ROOT): module name -> file."""
+    return {k: v for k, v in imported_modules(MODEL_CODE_ROOT, root).items() if k not in RECORD_ONLY}
+
+
+def model_code_version(root: str | os.PathLike[str] | None = None) -> str:
+    """The model code's version: the same wherever the same code is installed (a checkout, the image)."""
+    base = Path(root or _PACKAGE_ROOT)
+    return code_version(model_code_files(base).values(), base)
 
 
 # What does not change the trained generator, so a new value must not make the retrain check train again:
 # whole sections that act before (ingest: the dataset version already identifies the data) or after training
-# (evaluate, register, generate) or only place the work (pipeline: image, CPU requests, GPUs), and the train
-# keys that only say where and how often to log, save or check. Everything else counts, new keys included.
-NOT_MODEL_SECTIONS = frozenset({"ingest", "evaluate", "register", "generate", "pipeline"})
-NOT_MODEL_KEYS = {
-    "preprocess": frozenset({"workers"}),  # processes decoding photos: the output is byte-identical
-    "train": frozenset({
-        "device", "num_threads", "checkpoint_dir", "checkpoint_every", "keep_checkpoints", "sync_every",
-        "log_every", "sample_every", "grid_columns", "grid_seed", "experiment", "metrics_file", "plots_file",
-    }),
-}
+# (evaluate, register, generate, project) or only place the work (pipeline: image, CPU requests, GPUs), and in
+# the other sections the keys their dataclass lists as ``NOT_MODEL`` (where and how often to log, save or check).
+# Everything else counts, new keys and sections included.
+NOT_MODEL_SECTIONS = frozenset({"ingest", "evaluate", "register", "generate", "project", "pipeline"})
 
 
 def model_params(params: dict[str, Any]) -> dict[str, Any]:
-    """The part of a whole params mapping that changes the trained model (see NOT_MODEL_SECTIONS/_KEYS)."""
+    """The effective settings of a whole params mapping (defaults, recipe and what it states) that change the
+    trained model: a default changed in code counts as much as a value changed in the file."""
+    from productgan.params import SECTIONS, resolve, section_class
+
     out: dict[str, Any] = {}
-    for section, values in params.items():
+    for section in sorted(set(params) | set(SECTIONS)):
         if section in NOT_MODEL_SECTIONS:
             continue
-        dropped = NOT_MODEL_KEYS.get(section, frozenset())
-        out[section] = {k: v for k, v in values.items() if k not in dropped} if isinstance(values, dict) else values
+        if section not in SECTIONS:  # a section no step knows: stated values count as they are
+            out[section] = params[section]
+            continue
+        cls = section_class(section)
+        values = resolve(section, cls, params.get(section)).values()
+        out[section] = {k: v for k, v in values.items() if k not in getattr(cls, "NOT_MODEL", ())}
     return out
 
 
 def model_params_hash(params: dict[str, Any]) -> str:
-    """The ``params_hash`` lineage tag: a hash of the settings that change the trained model only, so the
-    retrain check does not retrain for a new CPU request or log interval."""
-    return params_hash(model_params(params))
+    """The ``params_hash`` lineage tag: a hash of the effective settings that change the trained model only, so
+    the retrain check does not retrain for a new CPU request or log interval."""
+    return stable_hash(model_params(params))
 
 
 @dataclass(frozen=True)
@@ -120,11 +179,13 @@ class Lineage:
 
     dataset_version: str | None = None
     params_hash: str | None = None
-    git_commit: str | None = None
+    git_commit: str | None = None  # recorded for people; the decisions compare code_version
+    code_version: str | None = None  # model_code_version()
 
     @classmethod
     def current(cls) -> Lineage:
-        """data.dvc, the params file in use (``--params`` / $PRODUCTGAN_PARAMS / ./params.yaml) and git HEAD."""
+        """data.dvc, the params file in use (``--params`` / $PRODUCTGAN_PARAMS / ./params.yaml), git HEAD and the
+        model code's version."""
         from productgan.params import load_params
 
-        return cls(dataset_version(), model_params_hash(load_params()), git_commit())
+        return cls(dataset_version(), model_params_hash(load_params()), git_commit(), model_code_version())

@@ -1,17 +1,20 @@
-"""params.yaml as typed dataclasses.
+"""Settings: each step's dataclass holds every default and every check; params.yaml holds what a user sets.
 
-Every step owns a dataclass whose defaults equal the shipped ``params.yaml`` (a test keeps the two in step);
-``load_section`` fills it from the file, so a step also runs where no params.yaml exists (a container).
-Unknown keys are rejected with the file and the key named, never silently ignored.
+A section's effective settings are layers, each over the one before: the dataclass's defaults, a preset row
+(a dataclass may name a table of them: ``PRESETS``, chosen by its field ``PRESET_KEY``, as ``train`` chooses a
+recipe), the params file, then overrides (command-line options; None = unset). ``resolve`` returns the
+settings and where each value came from (``productgan params show``). Nested dataclasses merge key by key, so
+a file that states one nested key keeps the other defaults.
 
-A field may state only its differences from another field of the same section (field metadata
-``{"base": "<field>"}``, as the ``train`` recipes do): its value is the base's, then its own typed
-differences (its dataclass's defaults that differ from the base dataclass's), then what the file states.
+Checks live in the dataclass's ``__post_init__`` (``require``), so no object of it is ever invalid; a failed
+check, a wrong type and an unknown key all raise ParamsError naming the file, the dotted key, where the value
+came from and the fix.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import os
 import types
 import typing
@@ -23,10 +26,40 @@ import yaml
 T = TypeVar("T")
 
 PARAMS_ENV = "PRODUCTGAN_PARAMS"
+DEFAULT = "default"
+OVERRIDE = "override"
+# The library's sections: name -> "module:Dataclass" (imported when used; pipelines/settings.py holds
+# `pipeline`, the orchestrator's own section, which the core never imports).
+SECTIONS: dict[str, str] = {
+    "ingest": "productgan.data.ingest:IngestParams",
+    "preprocess": "productgan.data.preprocess:PreprocessParams",
+    "train": "productgan.gan.recipes:TrainParams",
+    "evaluate": "productgan.metrics.evaluate:EvaluateParams",
+    "register": "productgan.registry.config:RegisterConfig",
+    "generate": "productgan.api:GenerateParams",
+    "project": "productgan.project:ProjectParams",
+}
 
 
 class ParamsError(ValueError):
-    """params.yaml holds something a step cannot use; the message names the file, key and fix."""
+    """A setting a step cannot use; the message names the file, key and fix. ``key``: the dotted field a
+    dataclass's check refused (before the loader locates it); ``at``: the located key (``file:section.key``)."""
+
+    def __init__(self, message: str, key: str | None = None, at: str | None = None) -> None:
+        super().__init__(message)
+        self.key, self.at = key, at
+
+
+def require(ok: bool, key: str, problem: str) -> None:
+    """The one way a settings dataclass checks a value (in ``__post_init__``): ``key`` is the field (dotted
+    for a nested one), ``problem`` what is wrong and what is allowed."""
+    if not ok:
+        raise ParamsError(f"{key}: {problem}", key)
+
+
+def section_class(name: str) -> type:
+    module, attr = SECTIONS[name].split(":")
+    return getattr(importlib.import_module(module), attr)
 
 
 def params_path(path: str | os.PathLike[str] | None = None) -> Path:
@@ -46,12 +79,18 @@ def load_params(path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
     return doc
 
 
+# --------------------------------------------------------------------------------------------- types
+
+
 def _type_name(hint: Any) -> str:
     return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
 
 
+FIX = "fix it in params.yaml"
+
+
 def _wrong(where: str, expected: str, value: Any) -> ParamsError:
-    return ParamsError(f"{where}: expected {expected}, got {value!r} ({type(value).__name__}); fix it in params.yaml")
+    return ParamsError(f"{where}: expected {expected}, got {value!r} ({type(value).__name__}); {FIX}", at=where)
 
 
 def _coerce(value: Any, hint: Any, where: str) -> Any:
@@ -93,29 +132,12 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
     return value
 
 
-def with_bases(cls: type, data: dict[str, Any]) -> dict[str, Any]:
-    """``data`` (a section of ``cls``) with each field that names a base merged onto that base (see above)."""
-    out = dict(data)
-    hints = typing.get_type_hints(cls)
-    for f in dataclasses.fields(cls):
-        base = f.metadata.get("base")
-        own, inherited = data.get(f.name), data.get(base) if base else None
-        if base is None or not all(v is None or isinstance(v, dict) for v in (own, inherited)):
-            continue  # a value of the wrong type is for from_dict to reject
-        if own is None and inherited is None:
-            continue
-        base_defaults = dataclasses.asdict(hints[base]())
-        typed = {k: v for k, v in dataclasses.asdict(hints[f.name]()).items() if base_defaults.get(k) != v}
-        out[f.name] = {**(inherited or {}), **typed, **(own or {})}
-    return out
-
-
 def from_dict(cls: type[T], data: dict[str, Any], where: str = "params") -> T:
-    """Build dataclass ``cls`` from ``data``; unknown keys and wrong scalar types raise ParamsError."""
+    """Build dataclass ``cls`` from ``data`` (missing keys keep their defaults); unknown keys, wrong types and
+    failed checks raise ParamsError located at ``where``."""
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     if not isinstance(data, dict):
         raise _wrong(where, f"a mapping with keys {', '.join(fields)}", data)
-    data = with_bases(cls, data)
     unknown = sorted(set(data) - set(fields))
     if unknown:
         raise ParamsError(
@@ -124,7 +146,88 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "params") -> T:
         )
     hints = typing.get_type_hints(cls)
     kwargs = {k: _coerce(v, hints[k], f"{where}.{k}") for k, v in data.items()}
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except ParamsError as exc:
+        if exc.key is None:
+            raise
+        raise ParamsError(f"{where}.{exc}; {FIX}", at=f"{where}.{exc.key}") from None
+
+
+# ------------------------------------------------------------------------------------------- layers
+
+
+@dataclasses.dataclass
+class Resolved:
+    """A section's effective settings (``settings``, a dataclass) and the source of each dotted key."""
+
+    settings: Any
+    sources: dict[str, str]
+
+    def values(self) -> dict[str, Any]:
+        return dataclasses.asdict(self.settings)
+
+
+def _leaves(cls: type, prefix: str = "") -> list[str]:
+    """Every setting of ``cls`` as a dotted key (a nested dataclass's settings under its field's name)."""
+    out = []
+    for name, hint in typing.get_type_hints(cls).items():
+        if name in {f.name for f in dataclasses.fields(cls)}:
+            out += _leaves(hint, f"{prefix}{name}.") if dataclasses.is_dataclass(hint) else [f"{prefix}{name}"]
+    return out
+
+
+def _merge(values: dict[str, Any], sources: dict[str, str], cls: type, layer: dict[str, Any], label: str,
+           prefix: str = "") -> None:
+    """Lay ``layer`` over ``values`` (``cls``'s fields as a dict), recording ``label`` as the source of each
+    setting it states; a nested dataclass merges key by key. Unknown keys stay for ``from_dict`` to refuse."""
+    hints = typing.get_type_hints(cls)
+    for key, value in layer.items():
+        hint, current = hints.get(key), values.get(key)
+        if dataclasses.is_dataclass(hint) and isinstance(value, dict) and isinstance(current, dict):
+            _merge(current, sources, hint, value, label, f"{prefix}{key}.")
+            continue
+        values[key] = value
+        for dotted in sources:
+            if dotted == f"{prefix}{key}" or dotted.startswith(f"{prefix}{key}."):
+                sources[dotted] = label
+
+
+def resolve(
+    name: str,
+    cls: type[T],
+    section: Any = None,
+    overrides: dict[str, Any] | None = None,
+    where: str = "params.yaml",
+) -> Resolved:
+    """Section ``name``'s effective settings: ``cls``'s defaults, its preset row, ``section`` (what the params
+    file ``where`` states for it) and ``overrides`` (None = unset), each over the one before."""
+    located = f"{where}:{name}"
+    if section is not None and not isinstance(section, dict):
+        raise _wrong(located, "a mapping of settings", section)
+    stated = dict(section or {})
+    given = {k: v for k, v in (overrides or {}).items() if v is not None}
+    values = dataclasses.asdict(cls())  # type: ignore[call-arg]
+    sources = dict.fromkeys(_leaves(cls), DEFAULT)
+    presets: dict[str, dict[str, Any]] | None = getattr(cls, "PRESETS", None)
+    if presets is not None:
+        key = cls.PRESET_KEY  # type: ignore[attr-defined]
+        chosen = given.get(key, stated.get(key, values[key]))
+        if isinstance(chosen, str):  # another type is for from_dict to refuse
+            if chosen not in presets:
+                fix = "fix the command-line option" if key in given else FIX
+                raise ParamsError(f"{located}.{key}: unknown {key} {chosen!r}; use one of {', '.join(presets)}; "
+                                  f"{fix}", at=f"{located}.{key}")
+            _merge(values, sources, cls, presets[chosen], f"{key} {chosen}")
+    _merge(values, sources, cls, stated, where)
+    _merge(values, sources, cls, given, OVERRIDE)
+    try:
+        return Resolved(from_dict(cls, values, located), sources)
+    except ParamsError as exc:
+        key = (exc.at or "").removeprefix(f"{located}.")
+        if sources.get(key) == OVERRIDE:  # a command-line option, not the file, holds the value
+            raise ParamsError(str(exc).replace(FIX, "fix the command-line option"), at=exc.at) from None
+        raise
 
 
 def load_section(
@@ -133,14 +236,25 @@ def load_section(
     path: str | os.PathLike[str] | None = None,
     overrides: dict[str, Any] | None = None,
 ) -> T:
-    """Section ``name`` of params.yaml as ``cls``; ``overrides`` (CLI options, None = unset) win."""
+    """Section ``name`` of the params file in use (``path`` / $PRODUCTGAN_PARAMS / ./params.yaml) as ``cls``;
+    ``overrides`` (CLI options, None = unset) win."""
     p = params_path(path)
-    raw = load_params(p).get(name)
-    if raw is not None and not isinstance(raw, dict):
-        raise _wrong(f"{p}:{name}", "a mapping of settings", raw)
-    section = dict(raw or {})
-    section.update({k: v for k, v in (overrides or {}).items() if v is not None})
-    return from_dict(cls, section, f"{p}:{name}")
+    return resolve(name, cls, load_params(p).get(name), overrides, str(p)).settings
+
+
+def section_of(doc: dict[str, Any], name: str, cls: type[T], where: str = "params") -> T:
+    """Section ``name`` of a whole params mapping ``doc`` (a pipeline's ``params``) as ``cls``."""
+    return resolve(name, cls, doc.get(name), None, where).settings
+
+
+def effective(
+    doc: dict[str, Any], where: str = "params.yaml", overrides: dict[str, dict[str, Any]] | None = None,
+    names: typing.Iterable[str] | None = None,
+) -> dict[str, Resolved]:
+    """Every library section (or ``names``) of ``doc`` resolved; ``overrides`` per section. A section of
+    ``doc`` that the library does not know (``pipeline``: the orchestrator's) is left out."""
+    return {name: resolve(name, section_class(name), doc.get(name), (overrides or {}).get(name), where)
+            for name in (names or SECTIONS)}
 
 
 def to_dict(obj: Any) -> dict[str, Any]:

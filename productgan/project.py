@@ -32,7 +32,7 @@ FeatureFn = Callable[[torch.Tensor], torch.Tensor]  # images in [-1, 1] (N, C, H
 
 @dataclass
 class ProjectParams:
-    """params.yaml section ``project`` (defaults equal to the shipped file)."""
+    """params.yaml section ``project``: every default and check (params.yaml states what differs)."""
 
     steps: int = 300  # Adam steps on the latent
     lr: float = 0.05
@@ -47,19 +47,15 @@ class ProjectParams:
     seed: int = 0
     data: str = "prepared"  # the generator's prepared dataset: its domain classifier is the perceptual distance
 
-    def validate(self) -> None:
-        from productgan.params import ParamsError
+    def __post_init__(self) -> None:
+        from productgan.params import require
 
-        checks = [(self.steps >= 0, "steps must be >= 0"), (self.lr > 0, "lr must be > 0"),
-                  (self.candidates >= 1, "candidates must be >= 1"),
-                  (min(self.perceptual_weight, self.pixel_weight, self.latent_weight) >= 0,
-                   "perceptual_weight, pixel_weight and latent_weight must be >= 0"),
-                  (self.perceptual_weight + self.pixel_weight > 0, "perceptual_weight + pixel_weight must be > 0"),
-                  (self.encoder_steps >= 1 and self.encoder_batch_size >= 1 and self.encoder_lr > 0,
-                   "encoder_steps, encoder_batch_size and encoder_lr must be positive")]
-        for ok, message in checks:
-            if not ok:
-                raise ParamsError(f"params.yaml project.{message}")
+        for key in ("steps", "perceptual_weight", "pixel_weight", "latent_weight"):
+            require(getattr(self, key) >= 0, key, f"must be >= 0, got {getattr(self, key)}")
+        for key in ("lr", "candidates", "encoder_steps", "encoder_batch_size", "encoder_lr"):
+            require(getattr(self, key) > 0, key, f"must be positive, got {getattr(self, key)}")
+        require(self.perceptual_weight + self.pixel_weight > 0, "pixel_weight",
+                "perceptual_weight + pixel_weight must be > 0 (something must measure the distance)")
 
 
 @dataclass

@@ -4,12 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-source_=$(python - <<'PY'
-import yaml
-print((yaml.safe_load(open("params.yaml")).get("ingest") or {}).get("source", "fashion-mnist"))
-PY
-)
-
 if dvc status data.dvc 2>/dev/null | grep -q "up to date\|Data and pipelines are up to date"; then
   echo ">> data/ already matches data.dvc"
   exit 0
@@ -18,8 +12,8 @@ if dvc pull data.dvc 2>/dev/null; then
   echo ">> data/ pulled from the DVC remote"
   exit 0
 fi
-echo ">> data/ not on the DVC remote: ingesting '$source_'"
-python -m productgan ingest --source "$source_" --out data
+echo ">> data/ not on the DVC remote: ingesting ingest.source (\`productgan params show --section ingest\`)"
+python -m productgan ingest --out data
 if [ -f data.dvc ] && git cat-file -e HEAD:data.dvc 2>/dev/null; then
   # the recorded version: the fresh ingest must reproduce it exactly
   dvc commit --force data.dvc

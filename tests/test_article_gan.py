@@ -1,36 +1,26 @@
 """The article's GAN (recipe `article`: fully connected G and D) and its Wasserstein remedy (loss `wgan-gp`,
 recipe `article_wgan_gp`): networks at every size, n_critic D updates per step, the gradient penalty, the
-refusal of BatchNorm critics, exact resume, and the recipes stating only their differences in params.yaml."""
+refusal of BatchNorm critics, exact resume, and the recipes as rows over the classic DCGAN."""
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 import torch
-import yaml
-from conftest import REPO
-from train_helpers import TINY, prepared_at, small_prepared, tiny_params
+from train_helpers import prepared_at, small_prepared, tiny_params
 
 from productgan.gan.checkpoint import load_latest
 from productgan.gan.config import GeneratorConfig
 from productgan.gan.export import load_generator
 from productgan.gan.loss import LOSSES, gradient_penalty
 from productgan.gan.networks import build_discriminator, build_generator
-from productgan.gan.recipes import ArticleRecipe, ArticleWganGpRecipe, BaselineRecipe, TrainParams
+from productgan.gan.recipes import RECIPES, TrainParams
 from productgan.gan.trainer import Trainer
+from productgan.params import ParamsError
 
 
 @pytest.fixture()
 def small_data(tmp_path, fmnist_small):
     return small_prepared(tmp_path, fmnist_small)
-
-
-def article_params(tmp, recipe: str = "article", **overrides) -> TrainParams:
-    recipe_over = overrides.pop("recipe_overrides", {})
-    p = tiny_params(tmp, recipe=recipe, **overrides)
-    setattr(p, recipe, dataclasses.replace(getattr(p, recipe), **TINY, **recipe_over))
-    return p
 
 
 def test_mlp_networks_have_the_articles_layers_at_width_64():
@@ -64,14 +54,14 @@ def test_article_recipes_train_and_export(tmp_path, monkeypatch, fmnist_small, r
     monkeypatch.chdir(tmp_path)
     x, y = fmnist_small["train"]
     data = prepared_at(tmp_path / "prepared", x[:32], y[:32], 32, 3)
-    trainer = Trainer(article_params(tmp_path, recipe), data, tmp_path / "gen", track=False)
+    trainer = Trainer(tiny_params(tmp_path, recipe), data, tmp_path / "gen", track=False)
     result = trainer.run()
     assert result.status == "FINISHED" and result.step == 2
     G, cfg = load_generator(tmp_path / "gen")
     assert cfg.arch == "mlp" and cfg.meta["recipe"] == recipe
     assert G(torch.randn(2, cfg.latent_dim), torch.tensor([0, 9])).shape == (2, 3, 32, 32)
     # n_critic D updates per step, one G update: Adam's step counters say how many updates each network had
-    n_critic = trainer.recipe.n_critic
+    n_critic = trainer.params.n_critic
     assert n_critic == (5 if recipe == "article_wgan_gp" else 1)
     d_steps = {int(s["step"]) for s in trainer.opt_d.state_dict()["state"].values()}
     g_steps = {int(s["step"]) for s in trainer.opt_g.state_dict()["state"].values()}
@@ -79,10 +69,10 @@ def test_article_recipes_train_and_export(tmp_path, monkeypatch, fmnist_small, r
 
 
 def test_wgan_gp_is_the_published_recipe():
-    r = ArticleWganGpRecipe()
+    r, article = TrainParams.of_recipe("article_wgan_gp"), TrainParams.of_recipe("article")
     assert (r.loss, r.gp_lambda, r.n_critic, r.lr_g, r.lr_d, r.beta1, r.beta2) == ("wgan-gp", 10.0, 5, 1e-4, 1e-4,
                                                                                      0.0, 0.9)
-    assert (r.arch, r.d_arch) == (ArticleRecipe().arch, ArticleRecipe().d_arch) == ("mlp", "mlp")
+    assert (r.arch, r.d_arch) == (article.arch, article.d_arch) == ("mlp", "mlp")
     wgan = LOSSES["wgan-gp"]
     real, fake = torch.tensor([1.0, 3.0]), torch.tensor([-1.0, 0.0])
     assert float(wgan.d_real(real) + wgan.d_fake(fake)) == pytest.approx(-2.5)  # E[D(fake)] - E[D(real)]
@@ -107,27 +97,27 @@ def test_gradient_penalty_of_a_linear_critic():
 
 
 def test_wgan_gp_with_a_batchnorm_critic_is_refused_with_the_fix(tmp_path, small_data):
-    p = tiny_params(tmp_path, recipe_overrides={"loss": "wgan-gp"})  # default recipe: DCGAN D with BatchNorm
-    with pytest.raises(ValueError, match=r"train.default: loss 'wgan-gp' with d_arch 'dcgan'.*BatchNorm.*dcgan_ln"):
+    p = tiny_params(tmp_path, loss="wgan-gp")  # default recipe: DCGAN D with BatchNorm
+    with pytest.raises(ParamsError, match=r"train.loss: 'wgan-gp' with d_arch 'dcgan'.*BatchNorm.*d_arch to dcgan_ln"):
         Trainer(p, small_data, tmp_path / "g", track=False)
 
 
 def test_wgan_gp_trains_a_layer_norm_dcgan_critic(tmp_path, monkeypatch, small_data):
     monkeypatch.chdir(tmp_path)
-    p = tiny_params(tmp_path, recipe_overrides={"loss": "wgan-gp", "d_arch": "dcgan_ln", "n_critic": 2})
+    p = tiny_params(tmp_path, loss="wgan-gp", d_arch="dcgan_ln", n_critic=2)
     assert Trainer(p, small_data, tmp_path / "g", track=False).run().status == "FINISHED"
 
 
 def test_resumed_wgan_gp_run_equals_an_uninterrupted_one(tmp_path, monkeypatch, small_data):
     """n_critic batches per step are a function of the step: a resumed run continues bit for bit."""
     monkeypatch.chdir(tmp_path)
-    straight = Trainer(article_params(tmp_path / "a", "article_wgan_gp", steps=4), small_data, tmp_path / "ga",
+    straight = Trainer(tiny_params(tmp_path / "a", "article_wgan_gp", steps=4), small_data, tmp_path / "ga",
                        track=False)
     assert straight.run().step == 4
-    first = Trainer(article_params(tmp_path / "b", "article_wgan_gp", steps=2), small_data, tmp_path / "gb",
+    first = Trainer(tiny_params(tmp_path / "b", "article_wgan_gp", steps=2), small_data, tmp_path / "gb",
                     track=False)
     assert first.run().step == 2
-    resumed = Trainer(article_params(tmp_path / "b", "article_wgan_gp", steps=4), small_data, tmp_path / "gb",
+    resumed = Trainer(tiny_params(tmp_path / "b", "article_wgan_gp", steps=4), small_data, tmp_path / "gb",
                       resume=True, track=False)
     assert resumed.run().step == 4
     for name in ("G", "D"):
@@ -135,14 +125,11 @@ def test_resumed_wgan_gp_run_equals_an_uninterrupted_one(tmp_path, monkeypatch, 
         assert all(torch.equal(a[k], b[k]) for k in a), name
     # n_critic is part of what a checkpoint must share with the run that resumes it
     _, state = load_latest(tmp_path / "b" / "ckpt")
-    other = Trainer(article_params(tmp_path / "b", "article_wgan_gp", steps=6, recipe_overrides={"n_critic": 4}),
+    other = Trainer(tiny_params(tmp_path / "b", "article_wgan_gp", steps=6, n_critic=4),
                     small_data, tmp_path / "gb", resume=True, track=False)
     assert other.fingerprint != state["fingerprint"]
 
 
-def test_article_recipes_state_only_their_differences_in_params_yaml():
-    shipped = yaml.safe_load((REPO / "params.yaml").read_text())["train"]
-    base = dataclasses.asdict(BaselineRecipe())
-    for name, cls in (("article", ArticleRecipe), ("article_wgan_gp", ArticleWganGpRecipe)):
-        mine = dataclasses.asdict(cls())
-        assert shipped[name] == {k: v for k, v in mine.items() if v != base[k]}, name
+def test_article_recipes_are_rows_over_the_classic_dcgan():
+    """``article`` is the classic DCGAN recipe (``baseline``) with the article's dense networks."""
+    assert RECIPES["article"] == {**RECIPES["baseline"], "arch": "mlp", "d_arch": "mlp"}

@@ -72,9 +72,9 @@ def test_idx_images_at_their_own_size_are_denoised_too(tmp_path, fmnist_small):
     assert np.array_equal(out[:, 0], expected) and not np.array_equal(out, xt[:10])
 
 
-@pytest.mark.parametrize(("settings", "match"), [({"denoise": "gaussian"}, "denoise must be one of"),
-                                                 ({"denoise_size": 4}, "odd window"),
-                                                 ({"denoise_sigma": 0.0}, "denoise_sigma must be positive")])
+@pytest.mark.parametrize(("settings", "match"), [({"denoise": "gaussian"}, "denoise: must be one of"),
+                                                 ({"denoise_size": 4}, "denoise_size: must be an odd window"),
+                                                 ({"denoise_sigma": 0.0}, "denoise_sigma: must be positive")])
 def test_bad_denoise_settings_are_refused_with_the_key(settings, match):
-    with pytest.raises(ParamsError, match=f"params.yaml preprocess: .*{match}"):
+    with pytest.raises(ParamsError, match=f"^{match}"):
         PreprocessParams(**settings)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from productgan.metrics.catalog import metrics_providing
+from productgan.metrics.catalog import count_name, metrics_providing, sample_count
 from productgan.metrics.evaluate import EvaluateParams
 from productgan.metrics.fid_infinity import fid_infinity, fit_inverse_n, sample_counts
 from productgan.metrics.frechet import frechet_distance_features, frechet_distance_samples
@@ -118,6 +118,13 @@ def test_register_rescoring_computes_only_the_metrics_of_its_rule():
     assert "fid" in params.metrics
     assert scoring_params(params, RegisterConfig()).metrics == ["fd_domain", "class_accuracy"]
     assert scoring_params(params, RegisterConfig(primary_metric="fid_inf")).metrics == ["fid_inf", "class_accuracy"]
+    # a count in the name is the count the re-scoring uses, on a CPU or a GPU alike
+    by_name = scoring_params(params, RegisterConfig(primary_metric="fid2k"))
+    assert (by_name.metrics, by_name.fid_n) == (["fid", "class_accuracy"], 2000)
+    assert scoring_params(params, RegisterConfig(primary_metric="fid10k_per_category_mean")).fid_n == 10000
+    assert [count_name(n) for n in (2000, 10000, 500, 2500)] == ["2k", "10k", "500", "2500"]
+    assert [sample_count(k) for k in ("fid2k", "fid500", "fid10k_per_category_n", "fid_inf", "fd_domain")] == [
+        2000, 500, 10000, None, None]
     assert metrics_providing(["precision", "recall", "kid_std"]) == ["precision_recall", "kid"]
     with pytest.raises(ValueError, match="no evaluate metric writes 'is'"):
         metrics_providing(["is"])

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from productgan.io import atomic_write_json, read_json, sha256_file
-from productgan.lineage import dataset_version, params_hash
+from productgan.lineage import dataset_version, stable_hash
 from productgan.params import ParamsError, from_dict, load_section
 
 REPO = Path(__file__).resolve().parents[1]
@@ -49,7 +49,7 @@ def test_atomic_json_and_hash(tmp_path):
     assert read_json(tmp_path / "x.json") == {"a": [1, 2], "b": 1}
     assert len(sha256_file(tmp_path / "x.json")) == 64
     assert not list(tmp_path.glob(".*.tmp"))
-    assert params_hash({"a": 1, "b": 2}) == params_hash({"b": 2, "a": 1})
+    assert stable_hash({"a": 1, "b": 2}) == stable_hash({"b": 2, "a": 1})
 
 
 def test_dataset_version_reads_data_dvc(tmp_path):
@@ -68,6 +68,61 @@ def test_code_version_ignores_comments_and_docstrings_but_not_code(tmp_path):
     assert code_version([module]) == before
     module.write_text('"""Doc."""\n\ndef f(x):\n    """Twice."""\n    return 3 * x\n')
     assert code_version([module]) != before
+
+
+def _package(root: Path, modules: dict[str, str]) -> None:
+    for name, text in modules.items():
+        path = root.joinpath(*name.split(".")).with_suffix(".py")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+
+
+def test_the_model_code_is_what_training_imports_at_any_depth(tmp_path):
+    """One definition of the model code's version: the modules the root imports (also inside functions, also
+    relatively), transitively; an import added anywhere on the way enters it; a package __init__'s functions
+    (never called by training) and comments do not."""
+    from productgan.lineage import code_version, imported_modules
+
+    _package(tmp_path, {
+        "pkg.__init__": "def load():\n    from pkg import serving\n",
+        "pkg.train": "import os\nfrom pkg.gan import loop\n",
+        "pkg.gan.__init__": "",
+        "pkg.gan.loop": "def run():\n    from ..device import pick\n    return pick()\n",
+        "pkg.device": "def pick():\n    return 'cpu'\n",
+        "pkg.serving": "import pkg.web\n",
+        "pkg.web": "",
+    })
+    found = imported_modules("pkg.train", tmp_path)
+    assert list(found) == ["pkg", "pkg.device", "pkg.gan", "pkg.gan.loop", "pkg.train"]
+    version = code_version(found.values(), tmp_path)
+    device = tmp_path / "pkg" / "device.py"
+    device.write_text("# why cpu\n" + device.read_text())
+    assert code_version(imported_modules("pkg.train", tmp_path).values(), tmp_path) == version
+    device.write_text(device.read_text().replace("'cpu'", "'cuda'"))
+    assert code_version(imported_modules("pkg.train", tmp_path).values(), tmp_path) != version
+    # an import added on the way is in the model code at once: nothing to list by hand
+    (tmp_path / "pkg" / "gan" / "loop.py").write_text("import pkg.web\n" + (tmp_path / "pkg/gan/loop.py").read_text())
+    assert "pkg.web" in imported_modules("pkg.train", tmp_path)
+
+
+def test_the_real_model_code_covers_what_the_trainer_imports_and_nothing_it_does_not():
+    from productgan.lineage import RECORD_ONLY, model_code_files
+
+    files = model_code_files()
+    # the modules the 9-file list missed (a change there now re-runs training and stops a resume)
+    assert {"productgan.device", "productgan.cpu_precision", "productgan.data.arrays", "productgan.gan.trainer",
+            "productgan.gan.recipes", "productgan.gan.networks", "productgan.gan.loss"} <= set(files)
+    # serving, evaluation and the records of a run are not the model
+    assert not {"productgan.api", "productgan.pyfunc", "productgan.metrics.evaluate", "productgan.studio.app",
+                *RECORD_ONLY} & set(files)
+    # DVC's settings stage, which writes the version for the train stage, depends on every one of these files
+    import yaml
+
+    stage = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]["settings"]
+    missed = [f for f in files.values() if not any(f.resolve().is_relative_to(REPO / d) for d in stage["deps"])]
+    assert not missed, f"dvc.yaml stage settings misses {missed}"
+    train = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]["train"]
+    assert {"model_code.yaml": ["train"]} in train["params"]
 
 
 def test_core_library_imports_no_orchestrator(cli_env):

@@ -18,7 +18,6 @@ from productgan.api import GenerateParams, ProductGenerator, RequestError, load
 from productgan.cli import cli
 from productgan.edit import hue_distance, mean_hue, product_mask
 from productgan.gan.sample import latents, to_uint8
-from productgan.params import load_section
 from productgan.resolve import find_generator_dir
 
 REPO = Path(__file__).resolve().parents[1]
@@ -31,10 +30,6 @@ def arrays(images: list[Image.Image]) -> np.ndarray:
 @pytest.fixture()
 def product(tiny_generator_dir) -> ProductGenerator:
     return load(tiny_generator_dir)
-
-
-def test_params_defaults_match_params_yaml():
-    assert load_section("generate", GenerateParams, REPO / "params.yaml") == GenerateParams()
 
 
 def test_same_seed_same_images(product):

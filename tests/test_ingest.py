@@ -15,7 +15,6 @@ import zipfile
 from pathlib import Path
 
 import pytest
-import yaml
 from click.testing import CliRunner
 
 from productgan.cli import cli
@@ -24,7 +23,6 @@ from productgan.data.safety import junk_reason, normalize_member_path
 from productgan.data.sources.base import IngestError
 from productgan.data.sources.fashion_mnist import CATEGORIES
 from productgan.io import dumps_json, read_json, sha256_file
-from productgan.params import from_dict
 
 REPO = Path(__file__).resolve().parents[1]
 FM_FILES = ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",
@@ -81,11 +79,6 @@ def manifest(out: Path) -> dict:
 
 
 # --- params and small rules --------------------------------------------------------------------------------
-
-
-def test_params_defaults_equal_params_yaml():
-    section = yaml.safe_load((REPO / "params.yaml").read_text())["ingest"]
-    assert from_dict(IngestParams, section) == IngestParams()
 
 
 @pytest.mark.parametrize(

@@ -251,4 +251,4 @@ def test_inception_batch_size_auto_is_8_on_a_cpu_and_batching_does_not_change_fe
     np.testing.assert_array_equal(auto.features(images, progress=False), three.features(images, progress=False))
     for bad in (0, "big", True):
         with pytest.raises(ParamsError, match="inception_batch_size"):
-            EvaluateParams(inception_batch_size=bad).validate()
+            EvaluateParams(inception_batch_size=bad)

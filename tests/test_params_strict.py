@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 import yaml
 from click.testing import CliRunner
-from test_params_file import SECTIONS, _cls
+from test_params_file import ALL_SECTIONS as SECTIONS
+from test_params_file import _cls
 
 from productgan.params import ParamsError, load_section
 

@@ -13,8 +13,12 @@ import yaml
 from click.testing import CliRunner
 
 from pipelines.product_gan import SETTINGS_TASK, STEP_TASKS, build_pipeline
-from pipelines.run_parameters import RUN_PARAMETERS, RunParameterError, apply_run_parameters, run_parameter_defaults
+from pipelines.run_parameters import RUN_PARAMETERS, apply_run_parameters, run_parameter_defaults
 from productgan.cli import cli
+from productgan.data.preprocess import PreprocessParams
+from productgan.gan.recipes import TrainParams
+from productgan.metrics.evaluate import EvaluateParams
+from productgan.params import ParamsError
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = yaml.safe_load((REPO / "params.yaml").read_text())
@@ -87,11 +91,13 @@ def test_typed_values_win_over_params_and_zero_minutes_is_no_budget():
     assert out["train"]["recipe"] == "baseline" and out["train"]["steps"] == 5
     assert out["train"]["max_minutes"] is None  # what the trainer reads as "no time budget"
     assert out["preprocess"]["resolution"] == 32 and out["evaluate"]["n"] == 100
-    assert out["train"]["batch_size"] == SHIPPED["train"]["batch_size"] and SHIPPED["train"]["steps"] == 69000
+    assert "batch_size" not in out["train"]  # what params does not state keeps its default
     assert run_parameter_defaults({**SHIPPED, "train": {**SHIPPED["train"], "max_minutes": None}})["max_minutes"] == 0
-    with pytest.raises(RunParameterError, match="evaluate.n is missing"):
-        run_parameter_defaults({"train": SHIPPED["train"], "preprocess": SHIPPED["preprocess"]})
-    with pytest.raises(RunParameterError, match="train.steps='many' must be int"):
+    # a key params does not state: the step's default (the shipped params.yaml states none of these)
+    assert run_parameter_defaults({}) == run_parameter_defaults(SHIPPED) == {
+        "recipe": TrainParams().recipe, "steps": TrainParams().steps, "max_minutes": TrainParams().max_minutes,
+        "resolution": PreprocessParams().resolution, "eval_n": EvaluateParams().n}
+    with pytest.raises(ParamsError, match=r"params:train.steps: expected int, got 'many'"):
         run_parameter_defaults({**SHIPPED, "train": {**SHIPPED["train"], "steps": "many"}})
 
 

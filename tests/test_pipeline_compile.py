@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 from pipelines.overrides import OverrideError, apply_overrides, split_params
 from pipelines.product_gan import SETTINGS_TASK, STEP_TASKS
+from pipelines.settings import pipeline_params
 from productgan.cli import cli
 
 REPO = Path(__file__).resolve().parents[1]
@@ -160,8 +161,6 @@ def test_train_asks_for_a_gpu_node(compiled, tmp_path):
 
 def test_every_step_requests_cpu_and_memory(compiled):
     spec, _ = compiled
-    from pipelines.settings import pipeline_params
-
     res = pipeline_params(yaml.safe_load((REPO / "params.yaml").read_text())).resources
     for name in ALL_TASKS:
         _, container = _executor(spec, name)
@@ -204,7 +203,7 @@ def test_credentials_come_from_secrets_and_endpoints_from_the_config_map(compile
 
 def test_components_run_the_project_image_without_installing_anything(compiled, tmp_path):
     spec, _ = compiled
-    image = yaml.safe_load((REPO / "params.yaml").read_text())["pipeline"]["image"]
+    image = pipeline_params(yaml.safe_load((REPO / "params.yaml").read_text())).image
     for name in ALL_TASKS:
         _, container = _executor(spec, name)
         assert container["image"] == image
@@ -255,13 +254,3 @@ def test_component_bodies_import_only_kfp_free_modules(compiled):
             imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
             imported |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
             assert not {m for m in imported if m.split(".")[0] == "kfp"}, f"{name}: {module} imports kfp"
-
-
-def test_params_pipeline_section_equals_its_dataclass_defaults():
-    import dataclasses
-
-    from pipelines.settings import PipelineParams
-    from productgan.params import load_section
-
-    loaded = load_section("pipeline", PipelineParams, REPO / "params.yaml")
-    assert dataclasses.asdict(loaded) == dataclasses.asdict(PipelineParams())

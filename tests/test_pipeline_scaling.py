@@ -17,6 +17,7 @@ from pipelines.local import local_settings
 from pipelines.overrides import apply_overrides
 from pipelines.product_gan import build_pipeline, params_argument
 from pipelines.settings import pipeline_params
+from productgan.metrics.evaluate import EvaluateParams
 from productgan.params import ParamsError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -104,8 +105,8 @@ def test_settings_that_cannot_work_are_refused():
 def test_evaluate_asks_for_a_gpu_and_computes_the_inception_metrics_everywhere(tmp_path):
     """The Inception metrics are in evaluate's default list (fid_n auto: 10k on the GPU, fewer on a CPU), so the
     GPU adds nothing by default; evaluate_gpu_metrics can still add GPU-only metrics."""
-    shipped = yaml.safe_load((REPO / "params.yaml").read_text())["evaluate"]
-    assert {"fid", "fid_inf", "fid_per_category"} <= set(shipped["metrics"]) and shipped["fid_n"] == "auto"
+    shipped = EvaluateParams()
+    assert {"fid", "fid_inf", "fid_per_category"} <= set(shipped.metrics) and shipped.fid_n == "auto"
     spec, _, tasks = _compile(tmp_path)
     _, container = _container(spec, tasks, "evaluate")
     assert container["resources"]["accelerator"]["resourceType"] == "nvidia.com/gpu"
@@ -153,7 +154,7 @@ def test_evaluate_component_adds_metrics_to_the_params_it_runs_with(tmp_path, mo
         seen.update(yaml.safe_load((work / "params.yaml").read_text())["evaluate"])
         out = Path(args[args.index("--out") + 1])
         out.mkdir(parents=True, exist_ok=True)
-        (out / "metrics.json").write_text(json.dumps({"fid": 1.0}))
+        (out / "metrics.json").write_text(json.dumps({"fid2k": 1.0}))
 
     monkeypatch.setattr("components.runtime.run_step", fake_run_step)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///unused.db")
@@ -192,7 +193,7 @@ def test_train_component_runs_two_gloo_processes_at_tiny_size(tmp_path, monkeypa
     tiny = {"g_channels": 4, "d_channels": 4, "lr_schedule": "constant"}
     params = json.dumps({"train": {"recipe": "default", "steps": 4, "batch_size": 4, "checkpoint_every": 2,
                                    "sync_every": 1, "log_every": 2, "sample_every": 1000, "grid_columns": 2,
-                                   "max_minutes": None, "default": tiny}})
+                                   "max_minutes": None, **tiny}})
     generator, metrics = Model(uri=str(tmp_path / "generator")), Metrics(uri=str(tmp_path / "metrics"))
     comp.train(params, "", Dataset(uri=str(data)), generator, metrics, checkpoint_root=str(tmp_path / "ck"),
                nproc=2)

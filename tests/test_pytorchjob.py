@@ -336,7 +336,7 @@ def test_train_step_runs_the_job_and_passes_its_generator_on(tmp_path, monkeypat
     tiny = {"g_channels": 4, "d_channels": 4, "lr_schedule": "constant"}
     params = json.dumps({"train": {"recipe": "default", "steps": 4, "batch_size": 4, "checkpoint_every": 2,
                                    "sync_every": 1, "log_every": 2, "sample_every": 1000, "grid_columns": 2,
-                                   "max_minutes": None, "default": tiny}})
+                                   "max_minutes": None, **tiny}})
     generator, metrics = Model(uri=str(tmp_path / "generator")), Metrics(uri=str(tmp_path / "metrics"))
     try:
         comp.train(params, "abc.dir", Dataset(uri=str(data)), generator, metrics, job=json.dumps(job),

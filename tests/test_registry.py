@@ -15,7 +15,7 @@ import yaml
 from registry_helpers import fake_scorer, make_candidate
 
 from productgan.registry import promote as promotion
-from productgan.registry.config import RegisterConfig, load_register_config
+from productgan.registry.config import RegisterConfig
 from productgan.registry.lock import LockTimeout, PromotionLock, lock_model_name
 from productgan.registry.log import RegistrationError
 from productgan.registry.register import register_generator
@@ -65,16 +65,13 @@ def client():
     return store.client()
 
 
-def test_params_yaml_matches_defaults():
-    assert load_register_config(REPO / "params.yaml") == RegisterConfig()
-
-
 def test_dvc_stage_runs_after_evaluate():
     stage = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]["register"]
     assert stage["cmd"].startswith("python -m productgan register --generator models/generator")
     # register depends on evaluate's metrics output, so `dvc repro` orders it after evaluate
     assert {"models/generator", "metrics/eval/metrics.json", "prepared", "productgan/registry"} <= set(stage["deps"])
-    assert stage["params"] == ["register", "evaluate"]  # evaluate: how champion and challenger are re-scored
+    # evaluate: how champion and challenger are re-scored; the effective settings (defaults and params.yaml)
+    assert stage["params"] == [{"params.effective.yaml": ["register", "evaluate"]}]
     assert stage["metrics"] == [{"metrics/register.json": {"cache": False}}]
 
 

@@ -155,3 +155,41 @@ def test_tracking_server_stops_after_the_version_is_created(stores, client_env, 
     client = store.client()
     assert [v.version for v in _versions(client, cfg.model_name)] == ["1"]
     assert promotion.aliases(client, cfg.model_name)["champion"] == "1"
+
+
+def test_tracking_server_stops_after_the_decision_keeps_the_register_runs_records(stores, client_env, tmp_path):
+    """The register run's own records (its settings, the decision's summary, its end) go through the tracker
+    train uses: a server that stops right after the decision loses none of them; `sync-run`'s sender completes
+    the run once it answers."""
+    from productgan import tracking
+
+    _, server = stores
+    client_env.setenv("MLFLOW_TRACKING_URI", server.url)
+    cfg = RegisterConfig(model_name="after-decision")
+    gen, metrics = make_candidate(tmp_path / "c1", {"fd_domain": 4.0, "class_accuracy": 0.8})
+    decide = register_module.promote_new_version
+
+    def decide_then_stop_the_server(*args, **kwargs):
+        decided = decide(*args, **kwargs)
+        server.stop()
+        return decided
+
+    client_env.setattr(register_module, "promote_new_version", decide_then_stop_the_server)
+    try:
+        result = register_generator(gen, metrics, data_dir=tmp_path / "prepared", cfg=cfg, scorer=fake_scorer,
+                                    pending_root=tmp_path / "cache" / tracking.PENDING_DIR)
+    finally:
+        server.start()
+    assert (result["version"], result["decision"]) == ("1", "promoted")
+    kept = result["mlflow_pending"]
+    assert "tags" in kept["missing"] and "its end status (FINISHED)" in kept["missing"], kept
+    assert kept["command"] == tracking.SYNC_COMMAND
+
+    assert tracking.sync_journals(tmp_path / "cache")
+    from productgan.registry import store
+
+    run = store.client().get_run(result["register_run_id"])
+    assert run.data.tags["promotion.decision"] == "promoted" and run.data.tags["model_version"] == "1"
+    assert run.data.params["register.model_name"] == "after-decision" and run.info.status == "FINISHED"
+    assert run.data.metrics["challenger.fd_domain"] == 4.0
+    assert not tracking.pending_journals(tmp_path / "cache")

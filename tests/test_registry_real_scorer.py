@@ -23,7 +23,7 @@ PARAMS = {
     "train": {
         "recipe": "baseline", "max_minutes": None, "batch_size": 32, "latent_dim": 32, "precision": "fp32",
         "checkpoint_every": 1000, "log_every": 50, "sample_every": 1000, "sync_every": 10, "grid_columns": 2,
-        "baseline": NET,
+        **NET,
     },
     # the evaluation step's own scorer at a tiny size: 200 generated vs the 200 real test images
     "evaluate": {"metrics": ["fd_domain", "class_accuracy"], "n": 200, "batch_size": 200, "classifier_steps": 150,

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import types
+from pathlib import Path
 
 import pytest
 
 from components import check, retrain
 from components.runtime import parse_params
 from pipelines.product_gan import params_argument
-from productgan.lineage import model_params_hash, params_hash
+from productgan.lineage import model_params_hash
 
 DATA_A, DATA_B = "a" * 32 + ".dir", "b" * 32 + ".dir"
-CODE = "0123456789abcdef0123456789abcdef01234567"
+CODE = "0123456789abcdef"  # a model code version (productgan.lineage.model_code_version)
 PARAMS = {"train": {"steps": 3}, "register": {}}
 
 
@@ -46,12 +47,13 @@ def registry(tracking_uri, tmp_path, name):
 
     client = MlflowClient()
 
-    def add(dataset_version: str, git_commit: str, phash: str, champion: bool, decided: bool = True) -> str:
+    def add(dataset_version: str, code_version: str, phash: str, champion: bool, decided: bool = True) -> str:
         if not client.search_registered_models(f"name = '{name}'"):
             client.create_registered_model(name)
         source = tmp_path / "artifacts" / dataset_version
         source.mkdir(parents=True, exist_ok=True)
-        tags = {"dataset_version": dataset_version, "git_commit": git_commit, "params_hash": phash}
+        tags = {"dataset_version": dataset_version, "code_version": code_version, "params_hash": phash,
+                "git_commit": "f" * 40}  # recorded for people, not compared
         if decided:  # register's last tag on a version (productgan.registry.promote)
             tags["promotion.decision"] = "promoted" if champion else "kept"
         mv = client.create_model_version(name, str(source), tags=tags)
@@ -63,13 +65,13 @@ def registry(tracking_uri, tmp_path, name):
 
 
 def test_no_model_yet_means_train(registry, name):
-    decision = retrain.retrain_decision(name, DATA_A, CODE, params_hash(PARAMS))
+    decision = retrain.retrain_decision(name, DATA_A, CODE, model_params_hash(PARAMS))
     assert decision.retrain and "is registered yet" in decision.reason and name in decision.reason
 
 
 def test_same_data_code_and_params_as_the_champion_ends_early(registry, name):
-    version = registry(DATA_A, CODE, params_hash(PARAMS), champion=True)
-    decision = retrain.retrain_decision(name, DATA_A, CODE, params_hash(PARAMS))
+    version = registry(DATA_A, CODE, model_params_hash(PARAMS), champion=True)
+    decision = retrain.retrain_decision(name, DATA_A, CODE, model_params_hash(PARAMS))
     assert not decision.retrain and decision.matching_version == version
     assert "nothing new" in decision.reason and "champion" in decision.reason
 
@@ -78,22 +80,22 @@ def test_same_data_code_and_params_as_the_champion_ends_early(registry, name):
     ("data", "code", "params", "changed"),
     [
         (DATA_B, CODE, PARAMS, "dataset_version"),
-        (DATA_A, "f" * 40, PARAMS, "git_commit"),
+        (DATA_A, "f" * 16, PARAMS, "code_version"),
         (DATA_A, CODE, {"train": {"steps": 4}, "register": {}}, "params_hash"),
     ],
 )
 def test_new_data_code_or_params_means_train(registry, name, data, code, params, changed):
-    registry(DATA_A, CODE, params_hash(PARAMS), champion=True)
-    decision = retrain.retrain_decision(name, data, code, params_hash(params))
+    registry(DATA_A, CODE, model_params_hash(PARAMS), champion=True)
+    decision = retrain.retrain_decision(name, data, code, model_params_hash(params))
     assert decision.retrain
     assert decision.reason.startswith("changed since version 1:") and changed in decision.reason
     assert all(k not in decision.reason for k in retrain.LINEAGE_TAGS if k != changed)
 
 
 def test_a_candidate_that_lost_to_the_champion_is_not_trained_again(registry, name):
-    registry(DATA_A, CODE, params_hash(PARAMS), champion=True)
-    loser = registry(DATA_B, CODE, params_hash(PARAMS), champion=False)  # new data, worse model: not promoted
-    decision = retrain.retrain_decision(name, DATA_B, CODE, params_hash(PARAMS))
+    registry(DATA_A, CODE, model_params_hash(PARAMS), champion=True)
+    loser = registry(DATA_B, CODE, model_params_hash(PARAMS), champion=False)  # new data, worse model: not promoted
+    decision = retrain.retrain_decision(name, DATA_B, CODE, model_params_hash(PARAMS))
     assert not decision.retrain and decision.matching_version == loser
     assert "did not beat the champion" in decision.reason
 
@@ -101,35 +103,60 @@ def test_a_candidate_that_lost_to_the_champion_is_not_trained_again(registry, na
 def test_a_version_register_left_undecided_does_not_count_as_trained(registry, name):
     """An outage stopped register after the version was created, before its decision: the triple is not done,
     so the next run trains (and register, finding the same generator, finishes that version)."""
-    registry(DATA_A, CODE, params_hash(PARAMS), champion=True)
-    half = registry(DATA_B, CODE, params_hash(PARAMS), champion=False, decided=False)
-    decision = retrain.retrain_decision(name, DATA_B, CODE, params_hash(PARAMS))
+    registry(DATA_A, CODE, model_params_hash(PARAMS), champion=True)
+    half = registry(DATA_B, CODE, model_params_hash(PARAMS), champion=False, decided=False)
+    decision = retrain.retrain_decision(name, DATA_B, CODE, model_params_hash(PARAMS))
     assert decision.retrain and decision.matching_version is None
     assert f"version {half} of" in decision.reason and "never decided" in decision.reason
-    registry(DATA_B, CODE, params_hash(PARAMS), champion=False)  # a later register decided one: done
-    assert not retrain.retrain_decision(name, DATA_B, CODE, params_hash(PARAMS)).retrain
+    registry(DATA_B, CODE, model_params_hash(PARAMS), champion=False)  # a later register decided one: done
+    assert not retrain.retrain_decision(name, DATA_B, CODE, model_params_hash(PARAMS)).retrain
 
 
-def test_force_dirty_or_unknown_code_always_train(registry, name):
-    registry(DATA_A, CODE, params_hash(PARAMS), champion=True)
-    assert retrain.retrain_decision(name, DATA_A, CODE, params_hash(PARAMS), force=True).retrain
-    dirty = retrain.retrain_decision(name, DATA_A, f"{CODE}-dirty", params_hash(PARAMS))
-    assert dirty.retrain and "uncommitted changes" in dirty.reason
-    unknown = retrain.retrain_decision(name, DATA_A, None, params_hash(PARAMS))
-    assert unknown.retrain and "code version" in unknown.reason
+def test_force_or_unknown_data_always_train(registry, name):
+    registry(DATA_A, CODE, model_params_hash(PARAMS), champion=True)
+    assert retrain.retrain_decision(name, DATA_A, CODE, model_params_hash(PARAMS), force=True).retrain
+    unknown = retrain.retrain_decision(name, None, CODE, model_params_hash(PARAMS))
+    assert unknown.retrain and "dataset version unknown" in unknown.reason
+
+
+def test_a_change_outside_the_model_code_trains_nothing(registry, name, tmp_path, monkeypatch):
+    """The code the check compares is the model code's version, not the git commit: a README, serving or
+    comment-only change (a new commit, a dirty tree) keeps it; a change to a module training imports does not."""
+    import shutil
+
+    from productgan import lineage
+
+    src = tmp_path / "src"
+    shutil.copytree(Path(lineage.__file__).parent, src / "productgan", ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(lineage, "_PACKAGE_ROOT", src)
+    version = lineage.model_code_version()
+    registry(DATA_A, version, model_params_hash(PARAMS), champion=True)
+    (tmp_path / "README.md").write_text("new words\n")
+    api = src / "productgan" / "api.py"
+    api.write_text(api.read_text() + "\nSERVING_CHANGED = True\n")
+    trainer = src / "productgan" / "gan" / "trainer.py"
+    trainer.write_text("# a reviewer's note\n" + trainer.read_text())
+    assert lineage.model_code_version() == version
+    assert not retrain.retrain_decision(name, DATA_A, lineage.model_code_version(), model_params_hash(PARAMS)).retrain
+    arrays = src / "productgan" / "data" / "arrays.py"  # imported by the trainer, outside productgan/gan
+    arrays.write_text(arrays.read_text() + "\nCHANGED = True\n")
+    decision = retrain.retrain_decision(name, DATA_A, lineage.model_code_version(), model_params_hash(PARAMS))
+    assert decision.retrain and "code_version" in decision.reason
 
 
 def test_the_component_body_decides_and_says_so(registry, name, tmp_path, monkeypatch):
-    """The KFP component function itself (what runs in the pod), with lineage from the image's environment."""
-    monkeypatch.setenv("PRODUCTGAN_GIT_COMMIT", CODE)
+    """The KFP component function itself (what runs in the pod), with lineage from the image's code."""
+    from productgan.lineage import model_code_version
+
+    code = model_code_version()
     text = params_argument({**PARAMS, "register": {"model_name": name}})
-    registry(DATA_A, CODE, model_params_hash(parse_params(text)), champion=True)  # as register tags it
+    registry(DATA_A, code, model_params_hash(parse_params(text)), champion=True)  # as register tags it
     summary = types.SimpleNamespace(path=str(tmp_path / "summary.md"), metadata={})
 
     out = check.retrain_check(params=text, dataset_version=DATA_A, force=False, summary=summary)
     assert out is False and "nothing new" in summary.metadata["reason"]
     md = (tmp_path / "summary.md").read_text()
-    assert "**Nothing to do**" in md and DATA_A in md and CODE in md
+    assert "**Nothing to do**" in md and DATA_A in md and code in md
 
     out = check.retrain_check(params=text, dataset_version=DATA_B, force=False, summary=summary)
     assert out is True and "**Retrain**" in (tmp_path / "summary.md").read_text()
@@ -142,16 +169,14 @@ def test_the_component_body_decides_and_says_so(registry, name, tmp_path, monkey
 def test_only_settings_that_change_the_model_make_a_new_training(registry, name, tmp_path, monkeypatch):
     """The params hash the check compares (and register records) covers what changes the trained model: not
     CPU requests, log or checkpoint intervals, the device, evaluation or promotion settings."""
-    from pathlib import Path
-
     import yaml
 
     from pipelines.overrides import apply_overrides
+    from productgan.lineage import model_code_version
 
-    monkeypatch.setenv("PRODUCTGAN_GIT_COMMIT", CODE)
     shipped = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
     base = apply_overrides(shipped, [("register.model_name", name)])
-    registry(DATA_A, CODE, model_params_hash(base), champion=True)
+    registry(DATA_A, model_code_version(), model_params_hash(base), champion=True)
     summary = types.SimpleNamespace(path=str(tmp_path / "summary.md"), metadata={})
 
     def retrains(dotted: str, value) -> bool:
@@ -163,8 +188,17 @@ def test_only_settings_that_change_the_model_make_a_new_training(registry, name,
                           ("train.device", "cuda"), ("evaluate.n", 50), ("register.margin", 0.5),
                           ("ingest.s3_max_attempts", 2), ("generate.n", 3)]:
         assert not retrains(dotted, value), f"{dotted}={value} does not change the model, yet the check retrains"
-    for dotted, value in [("train.steps", 9), ("train.max_minutes", 1.0), ("train.default.lr_g", 0.1),
-                          ("train.recipe", "baseline"), ("train.batch_size", 8), ("preprocess.resolution", 32),
-                          ("train.a_new_knob", 1)]:
+    for dotted, value in [("train.steps", 9), ("train.max_minutes", 1.0), ("train.lr_g", 0.1),
+                          ("train.recipe", "baseline"), ("train.batch_size", 8), ("preprocess.resolution", 32)]:
         assert retrains(dotted, value), f"{dotted}={value} changes the model, yet the check does not retrain"
         assert "params_hash" in summary.metadata["reason"]
+
+    # the hash is of the effective settings: stating a default changes nothing, a changed default (here the
+    # default recipe's row) is a change
+    from productgan.gan import recipes
+
+    assert model_params_hash(apply_overrides(base, [("train.steps", recipes.TrainParams().steps)])) == (
+        model_params_hash(base))
+    monkeypatch.setitem(recipes.RECIPES, "default", {"lr_g": 0.1})
+    assert model_params_hash(base) != model_params_hash(apply_overrides(base, [("train.lr_g", 4e-4)]))
+    assert retrains("train.log_every", 7)

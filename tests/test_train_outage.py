@@ -20,7 +20,7 @@ import yaml
 from servers import MlflowServer, S3Server
 from train_helpers import small_prepared, tiny_params
 
-from productgan.gan import tracking
+from productgan import tracking
 from productgan.gan.checkpoint import list_checkpoints, load_latest
 from productgan.gan.trainer import Trainer
 from productgan.io import read_json
@@ -114,7 +114,7 @@ def test_training_goes_on_while_the_server_is_stopped_and_sends_everything_when_
     assert result.status == "FINISHED" and result.step == 12, result.message
     assert 8 in checkpoints_during_outage
     err = capsys.readouterr().err
-    assert "does not answer (connection refused); training goes on" in err, err
+    assert "does not answer (connection refused); the step goes on" in err, err
     assert "answers again: sent the" in err and "WARNING" not in err, err
     assert _logged_steps(mlflow_server, result.run_id) == list(range(1, 13))
     run = _client(mlflow_server).get_run(result.run_id)
@@ -134,7 +134,7 @@ def _write_params(root: Path, **train) -> None:
     tiny = {"g_channels": 4, "d_channels": 4}
     doc = {"train": {"recipe": "default", "max_minutes": None, "steps": 6, "batch_size": 4, "checkpoint_every": 2,
                      "sync_every": 1, "log_every": 1, "sample_every": 3, "grid_columns": 2,
-                     "baseline": dict(tiny), "default": dict(tiny), **train}}
+                     **tiny, **train}}
     (root / "params.yaml").write_text(yaml.safe_dump(doc))
 
 
@@ -158,7 +158,7 @@ def test_server_down_at_start_then_sync_run_completes_the_run(tmp_path, env, mlf
     res = _cli(tmp_path, env, "train", "--data", str(small_data), "--out", "gen")
     out = res.stdout + res.stderr
     assert res.returncode == 0, out
-    assert "does not answer (connection refused); training goes on" in out, out
+    assert "does not answer (connection refused); the step goes on" in out, out
     assert "WARNING: the MLflow run is not complete" in out and "the run itself" in out, out
     assert "productgan sync-run --checkpoints checkpoints/train" in out, out
     assert "Traceback" not in out and CANARY not in out, out
@@ -272,3 +272,40 @@ def test_a_refused_call_is_dropped_and_a_torn_journal_line_ignored(tmp_path, cli
     folder.mkdir(parents=True)
     (folder / "ops.jsonl").write_text(json.dumps({"op": "tags", "tags": {"a": "1"}}) + '\n{"op": "metr')
     assert tracking.Journal(folder).ops == [{"op": "tags", "tags": {"a": "1"}}]
+
+
+def test_evaluate_keeps_its_records_through_an_outage_and_sync_run_sends_them(tmp_path, env, mlflow_server,
+                                                                              small_data):
+    """evaluate logs onto the training run through the same tracker as train: with the server down it writes
+    metrics.json, keeps the metrics and files beside its real-statistics cache, says so, and `productgan sync-run`
+    sends them to the training run once the server answers."""
+    _write_params(tmp_path)
+    doc = yaml.safe_load((tmp_path / "params.yaml").read_text())
+    doc["evaluate"] = {"metrics": ["fd_domain", "class_accuracy"], "n": 64, "batch_size": 64, "real_split": "train",
+                       "classifier_steps": 20, "classifier_batch_size": 32, "grid_per_category": 2,
+                       "cache_dir": "cache"}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(doc))
+    env = {**env, "MLFLOW_TRACKING_URI": _uri(mlflow_server)}
+    mlflow_server.start()
+    trained = _cli(tmp_path, env, "train", "--data", str(small_data), "--out", "gen")
+    assert trained.returncode == 0, trained.stderr
+    run_id = read_json(tmp_path / "gen" / "run.json")["run_id"]
+    mlflow_server.stop()
+
+    res = _cli(tmp_path, env, "evaluate", "--generator", "gen", "--data", str(small_data), "--out", "eval")
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out
+    assert read_json(tmp_path / "eval" / "metrics.json")["fd_domain"] > 0  # the step's output, whatever MLflow does
+    assert "does not answer (connection refused); the step goes on" in out and "productgan sync-run" in out, out
+    assert "Traceback" not in out and CANARY not in out, out
+    (journal,) = tracking.pending_journals(tmp_path / "cache")
+    assert tracking.Journal(journal).meta["run_id"] == run_id
+
+    mlflow_server.start()
+    synced = _cli(tmp_path, env, "sync-run")
+    assert synced.returncode == 0, synced.stdout + synced.stderr
+    run = _client(mlflow_server).get_run(run_id)
+    scores = read_json(tmp_path / "eval" / "metrics.json")
+    assert run.data.metrics["eval/fd_domain"] == pytest.approx(scores["fd_domain"])
+    assert {"eval/metrics.json", "eval/grid.png"} <= set(_artifacts(mlflow_server, run_id, "eval"))
+    assert not tracking.pending_journals(tmp_path / "cache") and run.info.status == "FINISHED"

@@ -4,6 +4,7 @@ processes (gloo) ending with identical weights on both ranks."""
 
 from __future__ import annotations
 
+import dataclasses
 import signal
 import subprocess
 import sys
@@ -35,8 +36,7 @@ def write_params(root: Path, **train) -> Path:
     doc = {"train": {
         "recipe": "default", "max_minutes": None,
         "steps": 100000, "batch_size": 4, "checkpoint_every": 4, "sync_every": 1, "log_every": 2,
-        "sample_every": 1000, "grid_columns": 2, "baseline": dict(TINY_RECIPE), "default": dict(TINY_RECIPE),
-        **train,
+        "sample_every": 1000, "grid_columns": 2, **TINY_RECIPE, **train,
     }}
     path = root / "params.yaml"
     path.write_text(yaml.safe_dump(doc))
@@ -114,6 +114,66 @@ def test_sigkill_then_resume_continues_like_an_uninterrupted_run(tmp_path, monke
     assert final["history"]["loss_g"] == ref.history["loss_g"]
 
 
+def _newest_state(ckpt: Path) -> dict | None:
+    """The newest checkpoint's state, or None (training rotates files: one may vanish while it is read)."""
+    for _step, path in reversed(list_checkpoints(ckpt)):
+        try:
+            return load_checkpoint(path)
+        except Exception:  # removed or replaced while read: try the next
+            continue
+    return None
+
+
+def test_sigkill_in_the_last_quarter_of_a_time_budget_then_resume_equals_a_run_of_its_step_count(
+        tmp_path, monkeypatch, env, small_data):
+    """max_minutes becomes a step count once, at the start, from a measured warm-up (recorded in every checkpoint,
+    run.json and MLflow). Killed in the last quarter of those steps, where the schedule anneals, and resumed, the
+    run keeps the count and ends with exactly the weights of an uninterrupted run of that many steps without a
+    budget: the schedule depends on the step only, not on the clock."""
+    write_params(tmp_path, max_minutes=0.25, checkpoint_every=2, log_every=50, lr_schedule="linear",
+                 lr_decay_start=0.5, g_topk=0.5, num_threads=1)
+    ckpt = tmp_path / "checkpoints" / "train"
+    proc = start_train(tmp_path, env, small_data)
+    seen: dict = {}
+
+    def in_last_quarter() -> bool:
+        state = _newest_state(ckpt)
+        if state and state.get("time_budget"):
+            seen.update(state)
+        return bool(seen) and seen["step"] >= 0.8 * seen["time_budget"]["steps"]
+
+    wait_for(in_last_quarter, proc, "a checkpoint in the last quarter of the time budget's steps")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    _, killed = load_latest(ckpt)
+    budget, k = killed["time_budget"], killed["step"]
+    total = budget["steps"]
+    assert 0.75 * total <= k < total, (k, total)
+    assert budget["max_minutes"] == 0.25 and budget["warmup_steps"] >= 7 and budget["step_s"] > 0
+    first_log = (tmp_path / "stderr.txt").read_text()
+    assert f"time budget 0.25 min = {total:,} steps (measured over {budget['warmup_steps']} warm-up steps" in first_log
+
+    resumed = start_train(tmp_path, env, small_data, "--resume")
+    assert resumed.wait(timeout=300) == 0, (tmp_path / "stderr.txt").read_text()[-3000:]
+    _, final = load_latest(ckpt)
+    assert final["step"] == total and final["time_budget"] == budget and final["run_id"] == killed["run_id"]
+    assert read_json(tmp_path / "gen" / "run.json")["time_budget"] == budget
+    logged = MlflowClient(env["MLFLOW_TRACKING_URI"]).get_run(killed["run_id"]).data.params
+    assert logged["total_steps"] == str(total) and float(logged["time_budget_step_ms"]) > 0
+    assert "resumed from" in (tmp_path / "stderr.txt").read_text()
+
+    # the same steps without a budget, uninterrupted, in this process: identical weights, EMA and optimisers
+    monkeypatch.chdir(tmp_path)
+    params = load_section("train", TrainParams, tmp_path / "params.yaml")
+    params = dataclasses.replace(params, max_minutes=None, steps=total, checkpoint_dir=str(tmp_path / "ref"))
+    ref = Trainer(params, small_data, tmp_path / "gen_ref", track=False)
+    assert ref.run().step == total and ref.time_budget is None
+    for key, module in (("G", ref.G), ("D", ref.D), ("G_ema", ref.ema.model)):
+        assert all(torch.equal(final[key][n], v) for n, v in module.state_dict().items()), key
+    for key, opt in (("opt_g", ref.opt_g), ("opt_d", ref.opt_d)):
+        assert torch.equal(final[key]["state"][0]["exp_avg"], opt.state_dict()["state"][0]["exp_avg"]), key
+
+
 def test_sigterm_writes_a_checkpoint_and_stops_cleanly(tmp_path, env, small_data):
     write_params(tmp_path, checkpoint_every=1000)
     ckpt = tmp_path / "checkpoints" / "train"
@@ -171,9 +231,8 @@ def test_ddp_two_cpu_processes_end_with_identical_weights(tmp_path, env, small_d
     # default: lazy R1 + DiffAugment; baseline: BatchNorm D with separate passes (no_sync); article_wgan_gp:
     # n_critic D updates per step, each with the gradient penalty on the plain D; ra-bce: both of D's passes
     # in one backward, and G main runs D on real images too
-    r1 = {"r1_gamma": 1.0, "r1_every": 2}
-    write_params(tmp_path, recipe=recipe, steps=6, batch_size=4, checkpoint_every=3, default={**TINY_RECIPE, **r1},
-                 baseline={**TINY_RECIPE, "loss": loss}, article_wgan_gp=dict(TINY_RECIPE))
+    knobs = {"default": {"r1_gamma": 1.0, "r1_every": 2}, "baseline": {"loss": loss}, "article_wgan_gp": {}}[recipe]
+    write_params(tmp_path, recipe=recipe, steps=6, batch_size=4, checkpoint_every=3, **knobs)
     (tmp_path / "ddp.py").write_text(DDP_SCRIPT)
     res = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "ddp.py",

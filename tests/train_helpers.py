@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -23,17 +22,12 @@ def prepared_at(root: Path, images: np.ndarray, labels: np.ndarray, resolution: 
     return write_prepared(root, {"train": (resized, labels)}, FMNIST_CATEGORIES)
 
 
-def tiny_params(tmp: Path, **overrides) -> TrainParams:
-    """2 steps of batch 4 with 4-channel networks; checkpoints, metrics and plots under ``tmp``."""
-    recipe_over = overrides.pop("recipe_overrides", {})
-    p = TrainParams(
-        recipe="default", max_minutes=None,
-        steps=2, batch_size=4, checkpoint_every=2, log_every=1, sample_every=2, sync_every=1, grid_columns=2,
-        checkpoint_dir=str(tmp / "ckpt"), metrics_file=str(tmp / "metrics.json"), plots_file=str(tmp / "plots.csv"),
-    )
-    p.baseline = dataclasses.replace(p.baseline, **TINY, **recipe_over)
-    p.default = dataclasses.replace(p.default, **TINY, **recipe_over)
-    return dataclasses.replace(p, **overrides)
+def tiny_params(tmp: Path, recipe: str = "default", **settings) -> TrainParams:
+    """2 steps of batch 4 with 4-channel networks of ``recipe``; checkpoints, metrics and plots under ``tmp``."""
+    tiny = dict(max_minutes=None, steps=2, batch_size=4, checkpoint_every=2, log_every=1, sample_every=2, sync_every=1,
+                grid_columns=2, checkpoint_dir=str(tmp / "ckpt"), metrics_file=str(tmp / "metrics.json"),
+                plots_file=str(tmp / "plots.csv"), **TINY)
+    return TrainParams.of_recipe(recipe, **{**tiny, **settings})
 
 
 def small_prepared(tmp_path: Path, fmnist_small) -> Path:

@@ -49,8 +49,11 @@ def evaluate(generator_ref: str, data_dir: str, out_dir: str, n: int | None) -> 
     except (ParamsError, FileNotFoundError, ValueError, InceptionWeightsMissing) as exc:
         raise click.ClickException(str(exc)) from exc
 
-    shown = ("fd_domain", "kid", "precision", "recall", "class_accuracy", "diversity_ratio_min", "mode_collapse", "fid",
-             "fid_inf", "fid_per_category_mean")
+    from productgan.metrics.catalog import sample_count
+
+    counted = [k for k in result if sample_count(k) and (k.endswith("_mean") or "_" not in k)]  # fid2k, ..._mean
+    shown = ("fd_domain", "kid", "precision", "recall", "class_accuracy", "diversity_ratio_min", "mode_collapse",
+             *counted, "fid_inf")
     summary = "  ".join(
         f"{k}={result[k]:.4g}" if isinstance(result[k], float) else f"{k}={result[k]}" for k in shown if k in result
     )

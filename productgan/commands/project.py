@@ -20,7 +20,6 @@ def _project_params(**overrides: Any) -> Any:
 
     try:
         params = load_section("project", ProjectParams, overrides=overrides)
-        params.validate()
     except ParamsError as exc:
         raise click.ClickException(f"project: {exc}") from None
     return params

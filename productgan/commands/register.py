@@ -45,7 +45,8 @@ def register(
         result = register_generator(generator_dir, metrics_file, data_dir=data_dir, cfg=cfg)
     except (RegistrationError, LockTimeout, TrackingUnavailable) as exc:
         raise click.ClickException(str(exc)) from exc
-    record = {k: result[k] for k in ("model_name", "version", "champion_version", "decision", "scores", "reason")}
+    keys = ("model_name", "version", "champion_version", "decision", "scores", "reason", "mlflow_pending")
+    record = {k: result[k] for k in keys if k in result}  # mlflow_pending: records kept for `productgan sync-run`
     atomic_write_json(out_file, record)
     click.echo(f"{cfg.model_name} version {result['version']}: {result['decision']} ({result['reason']}); "
                f"champion is version {result['champion_version']}")

@@ -17,14 +17,14 @@ from PIL import Image, ImageFilter
 DENOISERS = ("none", "median", "bilateral")
 
 
-def check(method: str, size: int, sigma: float) -> str | None:
-    """Why these settings cannot be used, or None."""
+def check(method: str, size: int, sigma: float) -> tuple[str, str] | None:
+    """Why these settings cannot be used, as (key, problem), or None."""
     if method not in DENOISERS:
-        return f"denoise must be one of {DENOISERS}, got {method!r}"
+        return "denoise", f"must be one of {DENOISERS}, got {method!r}"
     if size < 3 or size % 2 == 0:
-        return f"denoise_size must be an odd window of 3 or more pixels, got {size}"
+        return "denoise_size", f"must be an odd window of 3 or more pixels, got {size}"
     if not sigma > 0:
-        return f"denoise_sigma must be positive, got {sigma}"
+        return "denoise_sigma", f"must be positive, got {sigma}"
     return None
 
 

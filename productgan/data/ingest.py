@@ -38,14 +38,15 @@ _WORKERS = 8
 
 @dataclass
 class IngestParams:
-    """The ``ingest`` section of params.yaml (defaults equal the shipped file)."""
+    """The ``ingest`` section of params.yaml: every default (params.yaml states what differs)."""
 
-    source: str = "fashion-mnist"
+    source: str = "fashion-mnist"  # fashion-mnist | /path/to/folder | archive.zip|.tar|.tar.gz | s3://bucket/prefix;
+    #                                `make run` ingests it into data/ when the DVC remote lacks the recorded version
     out: str = "data"
-    s3_endpoint_url: str | None = None
-    s3_max_attempts: int = 8
-    max_file_mb: float = 256.0
-    max_total_mb: float = 51200.0
+    s3_endpoint_url: str | None = None  # e.g. http://minio:9000; None = AWS_ENDPOINT_URL / standard AWS config
+    s3_max_attempts: int = 8  # retries on throttling and 5xx (botocore "standard" retry mode)
+    max_file_mb: float = 256.0  # a larger file (an archive member once extracted) is refused: archive bombs
+    max_total_mb: float = 51200.0  # a source larger than this (or than the free disk) is refused before any write
 
 
 @dataclass

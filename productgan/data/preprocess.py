@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from tqdm import tqdm
@@ -36,7 +36,7 @@ from productgan.data.resize import BACKGROUNDS, RESOLUTIONS, fit_and_pad, fit_an
 from productgan.data.split import assign_split, pixel_digest
 from productgan.io import atomic_write_json, fsync_path, read_json, save_npy_atomic, sha256_bytes, sha256_file
 from productgan.lineage import dataset_version
-from productgan.params import ParamsError
+from productgan.params import require
 
 INPUT_FORMAT = "productgan-dataset/1"
 OUTPUT_FORMAT = "productgan-prepared/1"
@@ -48,41 +48,37 @@ OUTPUT_FILES = {MANIFEST, FAILURE_REPORT} | {f"{s}_{k}.npy" for s in SPLITS for 
 
 @dataclass
 class PreprocessParams:
-    """The ``preprocess`` section of params.yaml (defaults equal to the shipped file)."""
+    """The ``preprocess`` section of params.yaml: every default and check (params.yaml states what differs)."""
 
-    resolution: int = 28
-    channels: int = 1
-    val_fraction: float = 0.1
-    test_fraction: float = 0.1
-    dedup: bool = True
-    background: str = "auto"
-    max_refused_fraction: float = 0.2
-    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
+    NOT_MODEL: ClassVar[frozenset[str]] = frozenset({"workers"})  # the output is byte-identical either way
+
+    resolution: int = 28  # 28, 32, 64 or 128
+    channels: int = 1  # 1 (grey) or 3 (RGB)
+    val_fraction: float = 0.1  # share of the train split held out for validation (by content hash)
+    test_fraction: float = 0.1  # for sources without an official test split
+    dedup: bool = True  # drop exact duplicates (same decoded pixels)
+    background: str = "auto"  # padding colour: auto (from the image border) | white | black
+    max_refused_fraction: float = 0.2  # fail the step when more of the input than this is refused
+    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS  # larger images are refused as decompression bombs (Pillow's)
     workers: int = 0  # decoding processes; 0 = every core this process may use. Never changes the output.
-    denoise: str = "none"  # none | median | bilateral (edge-preserving), before resizing (productgan.data.denoise)
+    denoise: str = "none"  # none | median (Pillow) | bilateral (OpenCV, edge-preserving): applied to each decoded
+    #                        image before resizing; recorded in the prepared manifest (productgan.data.denoise)
     denoise_size: int = 3  # odd window in pixels (median and bilateral)
     denoise_sigma: float = 25.0  # bilateral: how far apart (grey levels) two values may be and still be averaged
 
     def __post_init__(self) -> None:
-        where = "params.yaml preprocess"
-        if self.workers < 0:
-            raise ParamsError(f"{where}.workers: 0 (every core) or a number of processes, got {self.workers}")
-        if self.resolution not in RESOLUTIONS:
-            raise ParamsError(f"{where}.resolution (or --resolution): use one of {RESOLUTIONS}, got {self.resolution}")
-        if self.channels not in (1, 3):
-            raise ParamsError(f"{where}.channels (or --channels): use 1 (grey) or 3 (RGB), got {self.channels}")
-        if self.background not in BACKGROUNDS:
-            raise ParamsError(f"{where}.background: use one of {BACKGROUNDS}, got {self.background!r}")
-        for name in ("val_fraction", "test_fraction", "max_refused_fraction"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ParamsError(f"{where}.{name}: must lie in [0, 1], got {getattr(self, name)}")
-        if self.test_fraction >= 1.0 or self.val_fraction >= 1.0:
-            raise ParamsError(f"{where}: val_fraction and test_fraction must each be below 1 (train needs images)")
-        if self.max_image_pixels <= 0:
-            raise ParamsError(f"{where}.max_image_pixels: must be positive, got {self.max_image_pixels}")
+        require(self.workers >= 0, "workers", f"0 (every core) or a number of processes, got {self.workers}")
+        require(self.resolution in RESOLUTIONS, "resolution", f"use one of {RESOLUTIONS}, got {self.resolution}")
+        require(self.channels in (1, 3), "channels", f"use 1 (grey) or 3 (RGB), got {self.channels}")
+        require(self.background in BACKGROUNDS, "background", f"use one of {BACKGROUNDS}, got {self.background!r}")
+        for key in ("val_fraction", "test_fraction", "max_refused_fraction"):
+            require(0.0 <= getattr(self, key) <= 1.0, key, f"must lie in [0, 1], got {getattr(self, key)}")
+        for key in ("val_fraction", "test_fraction"):
+            require(getattr(self, key) < 1.0, key, "must be below 1 (train needs images)")
+        require(self.max_image_pixels > 0, "max_image_pixels", f"must be positive, got {self.max_image_pixels}")
         problem = check_denoise(self.denoise, self.denoise_size, self.denoise_sigma)
         if problem:
-            raise ParamsError(f"{where}: {problem}")
+            require(False, *problem)
 
 
 class PreprocessError(RuntimeError):

@@ -35,10 +35,10 @@ from productgan.gan.config import GeneratorConfig
 from productgan.gan.export import CONFIG, WEIGHTS, save_generator
 from productgan.gan.recipes import TrainParams
 from productgan.gan.sample import save_png
-from productgan.gan.tracking import PENDING_DIR, SYNC_COMMAND, Tracker, pending_journals
 from productgan.io import atomic_open, atomic_write_json, read_json
 from productgan.lineage import Lineage
 from productgan.redact import redact
+from productgan.tracking import PENDING_DIR, SYNC_COMMAND, Tracker, pending_journals, sync_journals
 
 RUN_FILE = "run.json"
 GRID_FILE = "grid.png"
@@ -55,15 +55,6 @@ class TrainResult:
     exit_code: int = 0
 
 
-def flat_params(params: TrainParams) -> dict[str, Any]:
-    """The run's knobs with the chosen recipe's knobs flattened in (``recipe.lr_g`` ...)."""
-    doc = dataclasses.asdict(params)
-    chosen = doc.pop(params.recipe)
-    doc.pop("baseline", None)
-    doc.pop("default", None)
-    return {**doc, **{f"recipe.{k}": v for k, v in chosen.items()}}
-
-
 class RunLifecycle:
     def __init__(self, params: TrainParams, out_dir: Path, lineage: Lineage, main: bool, track: bool) -> None:
         self.params, self.out_dir, self.lineage, self.main = params, out_dir, lineage, main
@@ -71,6 +62,8 @@ class RunLifecycle:
                                say=self.say)
         self.stop_signal: int | None = None
         self.pbar: Any = None
+        self.total_steps = params.steps  # the trainer sets both once a time budget is a step count
+        self.time_budget: dict[str, Any] | None = None
 
     @property
     def run_id(self) -> str | None:
@@ -98,7 +91,7 @@ class RunLifecycle:
     def progress_bar(self, step: int) -> Iterator[Any]:
         import tqdm
 
-        self.pbar = tqdm.tqdm(total=self.params.steps, initial=step, desc=f"train {self.params.recipe}",
+        self.pbar = tqdm.tqdm(total=self.total_steps, initial=step, desc=f"train {self.params.recipe}",
                               unit="step", disable=None if self.main else True, dynamic_ncols=True)
         try:
             yield self.pbar
@@ -131,18 +124,17 @@ class RunLifecycle:
             self.say(f"{len(others)} earlier run(s) still have MLflow calls kept in {others[0].parent} (the server "
                      f"was down); `{self._sync_command()}` sends them")
         tags = {"recipe": p.recipe, "dataset_version": lineage.dataset_version, "git_commit": lineage.git_commit,
-                "params_hash": lineage.params_hash, "productgan.step": "train"}
+                "code_version": lineage.code_version, "params_hash": lineage.params_hash, "productgan.step": "train"}
         new = self.tracker.start(p.experiment, run_id, run_name=f"train-{p.recipe}",
                                  tags={k: str(v) for k, v in tags.items() if v is not None}, journal_id=journal_id,
                                  meta={"run_file": str((self.out_dir / RUN_FILE).resolve())})
         if new:
-            self.tracker.log_params({**flat_params(p), "dataset_version": lineage.dataset_version,
+            self.tracker.log_params({**dataclasses.asdict(p), "dataset_version": lineage.dataset_version,
                                      **logged_params})
 
     def log_interval(self, step: int, row: dict[str, float], extra: dict[str, float], seconds: float) -> None:
         """One logging interval's means (``row``: HISTORY_KEYS) and ``extra`` gauges: MLflow and the console.
-        ``seconds`` of training so far: the console also shows how much of a ``max_minutes`` budget is spent
-        (the bar counts steps, which the budget may cut short)."""
+        ``seconds`` of training so far: the console also shows how much of a ``max_minutes`` budget is spent."""
         if not self.main:
             return
         self.tracker.log_metrics({**{k: v for k, v in row.items() if k != "step"}, **extra}, step)
@@ -152,7 +144,7 @@ class RunLifecycle:
         if self._bar_shown():
             self.pbar.set_postfix_str(text)
         else:
-            print(f"train: step {step}/{self.params.steps} {text}", flush=True)
+            print(f"train: step {step}/{self.total_steps} {text}", flush=True)
 
     def log_grid(self, grid: np.ndarray, step: int) -> None:
         if self.main:
@@ -224,6 +216,8 @@ class RunLifecycle:
                "experiment_id": self.tracker.experiment_id, "status": status}
         if message:
             doc["message"] = redact(message)
+        if self.time_budget:
+            doc["time_budget"] = self.time_budget  # max_minutes as the step count this run trained to
         if pending:
             doc["mlflow_pending"] = pending
         atomic_write_json(self.out_dir / RUN_FILE, doc)
@@ -243,26 +237,14 @@ def sync_runs(checkpoint_dir: str | os.PathLike[str], say: Callable[[str], None]
     """Send the MLflow calls that training runs in ``checkpoint_dir`` kept while the tracking store was down
     (``productgan sync-run``), and complete each run's ``run.json``. Returns True when nothing is kept any more.
     Run it while no training uses that checkpoint folder."""
-    journals = pending_journals(checkpoint_dir)
-    if not journals:
-        say(f"sync-run: no MLflow calls are kept in {Path(checkpoint_dir) / PENDING_DIR}; nothing to send")
-        return True
-    complete = True
-    for folder in journals:
-        tracker = Tracker(pending_root=folder.parent, say=lambda m: say(f"sync-run: {m}"))
-        tracker.connect(folder.name)
+
+    def complete(folder: Path, tracker: Tracker) -> None:
         run_file = tracker.journal.meta.get("run_file")
-        missing = tracker.close()
-        if missing is not None:
-            complete = False
-            say(redact(f"sync-run: {folder}: MLflow at {tracker.tracking_uri} still lacks {missing}; "
-                       "run this again when it answers"))
-            continue
         if run_file:
             _complete_run_file(Path(run_file), folder.name, tracker)
-        say(f"sync-run: run {tracker.run_id} is complete in MLflow ({tracker.tracking_uri})"
-            + (f"; {run_file} updated" if run_file else ""))
-    return complete
+            say(f"sync-run: {run_file} updated")
+
+    return sync_journals(checkpoint_dir, say, complete)
 
 
 def _complete_run_file(path: Path, journal_id: str, tracker: Tracker) -> None:

@@ -22,13 +22,14 @@ FAILED, run.json status FAILED, no weights).
 
 Randomness: every draw of step ``s`` (latents, augmentation) comes from a generator seeded by
 (seed, s, rank, restarts), and batches are a function of (seed, s), so a resumed run continues exactly
-as an uninterrupted one would (bit-for-bit on CPU).
+as an uninterrupted one would (bit-for-bit on CPU). The schedule is a function of the step and the run's step
+count; a ``max_minutes`` budget becomes that count once, at the start (``budget.py``), and a resume keeps it.
 """
 
 from __future__ import annotations
 
 import copy
-import dataclasses
+import io
 import math
 import os
 import time
@@ -43,7 +44,15 @@ from productgan.data.arrays import load_manifest, load_split
 from productgan.device import autocast_dtype, cpu_has_native_bf16
 from productgan.gan import distributed
 from productgan.gan.augment import DiffAugment, parse_policy
-from productgan.gan.checkpoint import PREVIOUS, load_latest, remove_temp_files, save_checkpoint, set_aside_checkpoints
+from productgan.gan.budget import TimeBudget, warmup_steps
+from productgan.gan.checkpoint import (
+    PREVIOUS,
+    load_checkpoint,
+    load_latest,
+    remove_temp_files,
+    save_checkpoint,
+    set_aside_checkpoints,
+)
 from productgan.gan.config import GeneratorConfig, start_size
 from productgan.gan.dataset import ResidentData
 from productgan.gan.ema import EMA, recalibrate_batchnorm
@@ -53,14 +62,10 @@ from productgan.gan.precision_probe import cpu_precision
 from productgan.gan.recipes import TrainParams
 from productgan.gan.run import HISTORY_KEYS, RunLifecycle, TrainResult
 from productgan.gan.sample import category_grid
-from productgan.lineage import Lineage, code_version, stable_hash
+from productgan.lineage import Lineage, model_code_version, stable_hash
+from productgan.params import ParamsError
 
 CHECKPOINT_FORMAT = "productgan-train-checkpoint/1"
-# The code whose behaviour shapes the trained weights: a checkpoint resumes only under the same code.
-# Comments and docstrings do not count (productgan.lineage.code_version); logging and file handling do not.
-MODEL_CODE = ("augment.py", "config.py", "dataset.py", "distributed.py", "ema.py", "loss.py", "networks.py",
-              "recipes.py", "trainer.py")
-CODE_DIR = Path(__file__).parent
 # Test hook (documented in README ## Train): make the D loss NaN at this step, to exercise the guard.
 INJECT_NAN_ENV = "PRODUCTGAN_INJECT_NAN_AT_STEP"
 INJECT_NAN_TIMES_ENV = "PRODUCTGAN_INJECT_NAN_TIMES"  # how many times (default: every time the step runs)
@@ -76,10 +81,6 @@ class TrainingFailed(RuntimeError):
 
 class Interrupted(Exception):
     """A stop signal arrived; a checkpoint has been written."""
-
-
-def model_code_version() -> str:
-    return code_version(CODE_DIR / name for name in MODEL_CODE)
 
 
 def _grad_norm(parameters: list[nn.Parameter], clip: float) -> torch.Tensor:
@@ -106,8 +107,7 @@ class Trainer:
     ) -> None:
         """``lineage``: dataset version, params hash and git commit, from the command (``Lineage.current()``);
         without it the dataset version is the manifest's dataset hash and the rest is unknown."""
-        params.validate()
-        self.params, self.recipe = params, params.recipe_params()
+        self.params = params
         self.resume = resume
         self.ckpt_dir = Path(params.checkpoint_dir)
         self.ctx = distributed.setup(params.device)
@@ -124,22 +124,23 @@ class Trainer:
         start_size(resolution)  # rejects unsupported resolutions with a clear message
         self.num_train = len(labels)
         lineage = lineage or Lineage()
+        # the model code's version: a checkpoint resumes only under the same (productgan.lineage.MODEL_CODE_ROOT)
         self.lineage = Lineage(lineage.dataset_version or manifest.get("dataset_hash"), lineage.params_hash,
-                               lineage.git_commit)
+                               lineage.git_commit, lineage.code_version or model_code_version())
         self.cfg = GeneratorConfig(
-            arch=self.recipe.arch, resolution=resolution, channels=channels, latent_dim=params.latent_dim,
-            base_channels=self.recipe.g_channels, categories=self.categories,
+            arch=params.arch, resolution=resolution, channels=channels, latent_dim=params.latent_dim,
+            base_channels=params.g_channels, categories=self.categories,
         )
 
         # the networks (module docstring: G/D train and export, G_ddp/D_ddp are what the step calls)
         torch.manual_seed(params.seed)  # same initial weights on every rank (DDP also broadcasts them)
         layout = torch.channels_last if params.channels_last else torch.contiguous_format
         self.G = build_generator(self.cfg).to(self.device, memory_format=layout)
-        self.D = build_discriminator(self.cfg, self.recipe.d_channels, self.recipe.d_arch or None).to(
+        self.D = build_discriminator(self.cfg, params.d_channels, params.d_arch).to(
             self.device, memory_format=layout)
         self.G_ddp = distributed.wrap(self.G, params.compile, self.ctx)
         self.D_ddp = distributed.wrap(self.D, params.compile, self.ctx)
-        r = self.recipe
+        r = params
         self.ema = EMA(self.G, r.ema_kimg, r.ema_rampup) if r.ema_kimg > 0 else None
         # fused Adam: one kernel for all tensors; on 2 CPU cores 10-23% more steps/s than the per-tensor loop
         fused = True if self.device.type in ("cuda", "cpu") else None
@@ -161,20 +162,21 @@ class Trainer:
             self.loss = GANLoss(self.D, self.G_ddp, self.D_ddp, LOSSES[r.loss], self.augment, self.scaler, self.gen,
                                 self.device, self.amp_dtype, r.gp_lambda, r.cr_lambda)
         except ValueError as exc:
-            raise ValueError(f"params train.{params.recipe}: loss {r.loss!r} with d_arch {r.d_arch!r}: {exc}. Fix: "
-                             "set d_arch to dcgan_ln (layer norm), dcgan_sn, resnet or mlp") from None
+            raise ParamsError(f"train.loss: {r.loss!r} with d_arch {r.d_arch!r} (recipe {params.recipe}): {exc}. "
+                              "Fix: set train.d_arch to dcgan_ln (layer norm), dcgan_sn, resnet or mlp") from None
 
         self.fingerprint = stable_hash({
             **params.fingerprint_fields(), "dataset_version": self.lineage.dataset_version,
             "resolution": resolution, "channels": channels, "categories": self.categories, "world": self.ctx.world,
-            "code": model_code_version(),
+            "code": self.lineage.code_version,
         })
         self.lifecycle = RunLifecycle(params, Path(out_dir), self.lineage, self.ctx.main, track)
         self.step = 0
         self.restarts = 0
         self.lr_scale = 1.0
         self.history: dict[str, list[float]] = {k: [] for k in HISTORY_KEYS}
-        self.stopped_early: str | None = None
+        self.time_budget: TimeBudget | None = None  # max_minutes as a step count (budget.py), measured once
+        self.total_steps = params.steps  # where the run ends: steps, or fewer when the time budget says so
         self._last_ckpt_step = -1
         self._nan_injected = 0
         self._seconds_base, self._session_t0 = 0.0, time.perf_counter()
@@ -191,16 +193,14 @@ class Trainer:
         return self._seconds_base + (time.perf_counter() - self._session_t0)
 
     def progress(self, step: int) -> float:
-        """How far the run is, 0..1: by steps, or by time when a ``max_minutes`` budget ends sooner."""
-        t = (step - self.recipe.lr_warmup_steps) / max(1, self.params.steps - self.recipe.lr_warmup_steps)
-        if self.params.max_minutes:
-            t = max(t, self._seconds() / (60.0 * self.params.max_minutes))
+        """How far the run is, 0..1, in steps of ``total_steps`` (a time budget is a step count: budget.py)."""
+        t = (step - self.params.lr_warmup_steps) / max(1, self.total_steps - self.params.lr_warmup_steps)
         return min(1.0, max(0.0, t))
 
     def lr_factor(self, step: int) -> float:
         """Schedule x restart scale: warm-up, then constant / linear / cosine decay to lr_final_factor
         from ``lr_decay_start`` to the end of the run (see ``progress``)."""
-        r = self.recipe
+        r = self.params
         if r.lr_warmup_steps > 0 and step < r.lr_warmup_steps:
             factor = (step + 1) / r.lr_warmup_steps
         elif r.lr_schedule == "constant":
@@ -215,7 +215,7 @@ class Trainer:
 
     def g_keep(self, step: int) -> float:
         """Share of G's images whose loss counts: from 1 down to ``g_topk`` over the run (top-k training)."""
-        return 1.0 - (1.0 - self.recipe.g_topk) * self.progress(step)
+        return 1.0 - (1.0 - self.params.g_topk) * self.progress(step)
 
     # ------------------------------------------------------------------------------------- one step
 
@@ -232,7 +232,7 @@ class Trainer:
     def _optimizer_step(self, optimizer: torch.optim.Optimizer, network: nn.Module) -> torch.Tensor:
         """Unscale, measure (and clip) the gradient, step; returns the gradient norm."""
         self.scaler.unscale_(optimizer)
-        norm = _grad_norm(list(network.parameters()), self.recipe.grad_clip)
+        norm = _grad_norm(list(network.parameters()), self.params.grad_clip)
         self.scaler.step(optimizer)
         return norm
 
@@ -241,7 +241,7 @@ class Trainer:
         the last one. Batch ``step * n_critic + k`` and the step's seeded generator keep every draw a
         function of the step (resume and restarts stay exact); with ``n_critic`` 1 this is one D and one G
         update on one batch, as before there was ``n_critic``."""
-        p, r = self.params, self.recipe
+        p = r = self.params
         self.gen.manual_seed(_step_seed(p.seed, step, self.ctx.rank, self.restarts))
         factor = self.lr_factor(step)
         for optimizer, lr in ((self.opt_g, r.lr_g), (self.opt_d, r.lr_d)):
@@ -279,46 +279,42 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------ the loop
 
-    def _sync(self) -> tuple[bool, bool, bool]:
-        """The host check: (diverged, stop signal, time budget spent), agreed by all ranks."""
-        time_up = self.params.max_minutes is not None and self._seconds() >= self.params.max_minutes * 60
+    def _sync(self) -> tuple[bool, bool]:
+        """The host check: (diverged, stop signal), agreed by all ranks."""
         flags = torch.stack([
             self._bad.float(),
             torch.tensor(float(self.lifecycle.stop_signal is not None), device=self.device),
-            torch.tensor(float(time_up), device=self.device),
         ])
-        bad, stop, up = (v > 0 for v in distributed.all_max(flags, self.ctx).tolist())
-        return bad, stop, up
+        bad, stop = (v > 0 for v in distributed.all_max(flags, self.ctx).tolist())
+        return bad, stop
 
     def _loop(self, pbar: Any) -> None:
         p = self.params
         self._mark_t, self._mark_step = time.perf_counter(), self.step
-        while self.step < p.steps:
+        end = self.total_steps
+        while self.step < end:
             self.train_step(self.step)
             self.step += 1
             s = self.step
             log_now, sample_now, checkpoint_now = (s % p.log_every == 0, s % p.sample_every == 0,
                                                    s % p.checkpoint_every == 0)
             stop_asked = self.lifecycle.stop_signal is not None
-            if not (s % p.sync_every == 0 or s == p.steps or stop_asked or log_now or sample_now or checkpoint_now):
+            if not (s % p.sync_every == 0 or s == end or stop_asked or log_now or sample_now or checkpoint_now):
                 continue
-            diverged, stop, time_up = self._sync()
+            diverged, stop = self._sync()
             if diverged:
                 raise Divergence(f"NaN/inf loss or gradient norm above {p.max_grad_norm:g} by step {s}")
             pbar.update(s - pbar.n)
-            if log_now or s == p.steps or time_up:
+            if log_now or s == end:
                 self._log(s)
             if sample_now:
                 if self.ctx.main:
                     self.lifecycle.log_grid(self._grid(), s)
                 self._mark_t = time.perf_counter()  # keep sampling time out of images/s
-            if checkpoint_now or stop or time_up or s == p.steps:
+            if checkpoint_now or stop or s == end:
                 self._checkpoint()
             if stop:
                 raise Interrupted()
-            if time_up:
-                self.stopped_early = f"max_minutes={p.max_minutes:g} reached at step {s}"
-                break
 
     def _log(self, step: int) -> None:
         now = time.perf_counter()
@@ -367,7 +363,7 @@ class Trainer:
         p = self.params
         if p.precision != "auto" or self.device.type != "cpu" or self.ctx.world > 1 or not cpu_has_native_bf16():
             return autocast_dtype(p.precision, self.device)
-        networks = {"config": self.cfg.to_dict(), "recipe": dataclasses.asdict(self.recipe)}
+        networks = {"config": self.cfg.to_dict(), "d_arch": p.d_arch, "d_channels": p.d_channels}
         name, self.precision_probe, self.precision_cached = cpu_precision(
             self.G, self.D, p.latent_dim, len(self.categories), p.batch_size, networks)
         return PROBED[name]
@@ -387,6 +383,7 @@ class Trainer:
             "restarts": self.restarts,
             "lr_scale": self.lr_scale,
             "train_seconds": self._seconds(),
+            "time_budget": self.time_budget.to_dict() if self.time_budget else {},  # resumes keep its step count
             "precision": self.precision_name,  # what auto chose; a resume keeps it, so the run stays exact
             "run_id": self.lifecycle.run_id,
             "tracking_journal": self.lifecycle.tracker.journal_id,  # MLflow calls kept while the store was down
@@ -430,6 +427,55 @@ class Trainer:
         self._last_ckpt_step = self.step
         self._reset_accumulators()
 
+    def _measure_time_budget(self) -> TimeBudget:
+        """``max_minutes`` as a step count (budget.py): train a few steps from the current state, timing them and a
+        sample grid, then restore that state exactly (from an in-memory checkpoint, as a resume does)."""
+        p, t_start = self.params, time.perf_counter()
+        snapshot = io.BytesIO()
+        torch.save(self._state(), snapshot)
+        checkpoint_s = time.perf_counter() - t_start
+        first = self.step
+
+        def timed(count: int, start: int) -> float:
+            t0 = time.perf_counter()
+            for i in range(count):
+                self.train_step(start + i)
+                if (i + 1) % p.sync_every == 0:
+                    self._sync()
+            self._sync()
+            seconds = torch.tensor((time.perf_counter() - t0) / count, device=self.device)
+            return float(distributed.all_max(seconds, self.ctx))  # the slowest rank sets the pace
+
+        self.train_step(first)  # first call: allocations and one-time set-up, not a step's cost
+        estimate = timed(3, first + 1)
+        count = warmup_steps(estimate, p.max_minutes or 0.0)
+        step_s = timed(count, first + 4)
+        grid_s = 0.0
+        if (p.max_minutes or 0.0) * 60 / step_s > p.sample_every:  # the run will draw grids: what one costs
+            t0 = time.perf_counter()
+            if self.ctx.main:
+                self._grid()
+            grid_s = float(distributed.all_max(torch.tensor(time.perf_counter() - t0, device=self.device), self.ctx))
+        snapshot.seek(0)
+        self._restore(load_checkpoint(snapshot))
+        return TimeBudget.measured(p.max_minutes or 0.0, step_s, grid_s, checkpoint_s,
+                                   time.perf_counter() - t_start, count + 4, p.sample_every, p.checkpoint_every)
+
+    def _set_time_budget(self, recorded: dict[str, Any] | None) -> None:
+        """The run's step count: ``steps``, or fewer as a ``max_minutes`` budget gives, measured once (a resume
+        keeps the recorded count while max_minutes is the same)."""
+        p = self.params
+        self.time_budget = None
+        if p.max_minutes:
+            budget = TimeBudget.from_dict(recorded)
+            if budget is not None:
+                budget = budget.for_minutes(p.max_minutes, p.sample_every, p.checkpoint_every)
+            self.time_budget = budget or self._measure_time_budget()
+            self.lifecycle.say(self.time_budget.describe())
+        self.total_steps = min(p.steps, self.time_budget.steps) if self.time_budget else p.steps
+        self.lifecycle.total_steps = self.total_steps
+        self.lifecycle.time_budget = self.time_budget.to_dict() if self.time_budget else None
+
     def _start(self) -> None:
         """Resume the newest matching checkpoint (and its MLflow run), or start a new run."""
         p, say = self.params, self.lifecycle.say
@@ -440,13 +486,13 @@ class Trainer:
             say(f"no checkpoint in {self.ckpt_dir}; starting a new run")
         if loaded is not None and loaded[1].get("fingerprint") != self.fingerprint:
             say(f"{loaded[0]} was made with other settings, data or code (recipe, networks, batch, seed, "
-                "dataset or the training code in productgan/gan changed); starting a new run")
+                "dataset or the model code changed: `productgan code-version` lists it); starting a new run")
             loaded = None
         distributed.barrier(self.ctx)
         if self.ctx.main:
             self.lifecycle.clean_outputs()
         self._seconds_base, self._session_t0 = 0.0, time.perf_counter()
-        budget = f" or {p.max_minutes:g} minutes, whichever comes first" if p.max_minutes else ""
+        budget = f" or what {p.max_minutes:g} minutes allow (measured next)" if p.max_minutes else ""
         precision = self.precision_name
         if self.precision_probe:
             probe = ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in self.precision_probe.items())
@@ -462,10 +508,13 @@ class Trainer:
                     say(f"moved {moved} checkpoint(s) of an earlier run to {self.ckpt_dir / PREVIOUS} "
                         "(kept until the next new run)")
             distributed.barrier(self.ctx)
+            self._set_time_budget(None)
             self.lifecycle.start_tracking(None, {
                 "num_train_images": self.num_train, "world_size": self.ctx.world, "device": str(self.device),
                 "resolution": self.cfg.resolution, "channels": self.cfg.channels,
-                "augment_policy": ",".join(self.augment.policy) or "none", "precision_used": self.precision_name})
+                "augment_policy": ",".join(self.augment.policy) or "none", "precision_used": self.precision_name,
+                "total_steps": self.total_steps, **({"time_budget_step_ms": round(self.time_budget.step_s * 1000, 3)}
+                                                    if self.time_budget else {})})
             self._checkpoint()  # step 0: a state to restore to, and the run id for --resume
         else:
             path, state = loaded
@@ -475,6 +524,7 @@ class Trainer:
                 raise TrainingFailed(f"{path} cannot be restored ({exc}); run without --resume to start anew "
                                      f"(its checkpoints move to {self.ckpt_dir / PREVIOUS})") from exc
             self._seconds_base = float(state.get("train_seconds", 0.0))
+            self._set_time_budget(state.get("time_budget"))
             self.lifecycle.start_tracking(state.get("run_id"), {}, state.get("tracking_journal"))
             self.lifecycle.tracker.set_tags({"resumed_at_step": self.step})
             say(f"resumed from {path} at step {self.step}")
@@ -550,11 +600,13 @@ class Trainer:
             self.cfg.meta = {
                 "recipe": self.params.recipe, "step": self.step, "dataset_version": self.lineage.dataset_version,
                 "params_hash": self.lineage.params_hash, "git_commit": self.lineage.git_commit,
-                "run_id": self.lifecycle.run_id, "ema": self.ema is not None, "stopped_early": self.stopped_early,
+                "code_version": self.lineage.code_version,
+                "run_id": self.lifecycle.run_id, "ema": self.ema is not None,
+                "time_budget": self.time_budget.to_dict() if self.time_budget else None,
             }
             self.lifecycle.finish(model, self.cfg, self._grid(model), metrics, self.history)
             self.lifecycle.say(f"done: step {self.step}, generator in {self.lifecycle.out_dir}" + (
-                f" ({self.stopped_early})" if self.stopped_early else ""))
+                f" (the {self.params.max_minutes:g}-minute budget's steps)" if self.time_budget else ""))
         return TrainResult("FINISHED", self.step, self.lifecycle.run_id, "", metrics)
 
 

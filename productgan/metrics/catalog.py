@@ -8,11 +8,17 @@ in the default list, and the keys of metrics.json it writes (``provides``: the r
 the metrics that give its primary metric). The known metrics, the default list (params.yaml
 ``evaluate.metrics``) and which extractors an evaluation must run are all derived from these registrations:
 adding a metric is one function in this file.
+
+A key whose value depends on the Inception sample count says the count, as stylegan2-ada names ``fid50k``:
+``fid2k`` is FID at 2,000 a side (a CPU's default), ``fid10k`` at 10,000 (a GPU's): two runs' numbers of
+different counts never share a name in metrics.json, MLflow or promotion. In ``provides``, ``{n}`` stands for
+the count (``count_name``); FID∞ (``fid_inf``) extrapolates to infinite N and keeps its name.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -30,6 +36,24 @@ if TYPE_CHECKING:
     from productgan.metrics.evaluate import EvaluateParams
 
 EXTRACTORS = ("domain", "inception")
+COUNT = "{n}"  # in a metric's ``provides``: the Inception sample count a side, as ``count_name`` writes it
+_COUNT_RE = r"(\d+k?)"
+
+
+def count_name(n: int) -> str:
+    """A sample count as metric names carry it: 2000 -> ``2k``, 10000 -> ``10k``, 500 -> ``500``."""
+    return f"{n // 1000}k" if n >= 1000 and n % 1000 == 0 else str(n)
+
+
+def sample_count(key: str) -> int | None:
+    """The sample count a key such as ``fid2k`` or ``fid500_per_category_mean`` names, or None."""
+    m = re.fullmatch(r"fid(\d+)(k?)(_per_category\w*)?", key)
+    return None if m is None else int(m.group(1)) * (1000 if m.group(2) else 1)
+
+
+def fid_name(n: int, suffix: str = "") -> str:
+    """The key of FID (``suffix`` e.g. ``_per_category``) at ``n`` generated samples: ``fid2k``."""
+    return f"fid{count_name(n)}{suffix}"
 
 
 @dataclass
@@ -61,6 +85,10 @@ class Metric:
     def keys(self) -> tuple[str, ...]:
         return self.provides or (self.name,)
 
+    def writes(self, key: str) -> bool:
+        """Whether ``key`` is one of the keys it writes (a ``{n}`` in ``provides`` matches any sample count)."""
+        return any(re.fullmatch(re.escape(k).replace(re.escape(COUNT), _COUNT_RE), key) for k in self.keys())
+
 
 METRICS: dict[str, Metric] = {}
 
@@ -90,7 +118,7 @@ def metrics_providing(keys: list[str]) -> list[str]:
     """The registered metrics that write the metrics.json ``keys`` (unknown keys raise, naming the known ones)."""
     out = []
     for key in keys:
-        owners = [name for name, m in METRICS.items() if key in m.keys()]
+        owners = [name for name, m in METRICS.items() if m.writes(key)]
         if not owners:
             known = sorted(k for m in METRICS.values() for k in m.keys())
             raise ValueError(f"no evaluate metric writes {key!r}; known keys: {', '.join(known)}")
@@ -172,12 +200,14 @@ def diversity(ev: Evaluation) -> dict[str, Any]:
             "collapsed_categories": collapsed, "mode_collapse": bool(collapsed)}
 
 
-@metric("inception", provides=("fid", "fid_meta"))
+@metric("inception", provides=("fid{n}", "fid_meta"))
 def fid(ev: Evaluation) -> dict[str, Any]:
-    """FID: Fréchet distance on TF Inception pool3 features (torch-fidelity's preprocessing), ``fid_n`` a side;
-    ``fid_meta`` says how (sample counts, weights hash, resize, precision): compare only like with like."""
+    """FID: Fréchet distance on TF Inception pool3 features (torch-fidelity's preprocessing), ``fid_n`` generated
+    images (the key says how many: ``fid2k``); ``fid_meta`` says how (sample counts, weights hash, resize,
+    precision): compare only like with like."""
     f = ev.features["inception"]
-    return {"fid": frechet_distance(f.real.mu, f.real.sigma, *feature_stats(f.fake)), "fid_meta": f.info}
+    return {fid_name(len(f.fake)): frechet_distance(f.real.mu, f.real.sigma, *feature_stats(f.fake)),
+            "fid_meta": f.info}
 
 
 @metric("inception", provides=("fid_inf", "fid_inf_fit"))
@@ -189,11 +219,11 @@ def fid_inf(ev: Evaluation) -> dict[str, Any]:
     return {"fid_inf": fit.intercept, "fid_inf_fit": fit.to_dict()}
 
 
-@metric("inception", provides=("fid_per_category", "fid_per_category_mean", "fid_per_category_n"))
+@metric("inception", provides=("fid{n}_per_category", "fid{n}_per_category_mean", "fid{n}_per_category_n"))
 def fid_per_category(ev: Evaluation) -> dict[str, Any]:
     """Intra-FID (Miyato & Koyama 2018): FID between the real and generated images of each category, and their
-    mean. Each has ~fid_n / categories samples a side, so it is biased upwards more than ``fid``: compare
-    intra-FIDs of equal counts (``fid_per_category_n``)."""
+    mean, named by the evaluation's count (``fid2k_per_category``). Each has ~fid_n / categories samples a side,
+    so it is biased upwards more than FID: compare intra-FIDs of equal counts (``..._per_category_n``)."""
     f = ev.features["inception"]
     values, counts = [], {}
     for c, name in enumerate(ev.categories):
@@ -201,6 +231,7 @@ def fid_per_category(ev: Evaluation) -> dict[str, Any]:
         counts[name] = [int(len(real)), int(len(fake))]
         values.append(frechet_distance_samples(real, fake) if min(len(real), len(fake)) > 1 else math.nan)
     finite = [v for v in values if math.isfinite(v)]
-    return {"fid_per_category": per_category(values, ev.categories),
-            "fid_per_category_mean": finite_or_none(float(np.mean(finite))) if finite else None,
-            "fid_per_category_n": counts}
+    n = len(f.fake)
+    return {fid_name(n, "_per_category"): per_category(values, ev.categories),
+            fid_name(n, "_per_category_mean"): finite_or_none(float(np.mean(finite))) if finite else None,
+            fid_name(n, "_per_category_n"): counts}

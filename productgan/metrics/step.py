@@ -23,7 +23,8 @@ def evaluate_step(
     git_commit: str | None = None,
 ) -> tuple[dict[str, Any], str | None]:
     """Score ``generator_ref`` on ``data_dir``; write ``out_dir``/metrics.json and grid.png (one row of seeded
-    samples per category) and log both on the training run. Returns (metrics, MLflow run id or None)."""
+    samples per category) and log both on the training run (kept for `productgan sync-run` while MLflow does not
+    answer). Returns (metrics, the MLflow run id they were logged to, or None)."""
     from productgan.gan.sample import category_grid
     from productgan.io import atomic_write_bytes, atomic_write_json
     from productgan.metrics.tracking import log_to_training_run
@@ -43,5 +44,10 @@ def evaluate_step(
                              config.latent_dim, params.truncation, pad=0)
         picture = name_rows(grid, list(config.categories), config.resolution, GRID_LABEL_WIDTH)
         atomic_write_bytes(out / GRID_FILE, png_bytes(picture))
-        run_id = log_to_training_run(result, folder, generator_ref, [out / METRICS_FILE, out / GRID_FILE])
-    return result, run_id
+        run_id, missing = log_to_training_run(result, folder, generator_ref, out, params.cache_dir)
+    if missing:
+        from productgan.tracking import SYNC_COMMAND
+
+        log.warning("evaluate: MLflow does not answer; nothing is lost: %s of run %s are kept and sent by `%s` "
+                    "once it answers (metrics.json is written)", missing, run_id, SYNC_COMMAND)
+    return result, None if missing else run_id

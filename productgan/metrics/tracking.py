@@ -1,12 +1,12 @@
 """MLflow side of the evaluate step: log the metrics onto the training run (found in ``<generator>/run.json``,
-or as the run behind a ``runs:/`` or ``models:/`` URI)."""
+or as the run behind a ``runs:/`` or ``models:/`` URI), with train's guarantee through an outage
+(``productgan.tracking``)."""
 
 from __future__ import annotations
 
 import logging
 import os
 import re
-import time
 from pathlib import Path
 from typing import Any
 
@@ -66,33 +66,26 @@ def log_to_training_run(
     result: dict[str, Any],
     generator_dir: str | os.PathLike[str],
     uri: str | None = None,
-    artifacts: list[Path] | None = None,
-) -> str | None:
-    """Log ``result`` as metrics (and ``artifacts`` under ``eval/``) on the training run; returns the run id,
-    or None with a warning when the run is unknown or unreachable (the step does not fail for that)."""
+    artifacts_dir: Path | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+) -> tuple[str | None, str | None]:
+    """Log ``result`` as metrics (and the files of ``artifacts_dir`` under ``eval/``) on the training run, through
+    ``productgan.tracking``: a tracking server that is down keeps them (``step_pending_root(cache_dir)``) for
+    ``productgan sync-run``. Returns (the run id or None when the run is unknown, what MLflow still lacks or
+    None)."""
+    from productgan.tracking import Tracker, step_pending_root
+
     run = training_run(generator_dir, uri)
     if run is None:
         log.warning(
             "evaluate: no run.json in %s and no run behind the URI; metrics not logged to MLflow", generator_dir
         )
-        return None
+        return None, None
     run_id, run_uri = run
-    try:
-        from mlflow.entities import Metric
-        from mlflow.tracking import MlflowClient
-
-        # the environment's tracking server wins over the one recorded at training time (moved machines)
-        client = MlflowClient(tracking_uri=os.environ.get("MLFLOW_TRACKING_URI") or run_uri)
-        now = int(time.time() * 1000)
-        metrics = [Metric(k, v, now, 0) for k, v in sorted(flat_metrics(result).items())]
-        for i in range(0, len(metrics), 1000):  # MLflow's log_batch limit
-            client.log_batch(run_id, metrics=metrics[i : i + 1000])
-        for path in artifacts or []:
-            client.log_artifact(run_id, str(path), "eval")
-    except Exception as exc:  # a tracking outage must not lose the metrics file
-        log.warning(
-            "evaluate: could not log metrics to MLflow run %s (%s); metrics.json is written anyway", run_id,
-            redact(exc),
-        )
-        return None
-    return run_id
+    tracker = Tracker(pending_root=step_pending_root(cache_dir), say=lambda m: log.warning("evaluate: %s", m))
+    # the environment's tracking server wins over the one recorded at training time (moved machines)
+    tracker.attach(run_id, {"step": "evaluate"}, uri=os.environ.get("MLFLOW_TRACKING_URI") or run_uri)
+    tracker.log_metrics(flat_metrics(result), step=0)
+    if artifacts_dir is not None:
+        tracker.log_artifacts(str(artifacts_dir), "eval")
+    return run_id, tracker.close()

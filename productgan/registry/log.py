@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from productgan.io import read_json, sha256_file
-from productgan.lineage import dataset_version, git_commit, model_params_hash
+from productgan.lineage import dataset_version, git_commit, model_code_version, model_params_hash
 from productgan.metrics.flatten import flatten_numbers
 from productgan.redact import redact
 
@@ -128,6 +128,7 @@ def lineage_tags(
         "dataset_version": str(meta.get("dataset_version") or dataset_version("data.dvc") or "unknown"),
         "params_hash": str(meta.get("params_hash") or model_params_hash(load_params())),
         "git_commit": str(meta.get("git_commit") or git_commit() or "unknown"),
+        "code_version": str(meta.get("code_version") or model_code_version()),  # what the retrain check compares
         "training_run_id": run.run_id,
         "training_status": run.status,
         "generator_sha256": sha256_file(generator_dir / "generator.safetensors"),

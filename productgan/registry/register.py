@@ -2,7 +2,9 @@
 
 When the tracking server or its artifact store fails part-way, the step stops with a RegistrationError that
 says what exists: nothing (no model version is created before its artifacts are uploaded and checked), or a
-version whose promotion is not decided yet, which the same command decides when run again.
+version whose promotion is not decided yet, which the same command decides when run again. The register run's
+own records (its settings, the decision's summary, its end) go through ``productgan.tracking`` as train's do:
+a server that stops after the decision loses none of them (``productgan sync-run`` sends what was kept).
 """
 
 from __future__ import annotations
@@ -60,15 +62,20 @@ def register_generator(
     data_dir: str | Path | None = None,
     cfg: RegisterConfig | None = None,
     scorer: Scorer | None = None,
+    pending_root: str | Path | None = None,
 ) -> dict[str, Any]:
     """Register ``generator_dir`` as a new version of ``cfg.model_name`` and run the promotion rule.
 
     Refuses (RegistrationError) a generator whose training run FAILED, is unfinished or diverged. Registering
     the same generator from the same training run again reuses its version and its recorded decision.
     ``scorer(generator_dir, data_dir)`` re-scores champion and challenger when ``data_dir`` is given
-    (default: the evaluation library). Returns the record written to metrics/register.json.
+    (default: the evaluation library). ``pending_root``: where the register run's records wait for a tracking
+    server that stops (default: ``productgan.tracking.step_pending_root``). Returns the record written to
+    metrics/register.json.
     """
     import mlflow
+
+    from productgan.tracking import Tracker, step_pending_root
 
     cfg = cfg or load_register_config()
     generator_dir, metrics_file = Path(generator_dir), Path(metrics_file)
@@ -89,46 +96,54 @@ def register_generator(
 
         run_tags = {"mlflow.parentRunId": run.run_id, "productgan.step": "register", "training_run_id": run.run_id}
         reg = mlflow.start_run(experiment_id=run.experiment_id, run_name="register", tags=run_tags)
+        if pending_root is None:
+            from productgan.metrics.evaluate import evaluation_params
+
+            pending_root = step_pending_root(evaluation_params().cache_dir)
+        # MLflow's own retries stay on: the model upload below needs them (a kept call loses nothing either way)
+        records = Tracker(pending_root=pending_root, say=lambda m: log.warning("register: %s", m))
+        records.attach(reg.info.run_id, {"step": "register"}, fail_fast=False)
+        records.log_params({f"register.{k}": v for k, v in dataclasses.asdict(cfg).items()})
         try:
-            mlflow.log_params({f"register.{k}": v for k, v in dataclasses.asdict(cfg).items()})
             version, _ = log_and_register(cfg.model_name, generator_dir, {**tags, "register_run_id": reg.info.run_id})
             result = promote_new_version(client, cfg, version, **promote_kwargs)
         except BaseException:
-            _end_run("FAILED")
+            _end_run(records, "FAILED")
             raise
-        _summarise(cfg.model_name, version, result)
-        _end_run("FINISHED")
+        _summarise(records, cfg.model_name, version, result)
+        _end_run(records, "FINISHED")
     except _outage_errors() as exc:
         raise _stopped(exc, cfg.model_name, version) from exc
     result.update(reused=False, training_run_id=run.run_id, register_run_id=reg.info.run_id,
                   model_uri=f"models:/{cfg.model_name}/{version}")
+    missing = records.close()
+    if missing:
+        from productgan.tracking import SYNC_COMMAND
+
+        result["mlflow_pending"] = {"missing": missing, "journal": str(records.journal.folder),
+                                    "command": SYNC_COMMAND}
+        log.warning("register: version %s is decided (%s); the register run's records (%s) are kept in %s and sent "
+                    "by `%s` once the tracking server answers", version, result["decision"], missing,
+                    records.journal.folder, SYNC_COMMAND)
     return result
 
 
-def _summarise(model_name: str, version: str, result: dict[str, Any]) -> None:
-    """The decision as tags and metrics of the register run: a convenience copy (the version's own tags are
-    the record), so an outage here is a warning, not a failed step."""
-    import mlflow
-
-    try:
-        mlflow.set_tags({
-            "model_name": model_name, "model_version": version, "promotion.decision": result["decision"],
-            "promotion.reason": result["reason"], "champion_version": str(result["champion_version"]),
-        })
-        for role, scores in result["scores"].items():
-            for key, value in (scores or {}).items():
-                if value is not None and math.isfinite(value):
-                    mlflow.log_metric(f"{role}.{key}", value)
-    except _outage_errors() as exc:
-        log.warning("register: version %s is decided (%s), but its summary on the register run was not written: %s",
-                    version, result["decision"], redact(exc))
+def _summarise(records: Any, model_name: str, version: str, result: dict[str, Any]) -> None:
+    """The decision as tags and metrics of the register run (a copy: the version's own tags are the record)."""
+    records.set_tags({
+        "model_name": model_name, "model_version": version, "promotion.decision": result["decision"],
+        "promotion.reason": result["reason"], "champion_version": str(result["champion_version"]),
+    })
+    records.log_metrics({f"{role}.{key}": value for role, scores in result["scores"].items()
+                         for key, value in (scores or {}).items() if value is not None and math.isfinite(value)}, 0)
 
 
-def _end_run(status: str) -> None:
-    """End the register run; with the server gone it stays RUNNING in MLflow (it holds no model version)."""
+def _end_run(records: Any, status: str) -> None:
+    """End the register run (and MLflow's notion of the active run); with the server gone, the end is kept with
+    the run's other records."""
     import mlflow
 
     try:
         mlflow.end_run(status)
-    except _outage_errors() as exc:
-        log.warning("register: could not mark the register run %s: %s", status, redact(exc))
+    except _outage_errors():
+        records.end(status)

@@ -31,12 +31,14 @@ def default_scorer(generator_dir: Path, data_dir: Path) -> dict[str, Any]:
 
 def scoring_params(params: Any, cfg: Any) -> Any:
     """``params`` (EvaluateParams) computing only the metrics that give ``cfg``'s primary and class-accuracy
-    metrics (RegisterConfig)."""
+    metrics (RegisterConfig), at the sample count a metric's name says (``fid2k``: 2,000 a side on any device)."""
     import dataclasses
 
-    from productgan.metrics.catalog import metrics_providing
+    from productgan.metrics.catalog import metrics_providing, sample_count
 
-    return dataclasses.replace(params, metrics=metrics_providing([cfg.primary_metric, cfg.class_accuracy_metric]))
+    keys = [cfg.primary_metric, cfg.class_accuracy_metric]
+    counts = [n for n in map(sample_count, keys) if n is not None]
+    return dataclasses.replace(params, metrics=metrics_providing(keys), **({"fid_n": counts[0]} if counts else {}))
 
 
 def is_finite(value: Any) -> bool:

@@ -1,16 +1,21 @@
-"""MLflow logging for a training run that outlives the tracking server.
+"""The one way a step records into MLflow, through a tracking-server outage: train (its run), evaluate (its
+metrics and files on the training run) and register (its run's params, decision and end) all log through
+``Tracker``, so none of their records is lost when the server is down.
 
 Every call (open the run, params, tags, metrics, sample grids, the generator files, the end status) goes to
 MLflow at once while the store answers. When a call fails because it does not (connection refused, timeout,
 5xx, an S3 store behind it down ...), that call and every later one are kept, in order, in a journal on disk:
-``<checkpoint_dir>/mlflow-pending/<id>/`` (``ops.jsonl``, ``meta.json``, and the images and generator files in
-``files/``). Training goes on without waiting: the store is asked again (``/health``, a few seconds at most)
-every ``retry_every_s`` and, once it answers, the journal is sent in order and emptied. A run that ends with
-calls still kept says what MLflow lacks; ``productgan sync-run`` sends them later (a run killed during an
-outage sends them itself when ``--resume`` continues it).
+``<root>/mlflow-pending/<id>/`` (``ops.jsonl``, ``meta.json``, and the images and generator files in ``files/``;
+train's root is its checkpoint folder, which a resume and an evicted pod's successor share; evaluate's and
+register's is the real-statistics cache, ``step_pending_root``, a volume on Kubeflow). The step goes on without
+waiting: the store is asked again (``/health``, a few seconds at most) every ``retry_every_s`` and, once it
+answers, the journal is sent in order and emptied. A step that ends with calls still kept says what MLflow
+lacks; ``productgan sync-run`` sends them later (a training run killed during an outage sends them itself when
+``--resume`` continues it).
 
-MLflow retries each failed HTTP request 7 times with back-off by default (minutes per call): training caps it
-(``HTTP_DEFAULTS``; the user's own settings win), as nothing is lost by failing fast. A call the store refuses
+MLflow retries each failed HTTP request 7 times with back-off by default (minutes per call): train and
+evaluate cap it (``HTTP_DEFAULTS``; the user's own settings win), as nothing is lost by failing fast (register,
+whose model upload needs MLflow's retries, does not). A call the store refuses
 (a bad value, a deleted run: retrying cannot help) is dropped with a warning. The run id and the journal id are
 stored in every checkpoint, so ``--resume`` continues both.
 
@@ -133,7 +138,15 @@ def pending_journals(checkpoint_dir: str | os.PathLike[str]) -> list[Path]:
 
 
 def _print(message: str) -> None:
-    print(f"train: {message}", file=sys.stderr, flush=True)
+    print(message, file=sys.stderr, flush=True)
+
+
+def step_pending_root(cache_dir: str | os.PathLike[str] | None = None) -> Path:
+    """Where evaluate and register keep the calls MLflow did not take: beside the real statistics they cache
+    (``evaluate.cache_dir`` / $PRODUCTGAN_CACHE / .cache/productgan; on Kubeflow the stats-cache volume)."""
+    from productgan.metrics.cache import cache_root
+
+    return cache_root(cache_dir) / PENDING_DIR
 
 
 class Tracker:
@@ -166,14 +179,17 @@ class Tracker:
 
     # ------------------------------------------------------------------------------------ opening a run
 
-    def connect(self, journal_id: str | None = None, meta: dict[str, Any] | None = None) -> None:
-        """Talk to MLflow's current tracking store; continue journal ``journal_id`` (a resume) or start one.
-        ``meta``: recorded with the journal (``run_file``: the run.json that ``sync-run`` completes)."""
+    def connect(self, journal_id: str | None = None, meta: dict[str, Any] | None = None, uri: str | None = None,
+                fail_fast: bool = True) -> None:
+        """Talk to MLflow's current tracking store (or ``uri``); continue journal ``journal_id`` (a resume) or
+        start one. ``meta``: recorded with the journal (``run_file``: the run.json that ``sync-run`` completes).
+        ``fail_fast``: cap MLflow's HTTP retries (``HTTP_DEFAULTS``)."""
         import mlflow
         from mlflow.tracking import MlflowClient
 
-        cap_http_retries()
-        self._uri = mlflow.get_tracking_uri()
+        if fail_fast:
+            cap_http_retries()
+        self._uri = uri or mlflow.get_tracking_uri()
         self.tracking_uri = redact(self._uri)
         self._client = MlflowClient(self._uri)
         self.journal = Journal(self.pending_root / (journal_id or uuid.uuid4().hex[:12]))
@@ -189,6 +205,14 @@ class Tracker:
             self._next_try = 0.0
             self.say(f"{len(self.pending)} MLflow call(s) of an earlier session are kept in {self.journal.folder}; "
                      f"they are sent first, when {self.tracking_uri} answers")
+
+    def attach(self, run_id: str, meta: dict[str, Any] | None = None, uri: str | None = None,
+               fail_fast: bool = True) -> None:
+        """Record onto the existing run ``run_id`` (as it is: not reopened), in a journal of its own."""
+        if not self.enabled:
+            return
+        self.run_id = run_id
+        self.connect(None, meta, uri, fail_fast)
 
     def start(self, experiment: str, run_id: str | None, run_name: str, tags: dict[str, str],
               journal_id: str | None = None, meta: dict[str, Any] | None = None) -> bool:
@@ -296,7 +320,7 @@ class Tracker:
             return
         try:
             self._execute(op)
-        except Exception as exc:  # tracking must never stop training
+        except Exception as exc:  # tracking must never stop the step
             if not is_outage(exc):
                 self._refused(op, exc)
                 return
@@ -321,7 +345,7 @@ class Tracker:
         what = op["op"]
         if what not in self._warned:
             self._warned.add(what)
-            self.say(f"MLflow refused {what} ({type(exc).__name__}: {exc}); it is not retried, training goes on")
+            self.say(f"MLflow refused {what} ({type(exc).__name__}: {exc}); it is not retried, the step goes on")
 
     def _went_down(self, exc: BaseException) -> None:
         from productgan.registry.store import unreachable_reason
@@ -332,7 +356,7 @@ class Tracker:
         from mlflow.environment_variables import MLFLOW_HTTP_REQUEST_TIMEOUT
 
         self._down = unreachable_reason(exc, MLFLOW_HTTP_REQUEST_TIMEOUT.get())
-        self.say(f"MLflow at {self.tracking_uri} does not answer ({self._down}); training goes on. Its calls are "
+        self.say(f"MLflow at {self.tracking_uri} does not answer ({self._down}); the step goes on. Its calls are "
                  f"kept in {self.journal.folder} and sent when it answers (asked again every "
                  f"{self.retry_every_s:g} s)")
 
@@ -421,3 +445,27 @@ class Tracker:
         if ends:
             parts.append(f"its end status ({ends[-1]})")
         return ", ".join(parts)
+
+
+def sync_journals(parent: str | os.PathLike[str], say: Callable[[str], None] = _print,
+                  on_sent: Callable[[Path, Tracker], None] | None = None) -> bool:
+    """Send the calls kept under ``parent``/mlflow-pending (``productgan sync-run``); ``on_sent(folder, tracker)``
+    after a journal is sent in full. Returns True when nothing is kept there any more. Run it while no step uses
+    that folder."""
+    journals = pending_journals(parent)
+    if not journals:
+        say(f"sync-run: no MLflow calls are kept in {Path(parent) / PENDING_DIR}; nothing to send")
+    complete = True
+    for folder in journals:
+        tracker = Tracker(pending_root=folder.parent, say=lambda m: say(f"sync-run: {m}"))
+        tracker.connect(folder.name)
+        missing = tracker.close()
+        if missing is not None:
+            complete = False
+            say(redact(f"sync-run: {folder}: MLflow at {tracker.tracking_uri} still lacks {missing}; "
+                       "run this again when it answers"))
+            continue
+        say(f"sync-run: run {tracker.run_id} is complete in MLflow ({tracker.tracking_uri})")
+        if on_sent is not None:
+            on_sent(folder, tracker)
+    return complete
