@@ -13,8 +13,8 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -76,6 +76,7 @@ class ProductGenerator:
         self.source = source
         self.params = params or GenerateParams()
         self._directions: Directions | None = None
+        self._directions_once = threading.Lock()  # concurrent first callers compute them once
 
     @property
     def categories(self) -> list[str]:
@@ -182,10 +183,11 @@ class ProductGenerator:
 
     def directions(self) -> Directions:
         """The generator's principal latent directions (GANSpace), computed once per loaded generator."""
-        if self._directions is None:
-            self._directions = principal_directions(
-                self.generator, self.config.latent_dim, len(self.categories), self.params.directions,
-                self.params.direction_samples)
+        with self._directions_once:
+            if self._directions is None:
+                self._directions = principal_directions(
+                    self.generator, self.config.latent_dim, len(self.categories), self.params.directions,
+                    self.params.direction_samples)
         return self._directions
 
     def render_latents(
@@ -218,7 +220,7 @@ class ProductGenerator:
             raise RequestError(f"an interpolation needs 2..{self.params.max_n} frames (n), got {frames}")
         ts = [i / (frames - 1) for i in range(frames)]
         path = torch.stack([slerp(z[0], end, t) for t in ts])
-        if target == idx or _class_embedding(self.generator) is None:
+        if target == idx or not _mixes_classes(self.generator):
             return self._render(path, [target] * frames)
         return self._render(path, [idx] * frames, mix_to=[target] * frames, t=ts)
 
@@ -273,15 +275,18 @@ class ProductGenerator:
         self, z: torch.Tensor, labels: Sequence[int], mix_to: Sequence[int] | None = None, t: Sequence[float] = ()
     ) -> np.ndarray:
         """uint8 (N, C, H, W) for latents ``z`` and ``labels``; with ``mix_to`` the class embedding of each
-        row is (1 - t) * embed(label) + t * embed(mix_to)."""
+        row is (1 - t) * embed(label) + t * embed(mix_to), passed to the generator as an argument (no state is
+        changed on the shared generator: concurrent requests stay independent)."""
         device = next(self.generator.parameters()).device
         labels_t = torch.as_tensor(list(labels), dtype=torch.long, device=device)
         if mix_to is None:
             return to_uint8(self.generator(z.to(device), labels_t))
+        if not _mixes_classes(self.generator):
+            raise RequestError("this generator has no class embedding to interpolate")
         other = torch.as_tensor(list(mix_to), dtype=torch.long, device=device)
         weights = torch.as_tensor(list(t), dtype=torch.float32, device=device)[:, None]
-        with _mixed_embedding(self.generator, other, weights):
-            return to_uint8(self.generator(z.to(device), labels_t))
+        embedding = self.generator.mixed_embedding(labels_t, other, weights)
+        return to_uint8(self.generator(z.to(device), labels_t, embedding=embedding))
 
     def generate_arrays(
         self, category: str | int, n: int = 1, seed: int = 0, truncation: float | None = None,
@@ -365,7 +370,7 @@ class ProductGenerator:
         z = torch.stack([slerp(za, zb, t) for t in ts])
         if cat_a == cat_b:
             arrays = self._render(z, [cat_a] * steps)
-        elif _class_embedding(self.generator) is not None:
+        elif _mixes_classes(self.generator):
             arrays = self._render(z, [cat_a] * steps, mix_to=[cat_b] * steps, t=ts)
         else:
             log.warning("generator %s has no class embedding `embed`: cross-fading pixels", type(self.generator))
@@ -392,28 +397,9 @@ def _as_dict(edits: Edits | LatentEdits | dict[str, Any] | None) -> dict[str, An
     return dict(edits)
 
 
-def _class_embedding(generator: torch.nn.Module) -> torch.nn.Embedding | None:
-    embed = getattr(generator, "embed", None)
-    return embed if isinstance(embed, torch.nn.Embedding) else None
-
-
-@contextmanager
-def _mixed_embedding(generator: torch.nn.Module, other: torch.Tensor, weights: torch.Tensor) -> Iterator[None]:
-    """While active, ``generator.embed(labels)`` returns (1 - w) * embed(labels) + w * embed(other): the
-    generator itself is untouched, so any architecture that looks its class up once through ``embed``
-    can be interpolated between classes."""
-    embed = _class_embedding(generator)
-    if embed is None:
-        raise RequestError("this generator has no class embedding `embed` to interpolate")
-
-    def hook(module: torch.nn.Embedding, inputs: Any, output: torch.Tensor) -> torch.Tensor:
-        return (1 - weights) * output + weights * torch.nn.functional.embedding(other, module.weight)
-
-    handle = embed.register_forward_hook(hook)
-    try:
-        yield
-    finally:
-        handle.remove()
+def _mixes_classes(generator: torch.nn.Module) -> bool:
+    """Whether ``generator`` takes a mixed class embedding (every ConditionalGenerator does)."""
+    return callable(getattr(generator, "mixed_embedding", None))
 
 
 def load(

@@ -11,6 +11,7 @@ import sys
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -189,3 +190,36 @@ def test_latent_edits_through_the_server_match_the_python_api(server, registered
     ]:
         status, body = post(server, records)
         assert status == 400 and message in body["message"], body
+
+
+def test_sixteen_concurrent_clients_get_the_answers_they_get_alone(server):
+    """The scoring server runs predictions in parallel threads on one loaded generator: plain, interpolating
+    (two batch sizes), direction and projected-latent requests, sent by 16 clients at once and interleaved,
+    each answer byte-identical to the same request answered alone."""
+    latent = ",".join(f"{v:.6f}" for v in np.linspace(-1, 1, 32))
+    requests = [
+        [{"category": "Dress", "seed": 7, "n": 8}],
+        [{"category": "Dress", "seed": 3, "n": 8, "interpolate_to": 9, "to_category": "Coat"}],
+        [{"category": "Bag", "seed": 1, "n": 5, "interpolate_to": 2, "to_category": "Sneaker"}],
+        [{"category": "Coat", "seed": 2, "n": 3, "direction": 1, "strength": 2.5}],
+        [{"category": "Sandal", "latent": latent, "to_category": "Bag"}],
+    ]
+    alone = []
+    for records in requests:
+        status, body = post(server, records)
+        assert status == 200, body
+        alone.append(body)
+
+    def client(number: int) -> list[tuple[int, int]]:
+        """Every request in an order of its own; (request, status) of each answer that differs from alone."""
+        order = [(number + k) % len(requests) for k in range(2 * len(requests))]
+        wrong = []
+        for k in order:
+            status, body = post(server, requests[k])
+            if status != 200 or body != alone[k]:
+                wrong.append((k, status))
+        return wrong
+
+    with ThreadPoolExecutor(16) as pool:
+        wrong = [w for found in pool.map(client, range(16)) for w in found]
+    assert wrong == [], f"{len(wrong)} of {16 * 2 * len(requests)} answers differ from the answer alone: {wrong}"

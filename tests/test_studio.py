@@ -13,6 +13,7 @@ import time
 import urllib.request
 import zipfile
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -269,6 +270,36 @@ def test_bad_input_shows_a_message_and_the_server_keeps_serving(studio, browser,
     set_field(browser, field, "1" if field in ("n", "truncation") else "")  # fixed: it works again
     status = click_generate(browser)
     assert message(browser) == "" and int(status["images"]) > 0
+    assert proc.poll() is None
+
+
+def test_sixteen_concurrent_clients_get_the_answers_they_get_alone(studio):
+    """Plain and interpolating requests (between categories at two frame counts, between seeds) on both
+    models, sent by 16 clients at once and interleaved: each answer's images equal those answered alone."""
+    url, proc = studio
+    requests = [
+        ("generate", {"model": "champion", "category": "Dress", "n": 8, "seed": 7}),
+        ("interpolate", {"model": "champion", "categories": ["Dress", "Coat"], "seed": 3, "steps": 8}),
+        ("interpolate", {"model": "challenger", "categories": ["Bag", "Sneaker"], "seed": 1, "steps": 5}),
+        ("interpolate", {"model": "champion", "category": "Bag", "seeds": [5, 6], "steps": 4}),
+        ("generate", {"model": "challenger", "category": "Coat", "n": 3, "seed": 2, "edits": {"color": "navy"}}),
+    ]
+
+    def images(kind: str, body: dict) -> tuple[int, list[str]]:
+        status, data, _ = post(f"{url}/api/{kind}", body)
+        result = json.loads(data)
+        return status, [im["png"] for im in result.get("images", result.get("frames", []))]
+
+    alone = [images(kind, body) for kind, body in requests]
+    assert all(status == 200 and pngs for status, pngs in alone)
+
+    def client(number: int) -> list[int]:
+        order = [(number + k) % len(requests) for k in range(2 * len(requests))]
+        return [k for k in order if images(*requests[k]) != alone[k]]
+
+    with ThreadPoolExecutor(16) as pool:
+        wrong = [k for found in pool.map(client, range(16)) for k in found]
+    assert wrong == [], f"{len(wrong)} of {16 * 2 * len(requests)} answers differ from the answer alone"
     assert proc.poll() is None
 
 

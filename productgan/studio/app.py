@@ -191,8 +191,7 @@ def interpolate_frames(catalog: Catalog, body: dict[str, Any]) -> dict[str, Any]
         "truncation": _truncation(slot, body),
         "edits": _edits(slot, body.get("edits")),
     }
-    with slot.lock:
-        frames = product.interpolate(**kwargs)
+    frames = product.interpolate(**kwargs)
     if categories is not None:
         ends = [product.categories[product.category_index(c)] for c in categories]
     else:
@@ -210,8 +209,7 @@ def _model_fields(slot: Slot) -> dict[str, Any]:
 
 
 def generate_images(req: GenerateRequest) -> dict[str, Any]:
-    with req.slot.lock:
-        images = req.slot.product.generate(req.category, req.n, req.seed, req.truncation, req.edits)
+    images = req.slot.product.generate(req.category, req.n, req.seed, req.truncation, req.edits)
     return {
         **_model_fields(req.slot),
         "category": req.category,
@@ -226,8 +224,7 @@ def generate_images(req: GenerateRequest) -> dict[str, Any]:
 
 def generate_zip(req: GenerateRequest) -> bytes:
     params = dataclasses.replace(req.slot.product.params, n=req.n, seed=req.seed, truncation=req.truncation)
-    with req.slot.lock:
-        files = generate_files(req.slot.product, [req.category], params, req.edits, model=req.slot.uri)
+    files = generate_files(req.slot.product, [req.category], params, req.edits, model=req.slot.uri)
     return zip_bytes(files)
 
 

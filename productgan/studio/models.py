@@ -39,9 +39,6 @@ class Slot:
     product: ProductGenerator
     version: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
-    # Requests on one generator run one at a time: interpolation hooks the generator's class embedding
-    # for the duration of a call, which must not leak into a concurrent request.
-    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -144,9 +141,8 @@ class Catalog:
             for key, version, details in wanted:
                 slot = old.get(version)
                 product = slot.product if slot is not None else self._load_version(version)
-                lock = slot.lock if slot is not None else threading.Lock()
                 uri = f"models:/{self.model_name}/{version}"
-                slots.append(Slot(key, uri, product, version, details, lock))
+                slots.append(Slot(key, uri, product, version, details))
         except Exception as exc:  # the registry is remote: any failure keeps what is loaded
             message = redact(f"the registry could not be read: {exc}")
             if strict:
