@@ -23,7 +23,7 @@ import torch
 from PIL import Image
 
 from productgan.edit import EditError, Edits, apply_edits
-from productgan.edit_request import MAX_SEED, LatentEdits
+from productgan.edit_request import MAX_SEED, LatentEdits, is_digits, whole_number
 from productgan.gan.config import GeneratorConfig
 from productgan.gan.export import load_generator
 from productgan.gan.sample import generate_uint8, latents, to_uint8
@@ -106,7 +106,7 @@ class ProductGenerator:
             folded = [n.casefold() for n in names]
             if folded.count(text.casefold()) == 1:
                 return folded.index(text.casefold())
-            if text.isdigit() and 0 <= int(text) < len(names):
+            if is_digits(text) and 0 <= int(text) < len(names):
                 return int(text)
         raise RequestError(
             f"unknown category {category!r}; known: {', '.join(names)} (or an index 0..{len(names) - 1})"
@@ -114,17 +114,18 @@ class ProductGenerator:
 
     def check_request(self, n: int, seed: int, truncation: float | None) -> tuple[int, int, float | None]:
         try:
-            n_i, seed_i = int(n), int(seed)
-        except (TypeError, ValueError):
+            n_i, seed_i = whole_number(n, "n"), whole_number(seed, "seed")
+        except EditError:
             raise RequestError(f"n and seed must be whole numbers, got n={n!r}, seed={seed!r}") from None
-        if n_i != float(n) or seed_i != float(seed):
-            raise RequestError(f"n and seed must be whole numbers, got n={n!r}, seed={seed!r}")
         if not 1 <= n_i <= self.params.max_n:
             raise RequestError(f"n={n_i} is out of range; ask for 1..{self.params.max_n} images per request")
         if not 0 <= seed_i <= MAX_SEED:
             raise RequestError(f"seed={seed_i} is out of range; use 0..2**53")
         if truncation is not None:
-            truncation = float(truncation)
+            try:
+                truncation = float(truncation)
+            except (TypeError, ValueError, OverflowError):
+                raise RequestError(f"truncation={truncation!r} is not a number; use (0, 1] (1 = off)") from None
             if math.isnan(truncation):
                 truncation = None
             elif not 0 < truncation <= 1:

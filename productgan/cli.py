@@ -33,6 +33,7 @@ COMMANDS: dict[str, str] = {
     "project": "project:project",
     "directions": "project:directions",
     "studio": "studio:studio",
+    "serve": "serve:serve",
 }
 PLUGIN_GROUP = "productgan.commands"
 

@@ -85,6 +85,27 @@ def server(registered) -> Iterator[str]:
         log.close()
 
 
+@pytest.fixture(scope="module")
+def guarded_server(registered) -> Iterator[str]:
+    """`productgan serve`: MLflow's scoring app in-process, the guard in front, params.yaml's limits."""
+    uri, root = registered
+    port = free_port()
+    env = dict(os.environ)
+    env["MLFLOW_TRACKING_URI"] = uri
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    log = open(root / "productgan-serve.log", "wb")  # noqa: SIM115 - closed in teardown
+    proc = subprocess.Popen([sys.executable, "-m", "productgan", "serve", "--port", str(port)], env=env, cwd=REPO,
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_answers(f"{url}/ping", "productgan serve", 120, lambda: proc.poll() is None,
+                           (root / "productgan-serve.log").read_text, interval_s=0.5)
+        yield url
+    finally:
+        stop_process_group(proc)
+        log.close()
+
+
 def post(url: str, records: list[dict[str, Any]]) -> tuple[int, dict[str, Any]]:
     body = json.dumps({"dataframe_records": records}).encode()
     req = urllib.request.Request(f"{url}/invocations", data=body, headers={"Content-Type": "application/json"})
@@ -140,6 +161,58 @@ def test_bad_requests_get_a_clear_400_and_the_server_keeps_serving(server, recor
     assert "Traceback" not in json.dumps(body)
     status, body = post(server, [{"category": "Coat", "seed": 1}])
     assert status == 200 and len(body["predictions"]) == 1
+
+
+NESTED = b'{"dataframe_records": [{"category": ' + b"[" * 100_000 + b"]" * 100_000 + b"}]}"
+ODD_INPUT = [
+    (b'{"dataframe_records": [{"category": "Bag", "n": 1e999}]}', "n and seed must be whole numbers, got n=inf"),
+    (b'{"dataframe_records": [{"category": "Bag", "seed": Infinity}]}', "n and seed must be whole numbers"),
+    (b'{"dataframe_records": [{"category": "Bag", "seed": -Infinity}]}', "n and seed must be whole numbers"),
+    ('{"dataframe_records": [{"category": "\u00b2"}]}'.encode(), "unknown category '\u00b2'"),
+    (b'{"dataframe_records": [{"category": "Bag", "n": 3, "interpolate_to": 1e999}]}',
+     "interpolate_to=inf must be a whole number"),
+    (b'{"dataframe_records": [{"category": "Bag", "direction": 1, "strength": NaN}]}',
+     "direction and strength go together"),
+    (b'{"dataframe_records": [{"category": "Bag", "size": 1e999}]}', "size=inf must be a whole number"),
+    (b'{"dataframe_records": [{"category": "Bag", "rotate": -1e999}]}', "rotate=-inf must be a finite number"),
+]
+ODD_IDS = ["n-1e999", "seed-inf", "seed-minus-inf", "superscript-two", "interpolate-inf", "strength-nan", "size-inf",
+           "rotate-minus-inf"]
+
+
+def post_raw(url: str, body: bytes) -> tuple[int, str]:
+    req = urllib.request.Request(f"{url}/invocations", data=body, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read().decode()
+
+
+@pytest.mark.parametrize("served_by", ["server", "guarded_server"])
+@pytest.mark.parametrize("body, message", ODD_INPUT, ids=ODD_IDS)
+def test_overflowing_and_odd_input_is_a_400_with_its_reason(request, served_by, body, message):
+    """The cases the studio refuses (tests/test_studio.py), sent to `mlflow models serve` and `productgan
+    serve`: one validation, a 400 naming the value, never a 500 or a stack trace."""
+    url = request.getfixturevalue(served_by)
+    status, text = post_raw(url, body)
+    assert status == 400, text
+    assert message in json.loads(text)["message"] and "Traceback" not in text and "stack_trace" not in text
+    status, ok = post(url, [{"category": "Coat", "seed": 1}])
+    assert status == 200 and len(ok["predictions"]) == 1
+
+
+def test_productgan_serve_refuses_deep_nesting_and_huge_bodies(guarded_server):
+    """MLflow's own parser answers JSON nested past Python's recursion limit with a bare 500 (`mlflow models
+    serve` does); `productgan serve` answers 400 with the reason, and 413 for a body over its limit."""
+    from productgan.model_server import MAX_BODY
+
+    status, text = post_raw(guarded_server, NESTED)
+    assert status == 400 and "nests too deeply" in json.loads(text)["message"], text
+    status, text = post_raw(guarded_server, b"[" * (MAX_BODY + 1))
+    assert status == 413 and f"larger than {MAX_BODY} bytes" in json.loads(text)["message"], text
+    status, ok = post(guarded_server, [{"category": "Coat", "seed": 1}])
+    assert status == 200 and len(ok["predictions"]) == 1
 
 
 def test_pyfunc_in_python(registered):

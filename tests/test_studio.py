@@ -345,12 +345,40 @@ def test_page_has_a_control_for_every_edit(studio):
         (["Bag"], 400, "the request must be a JSON object"),
         (b"{not json", 400, "the request is not valid JSON"),
         (b"x" * 70000, 413, "the request is larger than 65536 bytes"),
+        # overflowing, odd and nested input: the checks the served model makes (tests/test_serve.py)
+        (b'{"category": "Bag", "n": 1e999}', 400, "n and seed must be whole numbers, got n=inf"),
+        ({"category": "Bag", "seed": 10**400}, 400, "n and seed must be whole numbers"),
+        (b'{"category": "Bag", "seed": Infinity}', 400, "Infinity is not a JSON number"),
+        (b'{"category": "Bag", "n": NaN}', 400, "NaN is not a JSON number"),
+        ({"category": "\u00b2"}, 400, "unknown category '\u00b2'"),
+        ({"category": "Bag", "edits": {"size": 1e300 * 1e300}}, 400, "Infinity is not a JSON number"),
+        (b'{"category": "Bag", "edits": {"size": 1e999}}', 400, "size=inf must be a whole number"),
+        (b'{"category": "Bag", "edits": {"rotate": -1e999}}', 400, "rotate=-inf must be a finite number"),
+        (b'{"category": ' + b"[" * 30000 + b"]" * 30000 + b"}", 400, "the request nests too deeply"),
     ],
 )
 def test_bad_requests_get_clear_errors(studio, body, status, expected):
     url, proc = studio
     got, data, _ = post(f"{url}/api/generate", body)
-    assert got == status and expected in json.loads(data)["error"]
+    assert got == status and expected in json.loads(data)["error"], data[:300]
+    assert b"Traceback" not in data
+    assert proc.poll() is None
+
+
+@pytest.mark.parametrize(
+    "body, expected",
+    [
+        (b'{"category": "Bag", "seeds": [1, 1e999]}', "n and seed must be whole numbers, got n=1, seed=inf"),
+        (b'{"categories": ["Bag", "\u00b2"]}', "unknown category '\u00b2'"),
+        (b'{"category": "Bag", "seeds": [1, 2], "steps": 1e999}', "steps=inf must be a whole number"),
+        (b'{"category": "Bag", "seeds": [1, 2], "steps": -Infinity}', "-Infinity is not a JSON number"),
+        (b'{"seeds": ' + b"[" * 30000 + b"]" * 30000 + b"}", "the request nests too deeply"),
+    ],
+)
+def test_bad_interpolations_get_clear_errors(studio, body, expected):
+    url, proc = studio
+    got, data, _ = post(f"{url}/api/interpolate", body)
+    assert got == 400 and expected in json.loads(data)["error"], data[:300]
     assert proc.poll() is None
 
 

@@ -33,7 +33,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from productgan.api import RequestError
-from productgan.edit_request import MAX_SIZE, EditError, Edits
+from productgan.edit_request import MAX_SIZE, EditError, Edits, whole_number
 from productgan.outputs import generate_files, image_name, zip_bytes
 from productgan.redact import redact
 from productgan.render import png_base64, safe_name
@@ -95,12 +95,19 @@ async def read_json(request: Request) -> dict[str, Any]:
         if len(data) > MAX_BODY:
             raise Problem(413, f"the request is larger than {MAX_BODY} bytes")
     try:
-        body = json.loads(data)
+        body = json.loads(data, parse_constant=_not_a_json_number)
+    except RecursionError:
+        raise Problem(400, "the request nests too deeply; send a flat JSON object of fields") from None
     except ValueError as exc:
         raise Problem(400, f"the request is not valid JSON ({exc})") from None
     if not isinstance(body, dict):
         raise Problem(400, "the request must be a JSON object")
     return body
+
+
+def _not_a_json_number(name: str) -> Any:
+    # Python's json reads NaN and Infinity, which JSON has not: a number field must be a finite number
+    raise ValueError(f"{name} is not a JSON number; send a finite number, or null to leave the field out")
 
 
 def _blank(value: Any) -> bool:
@@ -179,15 +186,13 @@ def interpolate_frames(catalog: Catalog, body: dict[str, Any]) -> dict[str, Any]
     slot = _slot(catalog, body)
     product, params = slot.product, slot.product.params
     seeds, categories = _pair(body.get("seeds"), "seeds"), _pair(body.get("categories"), "categories")
-    steps = _number(body.get("steps"), "steps")
-    if steps is not None and not steps.is_integer():
-        raise RequestError(f"steps={body.get('steps')!r} must be a whole number")
+    steps = None if _blank(body.get("steps")) else whole_number(body["steps"], "steps")
     kwargs = {
         "category": None if _blank(body.get("category")) else _category(slot, body["category"]),
         "seeds": seeds,
         "categories": categories,
         "seed": _or(body.get("seed"), params.seed),
-        "steps": int(steps) if steps is not None else params.steps,
+        "steps": steps if steps is not None else params.steps,
         "truncation": _truncation(slot, body),
         "edits": _edits(slot, body.get("edits")),
     }
