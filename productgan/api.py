@@ -14,7 +14,7 @@ import logging
 import math
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -53,6 +53,9 @@ class GenerateParams:
     cell: int = 112  # grid cell size (px): small generated images are upscaled so labels are legible
     max_n: int = 64  # most images per request (row) the API and the server make
     max_images: int = 256  # most images one server request (all rows) may ask for
+    # most output pixels one request may make, in millions: images x output side^2 (the `size` edit, else the
+    # generator's resolution); bounds the memory a request holds (~4 bytes a pixel)
+    max_megapixels: float = 64.0
     directions: int = 10  # principal latent directions offered (GANSpace); `productgan directions` shows them
     direction_samples: int = 2000  # latents sampled to find them (seeded: the same directions every load)
 
@@ -173,6 +176,20 @@ class ProductGenerator:
         if not torch.isfinite(z).all() or float(z.abs().max()) > MAX_LATENT:
             raise RequestError(f"latent values must be finite and within ±{MAX_LATENT:g}")
         return z[None]
+
+    def output_pixels(self, n: int, edits: Edits) -> int:
+        """Pixels of ``n`` images made with ``edits``: generated images are square, ``size`` sets their side."""
+        side = edits.size or self.config.resolution
+        return int(n) * side * side
+
+    def check_pixels(self, pixels: int) -> None:
+        """RequestError when a request would make more than ``max_megapixels`` million output pixels."""
+        limit = self.params.max_megapixels
+        if pixels > limit * 1e6:
+            raise RequestError(
+                f"{pixels / 1e6:.4g} megapixels asked in one request (images x output size^2); the limit is "
+                f"{limit:g} megapixels (params generate.max_megapixels): ask for fewer images or a smaller size"
+            )
 
     @staticmethod
     def split_edits(values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -326,11 +343,28 @@ class ProductGenerator:
 
         The same (category, n, seed, truncation, edits) gives the same images.
         """
+        return list(self.generate_iter(category, n, seed, truncation, edits, latent_edits, latent, **edit_kwargs))
+
+    def generate_iter(
+        self,
+        category: str | int,
+        n: int = 1,
+        seed: int = 0,
+        truncation: float | None = None,
+        edits: Edits | dict[str, Any] | None = None,
+        latent_edits: LatentEdits | dict[str, Any] | None = None,
+        latent: Any = None,
+        **edit_kwargs: Any,
+    ) -> Iterator[Image.Image]:
+        """``generate``, one image at a time: the request is checked and the generator run now, and each image
+        is edited (resized ...) only when it is asked for, so a caller that encodes and drops each image holds
+        one full-size image at a time."""
         image_kw, latent_kw = self.split_edits(edit_kwargs)
         todo = self.parse_edits({**(_as_dict(edits)), **image_kw})
         moves = self.parse_latent_edits({**_as_dict(latent_edits), **latent_kw})
+        self.check_pixels(self.output_pixels(self.check_request(n, seed, truncation)[0], todo))
         arrays = self.generate_arrays(category, n, seed, truncation, moves, latent)
-        return [apply_edits(to_pil(a), todo) for a in arrays]
+        return (apply_edits(to_pil(a), todo) for a in arrays)
 
     def interpolate(
         self,
@@ -349,6 +383,20 @@ class ProductGenerator:
         Generators without an ``embed`` class embedding fall back to a pixel cross-fade between the two
         categories' images of the same latent (logged as a warning).
         """
+        return list(self.interpolate_iter(category, seeds, categories, seed, steps, truncation, edits, **edit_kwargs))
+
+    def interpolate_iter(
+        self,
+        category: str | int | None = None,
+        seeds: tuple[int, int] | None = None,
+        categories: tuple[str | int, str | int] | None = None,
+        seed: int = 0,
+        steps: int | None = None,
+        truncation: float | None = None,
+        edits: Edits | dict[str, Any] | None = None,
+        **edit_kwargs: Any,
+    ) -> Iterator[Image.Image]:
+        """``interpolate``, one frame at a time (as ``generate_iter``)."""
         steps = int(steps or self.params.steps)
         if not 2 <= steps <= self.params.max_n:
             raise RequestError(f"steps={steps} is out of range; use 2..{self.params.max_n}")
@@ -364,6 +412,7 @@ class ProductGenerator:
         _, seed_a, truncation = self.check_request(1, seed_a, truncation)
         _, seed_b, _ = self.check_request(1, seed_b, None)
         todo = self.parse_edits({**_as_dict(edits), **edit_kwargs})
+        self.check_pixels(self.output_pixels(steps, todo))
 
         ts = [i / (steps - 1) for i in range(steps)]
         dim = self.config.latent_dim
@@ -379,7 +428,7 @@ class ProductGenerator:
             b = self._render(z, [cat_b] * steps).astype(np.float32)
             w = np.asarray(ts, np.float32)[:, None, None, None]
             arrays = ((1 - w) * a + w * b).round().astype(np.uint8)
-        return [apply_edits(to_pil(a), todo) for a in arrays]
+        return (apply_edits(to_pil(a), todo) for a in arrays)
 
 
 def _cache_dir() -> Any:

@@ -11,7 +11,8 @@ edits first. Output rows, one per image: ``image`` (base64 PNG), ``category`` (n
 
 A bad request raises MlflowException(INVALID_PARAMETER_VALUE): the scoring server answers HTTP 400 with
 the message (which request, what is wrong, what is allowed) and goes on serving.
-Limits come from GenerateParams (max_n, max_images), overridable with log_model(model_config={...}).
+Limits come from GenerateParams (max_n, max_images, max_megapixels), overridable with log_model(model_config={...})
+or at load (`productgan serve` passes params.yaml's generate section).
 """
 
 from __future__ import annotations
@@ -170,16 +171,23 @@ class ProductGANModel(mlflow.pyfunc.PythonModel):
         total, limit = sum(r["n"] for r in requests), self.product.params.max_images
         if total > limit:
             raise _invalid(f"{total} images asked in one call; the limit is {limit}: split the request")
+        try:
+            self.product.check_pixels(sum(self.product.output_pixels(r["n"], r["edits"]) for r in requests))
+        except RequestError as exc:
+            raise _invalid(str(exc)) from None
         rows = []
         for number, req in enumerate(requests):
             try:
-                images = self.product.generate(req["category"], req["n"], req["seed"], req["truncation"],
-                                               req["edits"], latent_edits=req["latent_edits"], latent=req["latent"])
+                # each image is edited, encoded and dropped in turn: one full-size image in memory at a time
+                images = self.product.generate_iter(req["category"], req["n"], req["seed"], req["truncation"],
+                                                    req["edits"], latent_edits=req["latent_edits"],
+                                                    latent=req["latent"])
+                for i, image in enumerate(images):
+                    rows.append({"image": encode(image), "category": req["category"], "seed": req["seed"],
+                                 "index": i})
             except (RequestError, EditError) as exc:
                 raise _invalid(f"{where(number)}{exc}") from None
             except Exception as exc:  # a fault of ours, not the request's: logged with its trace, replied without
                 log.exception("productgan model: %srequest %s failed", where(number), req)
                 raise _failed(f"{where(number)}the model failed ({type(exc).__name__}); see the server's log") from None
-            for i, image in enumerate(images):
-                rows.append({"image": encode(image), "category": req["category"], "seed": req["seed"], "index": i})
         return pd.DataFrame(rows, columns=[c for c, _ in OUTPUT_COLUMNS])

@@ -72,6 +72,19 @@ def test_bad_requests_raise_clear_errors(product, kwargs, message):
         product.generate(**kwargs)
 
 
+def test_output_pixels_are_limited_per_request(product):
+    """images x output size^2 over generate.max_megapixels is refused before anything is made."""
+    with pytest.raises(RequestError, match=r"83.89 megapixels asked in one request .* limit is 64 megapixels "
+                                           r"\(params generate.max_megapixels\)"):
+        product.generate("Bag", n=5, seed=1, size=4096)
+    with pytest.raises(RequestError, match="67.11 megapixels"):
+        product.interpolate(category="Bag", seeds=(1, 2), steps=4, size=4096)
+    small = load(product.source, params=GenerateParams(max_megapixels=0.01))  # 12 images of 28x28 px
+    assert len(small.generate("Bag", n=12)) == 12
+    with pytest.raises(RequestError, match="0.01019 megapixels asked"):
+        small.generate("Bag", n=13)
+
+
 def test_truncation_trades_variety_for_typicality(product):
     wide = product.generate_arrays("Shirt", n=32, seed=3).astype(float)
     narrow = product.generate_arrays("Shirt", n=32, seed=3, truncation=0.3).astype(float)

@@ -152,6 +152,9 @@ def test_round_trip_returns_pngs_that_match_the_python_api(server, registered):
         ([{"category": "Bag", "color": "#zz3355"}], "color='#zz3355' is not a colour"),
         ([{"category": "Bag"}, {"category": "Bag", "scale": 0}], "request 1: scale=0.0 is out of range"),
         ([{"category": "Bag", "n": 64}] * 5, "320 images asked in one call; the limit is 256"),
+        ([{"category": "Bag", "n": 8, "size": 4096}], "134.2 megapixels asked in one request (images x output "
+                                                       "size^2); the limit is 64 megapixels"),
+        ([{"category": "Bag", "n": 2, "size": 4096}] * 2, "67.11 megapixels asked in one request"),
     ],
 )
 def test_bad_requests_get_a_clear_400_and_the_server_keeps_serving(server, records, message):
@@ -213,6 +216,38 @@ def test_productgan_serve_refuses_deep_nesting_and_huge_bodies(guarded_server):
     assert status == 413 and f"larger than {MAX_BODY} bytes" in json.loads(text)["message"], text
     status, ok = post(guarded_server, [{"category": "Coat", "seed": 1}])
     assert status == 200 and len(ok["predictions"]) == 1
+
+
+RSS_PROBE = """
+import gc, resource, sys
+import pandas as pd
+from productgan.pyfunc import ProductGANModel
+
+class Context:
+    artifacts = {"generator": sys.argv[1]}
+    model_config = {}
+
+model = ProductGANModel()
+model.load_context(Context())
+model.predict(None, pd.DataFrame([{"category": "Bag", "n": 1.0, "size": 64.0}]))
+gc.collect()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+out = model.predict(None, pd.DataFrame([{"category": "Bag", "n": 12.0, "size": 2048.0, "background": "transparent"}]))
+print(len(out), (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024)
+"""
+
+
+def test_served_images_are_encoded_and_freed_one_at_a_time(tiny_generator_dir, cli_env):
+    """12 RGBA images of visible products at 2048 px (16 MiB each, 50 megapixels: under the limit): the model's
+    peak memory grows by less than holding all 12 would take (glibc told to return freed blocks at once, so
+    the peak is what was alive)."""
+    env = {**cli_env, "MALLOC_MMAP_THRESHOLD_": "131072"}
+    res = subprocess.run([sys.executable, "-c", RSS_PROBE, str(tiny_generator_dir)], capture_output=True, text=True,
+                         env=env, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    rows, growth = map(int, res.stdout.split()[-2:])
+    all_images = 12 * 2048 * 2048 * 4
+    assert rows == 12 and growth < all_images, f"peak grew {growth / 2**20:.0f} MiB; all 12 images are 192 MiB"
 
 
 def test_pyfunc_in_python(registered):

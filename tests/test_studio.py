@@ -319,7 +319,8 @@ def test_info_shows_champion_and_challenger_with_versions_and_metrics(studio, re
     assert challenger["lineage"]["recipe"] == "baseline" and champion["categories"][3] == "Dress"
     assert info["registry"] == {"model_name": "product-gan", "tracking_uri": env["MLFLOW_TRACKING_URI"],
                                 "primary_metric": "fd_domain", "greater_is_better": False, "margin": 0.02}
-    assert info["limits"] == {"max_n": MAX_N, "max_images": GenerateParams.max_images, "max_size": 4096}
+    assert info["limits"] == {"max_n": MAX_N, "max_images": GenerateParams.max_images, "max_size": 4096,
+                              "max_megapixels": GenerateParams.max_megapixels}
     assert info["edits"] == [f.name for f in dataclasses.fields(Edits)]
 
 
@@ -355,6 +356,8 @@ def test_page_has_a_control_for_every_edit(studio):
         (b'{"category": "Bag", "edits": {"size": 1e999}}', 400, "size=inf must be a whole number"),
         (b'{"category": "Bag", "edits": {"rotate": -1e999}}', 400, "rotate=-inf must be a finite number"),
         (b'{"category": ' + b"[" * 30000 + b"]" * 30000 + b"}", 400, "the request nests too deeply"),
+        ({"category": "Bag", "n": 8, "edits": {"size": 4096}}, 400,
+         "134.2 megapixels asked in one request (images x output size^2); the limit is 64 megapixels"),
     ],
 )
 def test_bad_requests_get_clear_errors(studio, body, status, expected):
@@ -373,6 +376,8 @@ def test_bad_requests_get_clear_errors(studio, body, status, expected):
         (b'{"category": "Bag", "seeds": [1, 2], "steps": 1e999}', "steps=inf must be a whole number"),
         (b'{"category": "Bag", "seeds": [1, 2], "steps": -Infinity}', "-Infinity is not a JSON number"),
         (b'{"seeds": ' + b"[" * 30000 + b"]" * 30000 + b"}", "the request nests too deeply"),
+        ({"category": "Bag", "seeds": [1, 2], "steps": 5, "edits": {"size": 4096}},
+         "83.89 megapixels asked in one request"),
     ],
 )
 def test_bad_interpolations_get_clear_errors(studio, body, expected):

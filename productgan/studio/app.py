@@ -170,7 +170,9 @@ def parse_generate(catalog: Catalog, body: dict[str, Any]) -> GenerateRequest:
     )
     if n > params.max_images:
         raise RequestError(f"{n} images asked in one call; the limit is {params.max_images}: split the request")
-    return GenerateRequest(slot, category, n, seed, truncation, _edits(slot, body.get("edits")))
+    edits = _edits(slot, body.get("edits"))
+    product.check_pixels(product.output_pixels(n, edits))
+    return GenerateRequest(slot, category, n, seed, truncation, edits)
 
 
 def _pair(value: Any, name: str) -> tuple[Any, Any] | None:
@@ -196,12 +198,12 @@ def interpolate_frames(catalog: Catalog, body: dict[str, Any]) -> dict[str, Any]
         "truncation": _truncation(slot, body),
         "edits": _edits(slot, body.get("edits")),
     }
-    frames = product.interpolate(**kwargs)
+    frames = product.interpolate_iter(**kwargs)  # each frame encoded and dropped in turn
     if categories is not None:
         ends = [product.categories[product.category_index(c)] for c in categories]
     else:
         ends = [f"seed {s}" for s in (seeds or (kwargs["seed"], kwargs["seed"]))]
-    count = len(frames)
+    count = kwargs["steps"]
     return {
         **_model_fields(slot),
         "ends": ends,
@@ -214,7 +216,7 @@ def _model_fields(slot: Slot) -> dict[str, Any]:
 
 
 def generate_images(req: GenerateRequest) -> dict[str, Any]:
-    images = req.slot.product.generate(req.category, req.n, req.seed, req.truncation, req.edits)
+    images = req.slot.product.generate_iter(req.category, req.n, req.seed, req.truncation, req.edits)
     return {
         **_model_fields(req.slot),
         "category": req.category,
@@ -245,7 +247,8 @@ def info(catalog: Catalog) -> dict[str, Any]:
         "source": redact(catalog.source),
         "models": [s.describe() for s in slots],
         "defaults": {"n": params.n, "seed": params.seed, "truncation": params.truncation, "steps": params.steps},
-        "limits": {"max_n": params.max_n, "max_images": params.max_images, "max_size": MAX_SIZE},
+        "limits": {"max_n": params.max_n, "max_images": params.max_images, "max_size": MAX_SIZE,
+                   "max_megapixels": params.max_megapixels},
         "edits": edit_fields(),
         "warning": catalog.warning,
         "registry": None,
