@@ -106,6 +106,44 @@ def guarded_server(registered) -> Iterator[str]:
         log.close()
 
 
+def readme_serving_commands() -> tuple[str, str]:
+    """The README's serving block: (the server command, the client command), as a reader copies them."""
+    text = (REPO / "README.md").read_text()
+    block = text.split("Serve the registered model over HTTP and call it:", 1)[1].split("```bash\n", 1)[1]
+    lines = block.split("```", 1)[0].splitlines()
+    return lines[0].split("#", 1)[0].strip(), "\n".join(lines[1:])
+
+
+def test_the_readmes_serving_commands_work_as_typed(registered, tmp_path):
+    """After the quick start, in a shell that has not activated the virtualenv (its bin is not on PATH): the
+    README's server command starts the champion's server, and its curl command writes the PNGs."""
+    uri, root = registered
+    server_cmd, client_cmd = readme_serving_commands()
+    assert server_cmd == "make serve" and "127.0.0.1:5001/invocations" in client_cmd
+    venv_bin = str(Path(sys.executable).parent)
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "VIRTUAL_ENV"))}
+    env["PATH"] = os.pathsep.join(p for p in env["PATH"].split(os.pathsep) if p != venv_bin)
+    env.update(MLFLOW_TRACKING_URI=uri, PORT=str(port),  # PORT: the README's `PORT=8000 make serve`
+               PYTHONPATH=os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep))
+    log = open(tmp_path / "serve.log", "wb")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(["bash", "-c", server_cmd], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    try:
+        wait_until_answers(f"http://127.0.0.1:{port}/ping", server_cmd, 120, lambda: proc.poll() is None,
+                           (tmp_path / "serve.log").read_text, interval_s=0.5)
+        client = subprocess.run(["bash", "-c", client_cmd.replace("127.0.0.1:5001", f"127.0.0.1:{port}")],
+                                cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+        assert client.returncode == 0, client.stderr
+    finally:
+        stop_process_group(proc)
+        log.close()
+    from PIL import Image
+
+    sizes = [Image.open(tmp_path / f"out_{i}.png").size for i in range(3)]
+    assert sizes == [(128, 128), (128, 128), (28, 28)]
+
+
 def post(url: str, records: list[dict[str, Any]]) -> tuple[int, dict[str, Any]]:
     body = json.dumps({"dataframe_records": records}).encode()
     req = urllib.request.Request(f"{url}/invocations", data=body, headers={"Content-Type": "application/json"})

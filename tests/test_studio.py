@@ -36,6 +36,7 @@ from studio_browser import (
 from productgan.api import GenerateParams, load
 from productgan.cli import cli
 from productgan.edit import Edits, hue_distance, mean_hue, product_mask
+from productgan.outputs import image_name
 from productgan.redact import redact
 from productgan.registry.config import RegisterConfig
 from productgan.registry.register import register_generator
@@ -220,6 +221,30 @@ def test_the_same_settings_give_the_same_bytes_everywhere(studio, registry, tmp_
     assert post(f"{url}/api/zip", request)[1] == data  # the same ZIP again
 
 
+def test_page_opens_with_each_models_first_grid(studio, registry, browser):
+    """No empty panels on arrival: each model shows the defaults' grid (params generate.n, seed, the first
+    category) before anything is pressed."""
+    url, _ = studio
+    open_page(browser, url)
+    assert browser.execute_script("return document.querySelector('#status').dataset.run") == "1"
+    shown = browser.execute_script(SHOWN_PIXELS)
+    info = get_json(f"{url}/api/info")
+    first, n, seed = info["models"][0]["categories"][0], info["defaults"]["n"], info["defaults"]["seed"]
+    for alias, version in (("champion", "1"), ("challenger", "2")):
+        want = load(f"models:/product-gan/{version}").generate(first, n=n, seed=seed)
+        names = [image_name(first, seed, i) for i in range(n)]
+        assert sorted(shown[alias]) == sorted(names)
+        assert [decode(shown[alias][name]["src"]) for name in names] == [png_bytes(im) for im in want]
+
+
+def test_the_colour_swatch_follows_the_typed_colour(studio, browser):
+    url, _ = studio
+    open_page(browser, url)
+    for typed, swatch in (("#1e6fd0", "#1e6fd0"), ("#A35", "#aa3355"), ("navy", "#000080"), ("notacolour", "#000080")):
+        set_field(browser, "color", typed)
+        assert browser.find_element("id", "color-picker").get_attribute("value") == swatch, typed
+
+
 def test_zip_and_interpolation_from_the_page(studio, browser):
     url, _ = studio
     open_page(browser, url)
@@ -262,10 +287,11 @@ def test_bad_input_shows_a_message_and_the_server_keeps_serving(studio, browser,
     open_page(browser, url)
     set_field(browser, "n", "2")
     set_field(browser, field, text)
+    before = browser.execute_script(SHOWN_PIXELS)
     click_generate(browser)
     shown = message(browser)
     assert f"champion: {expected}" in shown and f"challenger: {expected}" in shown
-    assert browser.find_elements("css selector", ".grid img") == []
+    assert browser.execute_script(SHOWN_PIXELS) == before  # nothing new drawn: the last good grid stays
 
     set_field(browser, field, "1" if field in ("n", "truncation") else "")  # fixed: it works again
     status = click_generate(browser)

@@ -18,7 +18,7 @@ from productgan.commands.generate import _params
 @click.option("--port", type=click.IntRange(0, 65535), default=5001, show_default=True, help="Port to listen on.")
 def serve(model_uri: str | None, host: str, port: int) -> None:
     """Serve the registered generator: POST /invocations as `mlflow models serve` answers it, with the limits of
-    params.yaml's generate section (max_n, max_images)."""
+    params.yaml's generate section (max_n, max_images, max_megapixels)."""
     import uvicorn
 
     from productgan.model_server import create_app
@@ -33,5 +33,5 @@ def serve(model_uri: str | None, host: str, port: int) -> None:
     except Exception as exc:  # an unknown model, an unreachable registry: one line, no traceback
         raise click.ClickException(f"serve: could not load {source}: {exc}") from None
     click.echo(f"serve: POST http://{host}:{port}/invocations (limits: {params.max_n} images per row, "
-               f"{params.max_images} per call)", err=True)
+               f"{params.max_images} per call, {params.max_megapixels:g} megapixels per call)", err=True)
     uvicorn.run(app, host=host, port=port, log_level="info", server_header=False)
