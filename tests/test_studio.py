@@ -482,6 +482,30 @@ def test_checkpoint_studio_serves_one_generator(tiny_generator_dir, tmp_path):
         stop(proc)
 
 
+def test_no_credential_or_local_path_reaches_the_page(tiny_generator_dir, tmp_path):
+    """A model given as a (file:) URI with a token in it, and a checkpoint folder: the page, /api/info, every
+    reply and the ZIP show neither the token nor the local path, only the folder's name."""
+    secret = "Canary-Token-5e1f0c"
+    for args in (["--model", f"file://{tiny_generator_dir}?token={secret}"], ["--checkpoint", str(tiny_generator_dir)]):
+        proc, url = start_studio(args, cwd=tmp_path, env=env_for_cli())
+        try:
+            with urllib.request.urlopen(url, timeout=30) as resp:
+                texts = [resp.read().decode()]
+            info = get_json(f"{url}/api/info")
+            texts.append(json.dumps(info))
+            for path, body in (("generate", {"category": "Coat", "n": 1}),
+                               ("interpolate", {"category": "Coat", "seeds": [1, 2], "steps": 2}),
+                               ("zip", {"category": "Coat", "n": 1})):
+                status, data, _ = post(f"{url}/api/{path}", body)
+                assert status == 200, data[:300]
+                texts.append(data.decode("latin-1"))
+        finally:
+            stop(proc)
+        for text in texts:
+            assert secret not in text and str(tiny_generator_dir.parent) not in text
+        assert info["models"][0]["uri"] == info["source"] == "generator"
+
+
 def test_which_registry_models_a_uri_names():
     from productgan.studio.models import parse_registry_uri
 

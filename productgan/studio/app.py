@@ -37,7 +37,7 @@ from productgan.edit_request import MAX_SIZE, EditError, Edits, whole_number
 from productgan.outputs import generate_files, image_name, zip_bytes
 from productgan.redact import redact
 from productgan.render import png_base64, safe_name
-from productgan.studio.models import Catalog, Slot
+from productgan.studio.models import Catalog, Slot, shown_source
 
 log = logging.getLogger(__name__)
 
@@ -244,7 +244,7 @@ def info(catalog: Catalog) -> dict[str, Any]:
     slots = catalog.slots()
     params = slots[0].product.params
     doc: dict[str, Any] = {
-        "source": redact(catalog.source),
+        "source": shown_source(catalog.source),
         "models": [s.describe() for s in slots],
         "defaults": {"n": params.n, "seed": params.seed, "truncation": params.truncation, "steps": params.steps},
         "limits": {"max_n": params.max_n, "max_images": params.max_images, "max_size": MAX_SIZE,

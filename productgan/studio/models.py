@@ -15,7 +15,9 @@ import re
 import tempfile
 import threading
 from dataclasses import dataclass, field
+from pathlib import PurePath
 from typing import Any
+from urllib.parse import urlparse
 
 from productgan.api import GenerateParams, ProductGenerator, RequestError, load
 from productgan.redact import redact
@@ -32,7 +34,7 @@ LINEAGE_TAGS = ("recipe", "train_step", "dataset_version", "git_commit", "traini
 @dataclass
 class Slot:
     """One generator on the page: ``key`` is what a request names (``champion``, ``challenger``,
-    ``version 3``, ``checkpoint`` or ``model``)."""
+    ``version 3``, ``checkpoint`` or ``model``); ``uri`` is what the page shows of its source (``shown_source``)."""
 
     key: str
     uri: str
@@ -50,6 +52,16 @@ class Slot:
             "channels": self.product.config.channels,
             **self.details,
         }
+
+
+def shown_source(source: str) -> str:
+    """What the page may show of where a generator came from: a URI without its credentials, a local folder
+    (or ``file:`` URI) by its last name only -- its path tells who runs the studio and where."""
+    scheme = urlparse(source).scheme
+    if len(scheme) > 1 and scheme != "file":  # a one-letter scheme is a Windows drive
+        return redact(source)
+    path = urlparse(source).path if scheme == "file" else source
+    return PurePath(path.rstrip("/\\")).name or "generator"
 
 
 def parse_registry_uri(uri: str) -> tuple[str, str | None, str | None] | None:
@@ -105,7 +117,7 @@ class Catalog:
         self._refreshing = threading.Lock()  # one refresh at a time: a new version is downloaded once
         if self.registry is None:
             key = "checkpoint" if checkpoint else "model"
-            self._slots = [Slot(key, source, load(source, params=params))]
+            self._slots = [Slot(key, shown_source(source), load(source, params=params))]
         else:
             self.refresh(strict=True)
 
