@@ -23,6 +23,7 @@ SECTIONS = {
     "evaluate": "productgan.metrics.evaluate:EvaluateParams",
     "register": "productgan.registry.config:RegisterConfig",
     "generate": "productgan.api:GenerateParams",
+    "studio": "productgan.studio.settings:StudioParams",
     "project": "productgan.project:ProjectParams",
     "pipeline": "pipelines.settings:PipelineParams",
 }

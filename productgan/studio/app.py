@@ -4,7 +4,9 @@ Every image comes from ``ProductGenerator.generate`` / ``.interpolate`` and ``pr
 code ``productgan generate`` and the pyfunc model run -- and ZIPs from ``productgan.outputs.generate_files``,
 the files ``productgan generate --out`` writes. Requests are checked by the same calls as the pyfunc model
 (``category_index``, ``check_request``, ``parse_edits``) under the same limits (params ``generate.max_n``,
-``max_images``); a bad one gets HTTP 400 ``{"error": "..."}`` and the server goes on serving.
+``max_images``, ``max_megapixels``); a bad one gets HTTP 400 ``{"error": "..."}`` and the server goes on
+serving. At most ``studio.concurrency`` requests make images at once and ``studio.queue`` wait, each at most
+``studio.wait_s``; beyond that the answer is 503 with Retry-After (``Admission``).
 
 Nothing a request names is read from the file system: requests name a model slot from a fixed list, and
 the page's three files are read from the package once, at start.
@@ -18,11 +20,14 @@ the page's three files are read from the package once, at start.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import json
 import logging
+import math
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -38,6 +43,7 @@ from productgan.outputs import generate_files, image_name, zip_bytes
 from productgan.redact import redact
 from productgan.render import png_base64, safe_name
 from productgan.studio.models import Catalog, Slot, shown_source
+from productgan.studio.settings import StudioParams
 
 log = logging.getLogger(__name__)
 
@@ -56,11 +62,44 @@ SECURITY_HEADERS = {
 
 
 class Problem(Exception):
-    """A request refused before it reaches the generator (not JSON, too large ...)."""
+    """A request refused before it reaches the generator (not JSON, too large, the studio busy ...)."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status = status
+        self.headers = headers or {}
+
+
+class Admission:
+    """At most ``concurrency`` requests make images at once; up to ``queue`` more wait for them, each at most
+    ``wait_s``. Others are answered 503 with Retry-After at once, and so is a request that waited too long:
+    one slow request delays a bounded number of others by a bounded time. Waiting happens on the event loop,
+    so waiters hold no worker thread."""
+
+    def __init__(self, settings: StudioParams) -> None:
+        self.settings = settings
+        self._running = asyncio.Semaphore(settings.concurrency)
+        self.waiting = 0
+
+    def _busy(self, why: str) -> Problem:
+        retry = max(1, math.ceil(self.settings.wait_s))
+        return Problem(503, f"the studio is busy ({why}); try again in {retry} s", {"Retry-After": str(retry)})
+
+    @contextlib.asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        if self.waiting >= self.settings.queue and self._running.locked():
+            raise self._busy(f"{self.settings.concurrency} requests running and {self.waiting} waiting")
+        self.waiting += 1
+        try:
+            await asyncio.wait_for(self._running.acquire(), self.settings.wait_s)
+        except TimeoutError:
+            raise self._busy(f"no turn within studio.wait_s = {self.settings.wait_s:g} s") from None
+        finally:
+            self.waiting -= 1
+        try:
+            yield
+        finally:
+            self._running.release()
 
 
 @dataclass(frozen=True)
@@ -240,7 +279,7 @@ def edit_fields() -> list[str]:
 
 
 def info(catalog: Catalog) -> dict[str, Any]:
-    catalog.refresh()
+    catalog.refresh_soon()  # in the background: this answer comes from what is loaded now
     slots = catalog.slots()
     params = slots[0].product.params
     doc: dict[str, Any] = {
@@ -272,8 +311,8 @@ def info(catalog: Catalog) -> dict[str, Any]:
 # --- the app -------------------------------------------------------------------------------------------
 
 
-def _error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": redact(message)}, status_code=status)
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": redact(message)}, status_code=status, headers=headers)
 
 
 async def _timed(work: Callable[[], dict[str, Any]]) -> JSONResponse:
@@ -283,10 +322,13 @@ async def _timed(work: Callable[[], dict[str, Any]]) -> JSONResponse:
     return JSONResponse(result)
 
 
-def create_app(catalog: Catalog, allowed_hosts: list[str] | None = None) -> FastAPI:
+def create_app(
+    catalog: Catalog, allowed_hosts: list[str] | None = None, settings: StudioParams | None = None
+) -> FastAPI:
     """The studio for ``catalog``; ``allowed_hosts`` (Host headers accepted; default any) stops a web page
-    elsewhere from reaching a loopback studio through DNS rebinding."""
+    elsewhere from reaching a loopback studio through DNS rebinding; ``settings``: params.yaml ``studio``."""
     app = FastAPI(title="productgan studio", docs_url=None, redoc_url=None, openapi_url=None)
+    admission = Admission(settings or StudioParams())
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts or ["*"])
     files = page_files()
 
@@ -300,7 +342,7 @@ def create_app(catalog: Catalog, allowed_hosts: list[str] | None = None) -> Fast
 
     @app.exception_handler(Problem)
     async def problem(request: Request, exc: Problem) -> JSONResponse:
-        return _error(exc.status, str(exc))
+        return _error(exc.status, str(exc), exc.headers)
 
     @app.exception_handler(RequestError)
     @app.exception_handler(EditError)
@@ -325,17 +367,20 @@ def create_app(catalog: Catalog, allowed_hosts: list[str] | None = None) -> Fast
     @app.post("/api/generate")
     async def post_generate(request: Request) -> JSONResponse:
         req = parse_generate(catalog, await read_json(request))
-        return await _timed(lambda: generate_images(req))
+        async with admission.slot():
+            return await _timed(lambda: generate_images(req))
 
     @app.post("/api/interpolate")
     async def post_interpolate(request: Request) -> JSONResponse:
         body = await read_json(request)
-        return await _timed(lambda: interpolate_frames(catalog, body))
+        async with admission.slot():
+            return await _timed(lambda: interpolate_frames(catalog, body))
 
     @app.post("/api/zip")
     async def post_zip(request: Request) -> Response:
         req = parse_generate(catalog, await read_json(request))
-        data = await run_in_threadpool(generate_zip, req)
+        async with admission.slot():
+            data = await run_in_threadpool(generate_zip, req)
         name = f"productgan_{safe_name(req.category)}_{req.seed}.zip"
         return Response(data, media_type="application/zip",
                         headers={"Content-Disposition": f'attachment; filename="{name}"'})

@@ -3,7 +3,9 @@ versions and evaluation metrics), or one checkpoint folder / model URI.
 
 Generators are loaded once per registered version (``productgan.load`` on the version's generator folder,
 the same loader as ``productgan generate`` and the pyfunc model) and kept while an alias points at them.
-``refresh`` re-reads the aliases, so a promotion shows up when the page is reloaded.
+``refresh`` re-reads the aliases; ``refresh_soon`` does that in a background thread at most every
+``refresh_s`` seconds, so no request waits for the registry (or a download) and a promotion shows up on a
+page reload after that.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import math
 import re
 import tempfile
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import PurePath
 from typing import Any
@@ -107,14 +110,16 @@ def version_details(version: Any) -> dict[str, Any]:
 class Catalog:
     """The generators on the page. ``source`` is a folder (``--checkpoint``) or an MLflow model URI."""
 
-    def __init__(self, source: str, params: GenerateParams, checkpoint: bool = False) -> None:
+    def __init__(self, source: str, params: GenerateParams, checkpoint: bool = False, refresh_s: float = 30.0) -> None:
         self.source = source
         self.params = params
+        self.refresh_s = refresh_s
         self.registry = None if checkpoint else parse_registry_uri(source)
         self.warning: str | None = None
         self._slots: list[Slot] = []
         self._lock = threading.Lock()  # guards _slots
         self._refreshing = threading.Lock()  # one refresh at a time: a new version is downloaded once
+        self._refreshed_at = time.monotonic()
         if self.registry is None:
             key = "checkpoint" if checkpoint else "model"
             self._slots = [Slot(key, shown_source(source), load(source, params=params))]
@@ -143,7 +148,25 @@ class Catalog:
         if self.registry is None:
             return
         with self._refreshing:
+            self._refreshed_at = time.monotonic()
             self._refresh(strict)
+
+    def refresh_soon(self) -> None:
+        """``refresh`` in a background thread when the last one began ``refresh_s`` ago or more, and none
+        runs now; returns at once (the page is answered from what is loaded)."""
+        if self.registry is None or time.monotonic() - self._refreshed_at < self.refresh_s:
+            return
+        if not self._refreshing.acquire(blocking=False):
+            return
+
+        def run() -> None:
+            try:
+                self._refreshed_at = time.monotonic()
+                self._refresh(strict=False)
+            finally:
+                self._refreshing.release()
+
+        threading.Thread(target=run, name="studio-refresh", daemon=True).start()
 
     def _refresh(self, strict: bool) -> None:
         try:
