@@ -102,8 +102,10 @@ class PromotionLock:
         self.renewed_at = time.monotonic()
         try:
             ticket = self.client.create_model_version(self.name, source=f"lock:///{self.name}", tags=tags)
-        except MlflowException as exc:  # the first lock ever taken for this model: create its queue
-            if not _is_error(exc, "RESOURCE_DOES_NOT_EXIST"):
+        except MlflowException as exc:
+            # the first lock ever taken for this model: create its queue (with basic auth an ordinary user is
+            # told PERMISSION_DENIED for a model that does not exist yet; it manages the queue it creates)
+            if not _is_error(exc, "RESOURCE_DOES_NOT_EXIST", "PERMISSION_DENIED"):
                 raise
             self._ensure_queue()
             ticket = self.client.create_model_version(self.name, source=f"lock:///{self.name}", tags=tags)
