@@ -11,11 +11,12 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 FMNIST_DIR := /usr/share/datasets/fashion-mnist
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help install postgres run test lint data bench clean image image-tag push containers
+.PHONY: help install postgres run test lint data bench clean image image-tag push containers serve
 
 help:
 	@echo "make run    - install, get data/ (DVC remote or ingest), dvc repro: ingest -> ... -> register"
 	@echo "make test   - install, then the test suite (pytest)"
+	@echo "make serve  - after make run: the registered champion over HTTP on 127.0.0.1:\$$PORT (5001)"
 	@echo "make lint   - ruff"
 	@echo "make bench  - every benchmarks/bench_*.py (prints tables; curated into benchmarks/RESULTS.md)"
 	@echo "make image  - the project image (TORCH=cuda|cpu, IMAGE=REGISTRY/productgan, BASE=auto|registry|local)"
@@ -58,6 +59,12 @@ data: install
 run: data
 	dvc repro
 	@echo ">> done: see prepared/, models/, metrics/ and \`mlflow ui --backend-store-uri sqlite:///mlflow.db\`"
+
+# After `make run`: `productgan serve` from the virtualenv (installs nothing, needs no activated shell).
+PORT ?= 5001
+serve:
+	@[ -x $(VENV)/bin/productgan ] || { echo "no $(VENV)/bin/productgan: run make run first"; exit 1; }
+	$(VENV)/bin/productgan serve --port $(PORT)
 
 test: install /usr/bin/chromedriver postgres containers
 	$(PY) -m pytest

@@ -21,6 +21,8 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from components.runtime import STEP_POD_LABELS
+
 KIND = "PyTorchJob"
 API_VERSION = "kubeflow.org/v1"
 CONTAINER = "pytorch"  # the container name the Training Operator looks for
@@ -98,7 +100,7 @@ def render_pytorchjob(spec: JobSpec) -> Any:
     )
     pod = k8s.V1PodTemplateSpec(
         # no Istio sidecar: it would keep a finished pod running, and NCCL's ports are not HTTP
-        metadata=k8s.V1ObjectMeta(annotations={"sidecar.istio.io/inject": "false"}),
+        metadata=k8s.V1ObjectMeta(annotations={"sidecar.istio.io/inject": "false"}, labels=dict(STEP_POD_LABELS)),
         spec=k8s.V1PodSpec(
             containers=[container],
             volumes=[

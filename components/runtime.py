@@ -26,6 +26,10 @@ import yaml
 
 from productgan.redact import redact
 
+# Every pod the pipeline starts carries these labels (its steps, the PyTorchJob's replicas): the NetworkPolicies of
+# infra/k8s/base/network-policies.yaml let such pods, and no others but the studio, reach MLflow and MinIO.
+STEP_POD_LABELS = {"app.kubernetes.io/component": "productgan-step"}
+
 PARAMS_ENV = "PRODUCTGAN_PARAMS"
 _DVC_MD5 = re.compile(r"^[0-9a-f]{32}\.dir$")
 

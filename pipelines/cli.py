@@ -124,8 +124,10 @@ def run_local(source: str | None, workdir: str, per_category: int, full: bool, a
               help="--wait: give up (exit 1, the run goes on) after this many seconds.")
 @click.option("--namespace", default=None, help="Kubeflow profile namespace (multi-user deployments).")
 @click.option("--token", default=None, envvar="KFP_TOKEN", help="Bearer token for the KFP API ($KFP_TOKEN).")
-@click.option("--cookie", default=None, envvar="KFP_COOKIE", help="Session cookie of a Dex-protected deployment, "
-              "e.g. 'authservice_session=...' from the browser after login ($KFP_COOKIE).")
+@click.option("--cookie-file", default=None, envvar="KFP_COOKIE_FILE", type=click.Path(exists=True, dir_okay=False),
+              help="File holding the session cookie of a Dex-protected deployment, e.g. 'authservice_session=...' "
+                   "from the browser after login ($KFP_COOKIE_FILE; or the cookie itself in $KFP_COOKIE).")
+@click.option("--cookie", "cookie_given", default=None, hidden=True)  # refused: `ps` would show it
 @click.option("--ca-cert", default=None, envvar="KFP_CA_CERT", type=click.Path(exists=True, dir_okay=False),
               help="PEM CA bundle that signs the endpoint's TLS certificate (private CA; $KFP_CA_CERT).")
 @click.option("--service-account", default=None, help="Kubernetes service account the run's pods use.")
@@ -146,7 +148,8 @@ def submit(
     wait_timeout: float,
     namespace: str | None,
     token: str | None,
-    cookie: str | None,
+    cookie_file: str | None,
+    cookie_given: str | None,
     ca_cert: str | None,
     service_account: str | None,
 ) -> None:
@@ -169,8 +172,11 @@ def submit(
                                "and --wait")
     if wait and cron:
         raise click.UsageError("--wait waits for a one-off run; a recurring run (--schedule) does not finish")
+    if cookie_given is not None:
+        raise click.UsageError("--cookie VALUE shows the session cookie to every user of this machine (ps); put it "
+                               "in $KFP_COOKIE or in a file only you can read (--cookie-file FILE)")
     try:
-        kfp_client = sub.client(host, namespace, token, cookie, ca_cert)
+        kfp_client = sub.client(host, namespace, token, sub.session_cookie(cookie_file), ca_cert)
         if delete:
             rid = sub.delete_recurring_run(kfp_client, delete, namespace=namespace)
             click.echo(f"submit: recurring run {delete} ({rid}) deleted")

@@ -26,7 +26,7 @@ from kfp.dsl import PipelineTask
 from kfp.dsl.graph_component import GraphComponent
 
 from components import check, evaluate, ingest, preprocess, register, settings, train, train_job
-from components.runtime import parse_params
+from components.runtime import STEP_POD_LABELS, parse_params
 from pipelines import scaling
 from pipelines.run_parameters import params_json, run_parameter_defaults
 from pipelines.settings import PipelineParams, Resources, pipeline_params
@@ -78,22 +78,24 @@ def _gpu(task: PipelineTask, cfg: PipelineParams, count: int) -> PipelineTask:
 
 
 def _secure_every_step(cfg: PipelineParams) -> None:
-    """Every task of the pipeline being built runs as the image's non-root user.
+    """Every task of the pipeline being built carries STEP_POD_LABELS (what lets it through the cluster's
+    NetworkPolicies to MLflow and MinIO) and runs as the image's non-root user.
 
     kfp-kubernetes can set only runAsUser/runAsGroup/runAsNonRoot (``set_security_context``). The rest of
     what the restricted Pod Security Standard asks (seccompProfile RuntimeDefault, allowPrivilegeEscalation
     false, all capabilities dropped) the KFP backend adds to every pod itself from 2.16.0 on
     (backend/src/v2/compiler/argocompiler/security_context.go); older backends ignore the field (their driver
     discards unknown fields) and need the cluster to add it (README "Pod security")."""
-    if cfg.run_as_user is None:
-        return
     from kfp.dsl import pipeline_context
 
     for task in pipeline_context.Pipeline.get_default_pipeline().tasks.values():
         if task.container_spec is None or task.container_spec.image.startswith("argostub/"):
             continue  # CreatePVC/DeletePVC: the backend's driver does their work, no pod of ours runs
-        kubernetes.set_security_context(task, run_as_user=cfg.run_as_user, run_as_group=cfg.run_as_group,
-                                        run_as_non_root=True)
+        for key, value in STEP_POD_LABELS.items():
+            kubernetes.add_pod_label(task, key, value)
+        if cfg.run_as_user is not None:
+            kubernetes.set_security_context(task, run_as_user=cfg.run_as_user, run_as_group=cfg.run_as_group,
+                                            run_as_non_root=True)
 
 
 def _retries(task: PipelineTask, cfg: PipelineParams) -> PipelineTask:

@@ -63,6 +63,18 @@ def prepare(params_text: str, assignments: Sequence[str] = (), image: str | None
                     params)
 
 
+def session_cookie(cookie_file: str | None = None) -> str | None:
+    """The session cookie of a Dex/oauth2-proxy login: the first line of ``cookie_file``, else ``$KFP_COOKIE``;
+    never a command-line argument, which every user of the machine can read (``ps``)."""
+    if cookie_file:
+        with open(cookie_file, encoding="utf-8") as fh:
+            cookie = fh.readline().strip()
+        if not cookie:
+            raise SubmitError(f"{cookie_file}: empty; write the cookie (authservice_session=...) on its first line")
+        return cookie
+    return os.environ.get("KFP_COOKIE", "").strip() or None
+
+
 def client(
     host: str,
     namespace: str | None = None,

@@ -13,8 +13,8 @@ from __future__ import annotations
 import logging
 import math
 import os
+import threading
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -23,11 +23,12 @@ import torch
 from PIL import Image
 
 from productgan.edit import EditError, Edits, apply_edits
-from productgan.edit_request import MAX_SEED, LatentEdits
+from productgan.edit_request import MAX_SEED, LatentEdits, is_digits, whole_number
 from productgan.gan.config import GeneratorConfig
 from productgan.gan.export import load_generator
 from productgan.gan.sample import generate_uint8, latents, to_uint8
 from productgan.latent import Directions, along, principal_directions, slerp
+from productgan.params import require
 from productgan.render import to_pil
 from productgan.resolve import local_generator_dir, resolve_generator_dir
 
@@ -53,8 +54,18 @@ class GenerateParams:
     cell: int = 112  # grid cell size (px): small generated images are upscaled so labels are legible
     max_n: int = 64  # most images per request (row) the API and the server make
     max_images: int = 256  # most images one server request (all rows) may ask for
+    # most output pixels one request may make, in millions: images x output side^2 (the `size` edit, else the
+    # generator's resolution); bounds the memory a request holds (~4 bytes a pixel)
+    max_megapixels: float = 64.0
     directions: int = 10  # principal latent directions offered (GANSpace); `productgan directions` shows them
     direction_samples: int = 2000  # latents sampled to find them (seeded: the same directions every load)
+
+    def __post_init__(self) -> None:
+        for key in ("n", "steps", "cell", "max_n", "max_images", "directions", "direction_samples"):
+            require(getattr(self, key) >= 1, key, f"must be >= 1, got {getattr(self, key)}")
+        require(self.truncation is None or 0 < self.truncation <= 1, "truncation",
+                f"must be in (0, 1] or null, got {self.truncation}")
+        require(self.max_megapixels > 0, "max_megapixels", f"must be > 0, got {self.max_megapixels}")
 
 
 class RequestError(ValueError):
@@ -76,6 +87,7 @@ class ProductGenerator:
         self.source = source
         self.params = params or GenerateParams()
         self._directions: Directions | None = None
+        self._directions_once = threading.Lock()  # concurrent first callers compute them once
 
     @property
     def categories(self) -> list[str]:
@@ -105,7 +117,7 @@ class ProductGenerator:
             folded = [n.casefold() for n in names]
             if folded.count(text.casefold()) == 1:
                 return folded.index(text.casefold())
-            if text.isdigit() and 0 <= int(text) < len(names):
+            if is_digits(text) and 0 <= int(text) < len(names):
                 return int(text)
         raise RequestError(
             f"unknown category {category!r}; known: {', '.join(names)} (or an index 0..{len(names) - 1})"
@@ -113,17 +125,18 @@ class ProductGenerator:
 
     def check_request(self, n: int, seed: int, truncation: float | None) -> tuple[int, int, float | None]:
         try:
-            n_i, seed_i = int(n), int(seed)
-        except (TypeError, ValueError):
+            n_i, seed_i = whole_number(n, "n"), whole_number(seed, "seed")
+        except EditError:
             raise RequestError(f"n and seed must be whole numbers, got n={n!r}, seed={seed!r}") from None
-        if n_i != float(n) or seed_i != float(seed):
-            raise RequestError(f"n and seed must be whole numbers, got n={n!r}, seed={seed!r}")
         if not 1 <= n_i <= self.params.max_n:
             raise RequestError(f"n={n_i} is out of range; ask for 1..{self.params.max_n} images per request")
         if not 0 <= seed_i <= MAX_SEED:
             raise RequestError(f"seed={seed_i} is out of range; use 0..2**53")
         if truncation is not None:
-            truncation = float(truncation)
+            try:
+                truncation = float(truncation)
+            except (TypeError, ValueError, OverflowError):
+                raise RequestError(f"truncation={truncation!r} is not a number; use (0, 1] (1 = off)") from None
             if math.isnan(truncation):
                 truncation = None
             elif not 0 < truncation <= 1:
@@ -172,6 +185,20 @@ class ProductGenerator:
             raise RequestError(f"latent values must be finite and within ±{MAX_LATENT:g}")
         return z[None]
 
+    def output_pixels(self, n: int, edits: Edits) -> int:
+        """Pixels of ``n`` images made with ``edits``: generated images are square, ``size`` sets their side."""
+        side = edits.size or self.config.resolution
+        return int(n) * side * side
+
+    def check_pixels(self, pixels: int) -> None:
+        """RequestError when a request would make more than ``max_megapixels`` million output pixels."""
+        limit = self.params.max_megapixels
+        if pixels > limit * 1e6:
+            raise RequestError(
+                f"{pixels / 1e6:.4g} megapixels asked in one request (images x output size^2); the limit is "
+                f"{limit:g} megapixels (params generate.max_megapixels): ask for fewer images or a smaller size"
+            )
+
     @staticmethod
     def split_edits(values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
         """Keyword edits as (image edits, latent edits); a name that is neither is an image edit (its error)."""
@@ -182,10 +209,11 @@ class ProductGenerator:
 
     def directions(self) -> Directions:
         """The generator's principal latent directions (GANSpace), computed once per loaded generator."""
-        if self._directions is None:
-            self._directions = principal_directions(
-                self.generator, self.config.latent_dim, len(self.categories), self.params.directions,
-                self.params.direction_samples)
+        with self._directions_once:
+            if self._directions is None:
+                self._directions = principal_directions(
+                    self.generator, self.config.latent_dim, len(self.categories), self.params.directions,
+                    self.params.direction_samples)
         return self._directions
 
     def render_latents(
@@ -218,7 +246,7 @@ class ProductGenerator:
             raise RequestError(f"an interpolation needs 2..{self.params.max_n} frames (n), got {frames}")
         ts = [i / (frames - 1) for i in range(frames)]
         path = torch.stack([slerp(z[0], end, t) for t in ts])
-        if target == idx or _class_embedding(self.generator) is None:
+        if target == idx or not _mixes_classes(self.generator):
             return self._render(path, [target] * frames)
         return self._render(path, [idx] * frames, mix_to=[target] * frames, t=ts)
 
@@ -273,15 +301,18 @@ class ProductGenerator:
         self, z: torch.Tensor, labels: Sequence[int], mix_to: Sequence[int] | None = None, t: Sequence[float] = ()
     ) -> np.ndarray:
         """uint8 (N, C, H, W) for latents ``z`` and ``labels``; with ``mix_to`` the class embedding of each
-        row is (1 - t) * embed(label) + t * embed(mix_to)."""
+        row is (1 - t) * embed(label) + t * embed(mix_to), passed to the generator as an argument (no state is
+        changed on the shared generator: concurrent requests stay independent)."""
         device = next(self.generator.parameters()).device
         labels_t = torch.as_tensor(list(labels), dtype=torch.long, device=device)
         if mix_to is None:
             return to_uint8(self.generator(z.to(device), labels_t))
+        if not _mixes_classes(self.generator):
+            raise RequestError("this generator has no class embedding to interpolate")
         other = torch.as_tensor(list(mix_to), dtype=torch.long, device=device)
         weights = torch.as_tensor(list(t), dtype=torch.float32, device=device)[:, None]
-        with _mixed_embedding(self.generator, other, weights):
-            return to_uint8(self.generator(z.to(device), labels_t))
+        embedding = self.generator.mixed_embedding(labels_t, other, weights)
+        return to_uint8(self.generator(z.to(device), labels_t, embedding=embedding))
 
     def generate_arrays(
         self, category: str | int, n: int = 1, seed: int = 0, truncation: float | None = None,
@@ -320,11 +351,28 @@ class ProductGenerator:
 
         The same (category, n, seed, truncation, edits) gives the same images.
         """
+        return list(self.generate_iter(category, n, seed, truncation, edits, latent_edits, latent, **edit_kwargs))
+
+    def generate_iter(
+        self,
+        category: str | int,
+        n: int = 1,
+        seed: int = 0,
+        truncation: float | None = None,
+        edits: Edits | dict[str, Any] | None = None,
+        latent_edits: LatentEdits | dict[str, Any] | None = None,
+        latent: Any = None,
+        **edit_kwargs: Any,
+    ) -> Iterator[Image.Image]:
+        """``generate``, one image at a time: the request is checked and the generator run now, and each image
+        is edited (resized ...) only when it is asked for, so a caller that encodes and drops each image holds
+        one full-size image at a time."""
         image_kw, latent_kw = self.split_edits(edit_kwargs)
         todo = self.parse_edits({**(_as_dict(edits)), **image_kw})
         moves = self.parse_latent_edits({**_as_dict(latent_edits), **latent_kw})
+        self.check_pixels(self.output_pixels(self.check_request(n, seed, truncation)[0], todo))
         arrays = self.generate_arrays(category, n, seed, truncation, moves, latent)
-        return [apply_edits(to_pil(a), todo) for a in arrays]
+        return (apply_edits(to_pil(a), todo) for a in arrays)
 
     def interpolate(
         self,
@@ -343,6 +391,20 @@ class ProductGenerator:
         Generators without an ``embed`` class embedding fall back to a pixel cross-fade between the two
         categories' images of the same latent (logged as a warning).
         """
+        return list(self.interpolate_iter(category, seeds, categories, seed, steps, truncation, edits, **edit_kwargs))
+
+    def interpolate_iter(
+        self,
+        category: str | int | None = None,
+        seeds: tuple[int, int] | None = None,
+        categories: tuple[str | int, str | int] | None = None,
+        seed: int = 0,
+        steps: int | None = None,
+        truncation: float | None = None,
+        edits: Edits | dict[str, Any] | None = None,
+        **edit_kwargs: Any,
+    ) -> Iterator[Image.Image]:
+        """``interpolate``, one frame at a time (as ``generate_iter``)."""
         steps = int(steps or self.params.steps)
         if not 2 <= steps <= self.params.max_n:
             raise RequestError(f"steps={steps} is out of range; use 2..{self.params.max_n}")
@@ -358,6 +420,7 @@ class ProductGenerator:
         _, seed_a, truncation = self.check_request(1, seed_a, truncation)
         _, seed_b, _ = self.check_request(1, seed_b, None)
         todo = self.parse_edits({**_as_dict(edits), **edit_kwargs})
+        self.check_pixels(self.output_pixels(steps, todo))
 
         ts = [i / (steps - 1) for i in range(steps)]
         dim = self.config.latent_dim
@@ -365,7 +428,7 @@ class ProductGenerator:
         z = torch.stack([slerp(za, zb, t) for t in ts])
         if cat_a == cat_b:
             arrays = self._render(z, [cat_a] * steps)
-        elif _class_embedding(self.generator) is not None:
+        elif _mixes_classes(self.generator):
             arrays = self._render(z, [cat_a] * steps, mix_to=[cat_b] * steps, t=ts)
         else:
             log.warning("generator %s has no class embedding `embed`: cross-fading pixels", type(self.generator))
@@ -373,7 +436,7 @@ class ProductGenerator:
             b = self._render(z, [cat_b] * steps).astype(np.float32)
             w = np.asarray(ts, np.float32)[:, None, None, None]
             arrays = ((1 - w) * a + w * b).round().astype(np.uint8)
-        return [apply_edits(to_pil(a), todo) for a in arrays]
+        return (apply_edits(to_pil(a), todo) for a in arrays)
 
 
 def _cache_dir() -> Any:
@@ -392,28 +455,9 @@ def _as_dict(edits: Edits | LatentEdits | dict[str, Any] | None) -> dict[str, An
     return dict(edits)
 
 
-def _class_embedding(generator: torch.nn.Module) -> torch.nn.Embedding | None:
-    embed = getattr(generator, "embed", None)
-    return embed if isinstance(embed, torch.nn.Embedding) else None
-
-
-@contextmanager
-def _mixed_embedding(generator: torch.nn.Module, other: torch.Tensor, weights: torch.Tensor) -> Iterator[None]:
-    """While active, ``generator.embed(labels)`` returns (1 - w) * embed(labels) + w * embed(other): the
-    generator itself is untouched, so any architecture that looks its class up once through ``embed``
-    can be interpolated between classes."""
-    embed = _class_embedding(generator)
-    if embed is None:
-        raise RequestError("this generator has no class embedding `embed` to interpolate")
-
-    def hook(module: torch.nn.Embedding, inputs: Any, output: torch.Tensor) -> torch.Tensor:
-        return (1 - weights) * output + weights * torch.nn.functional.embedding(other, module.weight)
-
-    handle = embed.register_forward_hook(hook)
-    try:
-        yield
-    finally:
-        handle.remove()
+def _mixes_classes(generator: torch.nn.Module) -> bool:
+    """Whether ``generator`` takes a mixed class embedding (every ConditionalGenerator does)."""
+    return callable(getattr(generator, "mixed_embedding", None))
 
 
 def load(

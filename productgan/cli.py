@@ -35,6 +35,7 @@ COMMANDS: dict[str, str] = {
     "directions": "project:directions",
     "studio": "studio:studio",
     "params": "params:params",
+    "serve": "serve:serve",
 }
 PLUGIN_GROUP = "productgan.commands"
 

@@ -133,14 +133,14 @@ class LatentEdits:
         """Latent edits from a request row, API keywords or CLI options (missing / None / NaN: no edit)."""
         clean = _given(cls, values, "latent edit")
         if "direction" in clean:
-            clean["direction"] = _whole(clean["direction"], "direction")
+            clean["direction"] = whole_number(clean["direction"], "direction")
         if "strength" in clean:
             try:
                 clean["strength"] = float(clean["strength"])
             except (TypeError, ValueError):
                 raise EditError(f"strength={clean['strength']!r} must be a number") from None
         if "interpolate_to" in clean and not isinstance(clean["interpolate_to"], str):
-            clean["interpolate_to"] = str(_whole(clean["interpolate_to"], "interpolate_to"))
+            clean["interpolate_to"] = str(whole_number(clean["interpolate_to"], "interpolate_to"))
         for key in ("to_category", "interpolate_to"):
             if key in clean:
                 clean[key] = str(clean[key]).strip() or None
@@ -152,7 +152,7 @@ class LatentEdits:
     def interpolate_seed(self) -> int | None:
         """``interpolate_to`` as a seed, or None when it is not a whole number (a photo, on the command line)."""
         text = self.interpolate_to
-        return int(text) if text is not None and text.isdigit() else None
+        return int(text) if text is not None and is_digits(text) else None
 
 
 def validate_latent(edits: LatentEdits) -> None:
@@ -167,14 +167,22 @@ def validate_latent(edits: LatentEdits) -> None:
         raise EditError(f"interpolate_to={seed} is out of range; use a seed 0..2**53")
 
 
-def _whole(value: Any, key: str) -> int:
+def whole_number(value: Any, key: str) -> int:
+    """``value`` (a number or its text) as an int; EditError naming ``key`` when it is not a finite whole
+    number (NaN, infinities, 1e999 and ints too large for a double included)."""
     try:
         number = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise EditError(f"{key}={value!r} must be a whole number") from None
     if not number.is_integer():
         raise EditError(f"{key}={value!r} must be a whole number")
     return int(number)
+
+
+def is_digits(text: str) -> bool:
+    """Whether ``text`` is a whole number written out (a seed, an index): ASCII digits only; ``"²"`` passes
+    ``str.isdigit`` but ``int()`` refuses it."""
+    return text.isascii() and text.isdecimal()
 
 
 def _fields(cls: type) -> list[tuple[str, type, dict[str, Any]]]:

@@ -33,23 +33,14 @@ class Directions:
         return len(self.vectors)
 
 
-def first_layer(generator: nn.Module) -> nn.Module:
-    layer = getattr(generator, "fc", None)
-    if not isinstance(layer, nn.Module):
-        raise ValueError(f"{type(generator).__name__} has no first layer `fc` to read early features from")
-    return layer
-
-
 @torch.no_grad()
 def early_features(generator: nn.Module, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """The output of the generator's first layer for (z, labels), flattened: (N, features)."""
-    seen: list[torch.Tensor] = []
-    handle = first_layer(generator).register_forward_hook(lambda _m, _i, out: seen.append(out))
-    try:
-        generator(z, labels)
-    finally:
-        handle.remove()
-    return seen[0].float().flatten(1)
+    """The output of the generator's first layer ``fc`` for (z, labels), flattened: (N, features). Asked of
+    the generator (``first_map``), not read by a hook, so other threads using the generator are not touched."""
+    first_map = getattr(generator, "first_map", None)
+    if not callable(first_map):
+        raise ValueError(f"{type(generator).__name__} has no first layer `first_map` to read early features from")
+    return first_map(z, labels).float().flatten(1)
 
 
 @torch.no_grad()

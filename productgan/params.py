@@ -37,6 +37,7 @@ SECTIONS: dict[str, str] = {
     "evaluate": "productgan.metrics.evaluate:EvaluateParams",
     "register": "productgan.registry.config:RegisterConfig",
     "generate": "productgan.api:GenerateParams",
+    "studio": "productgan.studio.settings:StudioParams",
     "project": "productgan.project:ProjectParams",
 }
 

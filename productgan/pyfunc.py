@@ -11,12 +11,14 @@ edits first. Output rows, one per image: ``image`` (base64 PNG), ``category`` (n
 
 A bad request raises MlflowException(INVALID_PARAMETER_VALUE): the scoring server answers HTTP 400 with
 the message (which request, what is wrong, what is allowed) and goes on serving.
-Limits come from GenerateParams (max_n, max_images), overridable with log_model(model_config={...}).
+Limits come from GenerateParams (max_n, max_images, max_megapixels), overridable with log_model(model_config={...})
+or at load (`productgan serve` passes params.yaml's generate section).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 from typing import Any
 
 import mlflow.pyfunc
@@ -27,8 +29,9 @@ from mlflow.types import ColSpec, Schema
 from mlflow.types.schema import AnyType
 
 from productgan.api import GenerateParams
-from productgan.edit_request import Edits, LatentEdits
+from productgan.edit_request import EditError, Edits, LatentEdits
 
+log = logging.getLogger(__name__)
 MAX_N = GenerateParams.max_n  # images per request row; bigger asks are refused with a message
 
 # Edits as request columns: numbers are doubles (a row that leaves one out makes the column float/NaN),
@@ -83,10 +86,19 @@ def png_base64(image: Any) -> str:
 
 
 def _invalid(message: str) -> Exception:
+    """HTTP 400 with ``message``, and no stack trace in the reply."""
     from mlflow.exceptions import MlflowException
     from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
     return MlflowException(message, error_code=INVALID_PARAMETER_VALUE)
+
+
+def _failed(message: str) -> Exception:
+    """HTTP 500 with ``message``: the trace goes to the server's log, never into the reply."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import INTERNAL_ERROR
+
+    return MlflowException(message, error_code=INTERNAL_ERROR)
 
 
 def _value(row: dict[str, Any], key: str) -> Any:
@@ -146,21 +158,36 @@ class ProductGANModel(mlflow.pyfunc.PythonModel):
             records = list(model_input)
         if not records:
             raise _invalid("no requests: send at least one row with a category")
+        def where(number: int) -> str:
+            return f"request {number}: " if len(records) > 1 else ""
+
         # validate every row before generating anything, so a bad row costs no compute
         requests = []
         for number, row in enumerate(records):
             try:
                 requests.append(self._parse(dict(row)))
-            except RequestError as exc:
-                where = f"request {number}: " if len(records) > 1 else ""
-                raise _invalid(f"{where}{exc}") from None
+            except (RequestError, EditError) as exc:
+                raise _invalid(f"{where(number)}{exc}") from None
         total, limit = sum(r["n"] for r in requests), self.product.params.max_images
         if total > limit:
             raise _invalid(f"{total} images asked in one call; the limit is {limit}: split the request")
+        try:
+            self.product.check_pixels(sum(self.product.output_pixels(r["n"], r["edits"]) for r in requests))
+        except RequestError as exc:
+            raise _invalid(str(exc)) from None
         rows = []
-        for req in requests:
-            images = self.product.generate(req["category"], req["n"], req["seed"], req["truncation"], req["edits"],
-                                           latent_edits=req["latent_edits"], latent=req["latent"])
-            for i, image in enumerate(images):
-                rows.append({"image": encode(image), "category": req["category"], "seed": req["seed"], "index": i})
+        for number, req in enumerate(requests):
+            try:
+                # each image is edited, encoded and dropped in turn: one full-size image in memory at a time
+                images = self.product.generate_iter(req["category"], req["n"], req["seed"], req["truncation"],
+                                                    req["edits"], latent_edits=req["latent_edits"],
+                                                    latent=req["latent"])
+                for i, image in enumerate(images):
+                    rows.append({"image": encode(image), "category": req["category"], "seed": req["seed"],
+                                 "index": i})
+            except (RequestError, EditError) as exc:
+                raise _invalid(f"{where(number)}{exc}") from None
+            except Exception as exc:  # a fault of ours, not the request's: logged with its trace, replied without
+                log.exception("productgan model: %srequest %s failed", where(number), req)
+                raise _failed(f"{where(number)}the model failed ({type(exc).__name__}); see the server's log") from None
         return pd.DataFrame(rows, columns=[c for c, _ in OUTPUT_COLUMNS])

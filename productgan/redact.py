@@ -4,13 +4,15 @@ A tracking URI or an S3 endpoint may carry credentials (``postgresql://user:pass
 ``https://user:token@mlflow``, a presigned ``...?X-Amz-Signature=...``), and what productgan writes is cached,
 pushed and shipped (DVC outputs, KFP artifacts, registered models, logs). ``redact`` removes:
 
-- the user-info of every ``scheme://user:password@host`` in the text (``scheme://***@host``);
+- the user-info of every ``scheme://user:password@host`` in the text (``scheme://***@host``), also when the
+  password holds an unencoded ``/``, ``#``, ``?`` or ``@``;
 - the value of every ``name=value`` whose name says secret (``password``, ``token``, ``signature``,
-  ``X-Amz-Credential``, ...) -- query strings and libpq DSNs (``host=db password=...``) alike;
-- ``Authorization:`` header values and ``Bearer`` tokens;
+  ``X-Amz-Credential``, ...) -- query strings and libpq DSNs (``host=db password=...``) alike -- and of login
+  cookies (``authservice_session=...``, ``oauth2_proxy_kubeflow=...``, any ``*session`` or ``*cookie``);
+- ``Authorization:`` and ``Cookie:`` header values and ``Bearer`` tokens;
 - the value of any environment variable whose name says secret (``MLFLOW_TRACKING_PASSWORD``,
-  ``AWS_SECRET_ACCESS_KEY``, ``AWS_SESSION_TOKEN``, ...), wherever it appears, when it is long enough
-  (``MIN_SECRET_LENGTH``) that replacing it cannot mangle ordinary words.
+  ``AWS_SECRET_ACCESS_KEY``, ``AWS_SESSION_TOKEN``, ``KFP_COOKIE``, ...), wherever it appears, when it is long
+  enough (``MIN_SECRET_LENGTH``) that replacing it cannot mangle ordinary words.
 
 Everything else is kept, so the result still says which server or file was meant.
 """
@@ -32,15 +34,23 @@ _SECRET_NAMES = (
     r"password|passwd|pwd|sslpassword|secret|client_secret|secret_access_key|secret_key|access_token|id_token"
     r"|refresh_token|session_token|security_token|token|api_key|apikey|auth|signature|sig|credential"
     r"|x-amz-signature|x-amz-credential|x-amz-security-token|x-goog-signature|x-goog-credential"
+    r"|session|cookie|oauth2_proxy[\w-]*"  # login cookies: authservice_session, oauth2_proxy_kubeflow, ...
 )
 _SECRET_PAIR = re.compile(
     rf"(?i)(?P<name>\b[\w.-]*?(?:{_SECRET_NAMES}))(?P<sep>\s*=\s*)(?P<value>\"[^\"]*\"|'[^']*'|[^\s&;,'\")\]}}]+)"
 )
 # scheme://authority -- the authority ends at the first / ? # or whitespace; its user-info at the last @
 _AUTHORITY = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)(?P<authority>[^\s/?#'\"<>]*)")
+# user:password@ where the password holds characters a URI must encode (/ # ? @): up to the last @ before a host
+# on the same word; a user:digits/ start is a host and port, not a password
+_LOOSE_USERINFO = re.compile(
+    r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^\s/?#@'\"<>:]*:(?!\d+(?:[/?#\s]|$))[^\s'\"<>]*)"
+    r"@(?=[A-Za-z0-9\[])"
+)
 _AUTH_HEADER = re.compile(r"(?i)(?P<head>\bauthorization\s*[:=]\s*(?:basic\s+|bearer\s+|token\s+)?)\S+")
+_COOKIE_HEADER = re.compile(r"(?i)(?P<head>\b(?:set-)?cookie\s*:\s*)[^\r\n]+")
 _BEARER = re.compile(r"(?i)(?P<head>\bbearer\s+)[A-Za-z0-9._~+/=-]+")
-_SECRET_ENV = re.compile(r"(?i)(password|passwd|secret|token|credential|api_?key)")
+_SECRET_ENV = re.compile(r"(?i)(password|passwd|secret|token|credential|api_?key|cookie)")
 _NOT_A_SECRET_ENV = re.compile(r"(?i)_(file|path|dir|uri|url|endpoint)$")  # where a secret lies, not the secret
 
 
@@ -66,7 +76,9 @@ def redact(text: object, environ: Mapping[str, str] | None = None) -> str:
     out = str(text)
     for value in secret_values(environ):
         out = out.replace(value, MASK)
+    out = _LOOSE_USERINFO.sub(lambda m: f"{m['scheme']}{MASK}@", out)
     out = _AUTHORITY.sub(_userinfo, out)
+    out = _COOKIE_HEADER.sub(lambda m: f"{m['head']}{MASK}", out)
     out = _SECRET_PAIR.sub(lambda m: f"{m['name']}{m['sep']}{MASK}", out)
     out = _AUTH_HEADER.sub(lambda m: f"{m['head']}{MASK}", out)
     return _BEARER.sub(lambda m: f"{m['head']}{MASK}", out)

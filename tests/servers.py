@@ -59,9 +59,11 @@ class S3Server:
 class MlflowServer:
     """`mlflow server` with ``backend`` (a store URI) and artifacts proxied to ``s3://BUCKET/<root name>``."""
 
-    def __init__(self, root: Path, backend: str, s3_endpoint: str, workers: int = 1, auth_env: dict | None = None):
+    def __init__(self, root: Path, backend: str, s3_endpoint: str, workers: int = 1, auth_env: dict | None = None,
+                 env: dict | None = None):
         self.root, self.backend, self.s3_endpoint, self.workers = root, backend, s3_endpoint, workers
         self.auth_env = auth_env
+        self.env = env or {}  # more environment for the server (e.g. PGUSER / PGPASSWORD)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
@@ -69,7 +71,7 @@ class MlflowServer:
 
     def start(self, timeout_s: float = 180) -> MlflowServer:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "AWS_"))}
-        env.update(FAKE_AWS, MLFLOW_S3_ENDPOINT_URL=self.s3_endpoint)
+        env.update(FAKE_AWS, MLFLOW_S3_ENDPOINT_URL=self.s3_endpoint, **self.env)
         cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", self.backend,
                "--artifacts-destination", f"s3://{BUCKET}/{self.root.name}", "--host", "127.0.0.1",
                "--port", str(self.port), "--workers", str(self.workers)]
@@ -154,12 +156,15 @@ class PostgresCluster:
         self._createdb()
         return self
 
-    def _createdb(self) -> None:
+    def _createdb(self, name: str = "mlflow") -> None:
         env = {"PGPASSWORD": self.password}
         res = self._run_env(env, str(self.bin / "createdb"), "-h", "127.0.0.1", "-p", str(self.port),
-                            "-U", self.USER, "mlflow")
+                            "-U", self.USER, name)
         if res.returncode != 0:
             raise RuntimeError(f"createdb failed: {res.stderr}")
+
+    def create_database(self, name: str) -> None:
+        self._createdb(name)
 
     def _run_env(self, extra: dict[str, str], *args: str) -> subprocess.CompletedProcess:
         env = {"PATH": os.environ.get("PATH", ""), "LC_ALL": "C.UTF-8", **extra}

@@ -1,7 +1,8 @@
 """No credential leaves the environment: the whole chain runs with distinctive canary secrets in
 MLFLOW_TRACKING_URI (the admin password of a real `mlflow server --app-name basic-auth`), MLFLOW_TRACKING_PASSWORD,
-AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN -- ingest from S3 (moto), preprocess, train, evaluate, register,
-generate from the registry, and `pipeline run-local` (kfp.local subprocess runner), all at tiny sizes -- then
+AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN and KFP_COOKIE (a Dex session cookie) -- ingest from S3 (moto), preprocess,
+train, evaluate, register, generate from the registry, `pipeline run-local` (kfp.local subprocess runner) and a
+`submit` that cannot connect, all at tiny sizes -- then
 every file the run wrote (outputs, checkpoints, the MLflow store, every artifact object in S3, the KFP outputs)
 and every line it printed is searched: the canaries appear nowhere, not even base64-encoded."""
 
@@ -31,6 +32,7 @@ CANARIES = {
     "MLFLOW_TRACKING_PASSWORD": "CanaryTrackingPw-93c1aa07",
     "AWS_SECRET_ACCESS_KEY": "CanaryAwsSecret-5d02f6be",
     "AWS_SESSION_TOKEN": "CanaryAwsSession-e871c3d4",
+    "KFP_COOKIE": "CanaryKfpCookie-0d7a52e9",  # a Dex login's session cookie, for `productgan submit`
 }
 PHOTOS = "photos"
 
@@ -92,7 +94,7 @@ def test_no_canary_in_any_file_or_line_of_the_whole_chain(tmp_path, stores, cli_
         AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY=CANARIES["AWS_SECRET_ACCESS_KEY"],
         AWS_SESSION_TOKEN=CANARIES["AWS_SESSION_TOKEN"], AWS_DEFAULT_REGION="us-east-1",
         AWS_ENDPOINT_URL=s3.endpoint, MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false", PYTHONUNBUFFERED="1",
-        PRODUCTGAN_CACHE=str(tmp_path / "cache"),
+        PRODUCTGAN_CACHE=str(tmp_path / "cache"), KFP_COOKIE=f"authservice_session={CANARIES['KFP_COOKIE']}",
     )
     printed: list[tuple[str, str]] = []
 
@@ -113,6 +115,11 @@ def test_no_canary_in_any_file_or_line_of_the_whole_chain(tmp_path, stores, cli_
     out = step("pipeline", "run-local", "--workdir", "kfp", "--source", f"s3://{PHOTOS}/shop",
                "--param", "register.model_name=canary-pipeline")
     assert "trained, evaluated and registered" in out, out[-3000:]
+    # submit with the session cookie to a Kubeflow that does not answer: it fails, and says so without it
+    res = subprocess.run([sys.executable, "-m", "productgan", "submit", "--host", "http://127.0.0.1:9"], cwd=work,
+                         env=env, capture_output=True, text=True, timeout=300)
+    printed.append(("submit", res.stdout + res.stderr))
+    assert res.returncode != 0 and "127.0.0.1:9" in res.stdout + res.stderr
     # the credentials were really used: the run and both registered models live on the basic-auth server
     from mlflow import MlflowClient
 

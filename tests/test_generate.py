@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -66,6 +67,19 @@ def test_bad_requests_raise_clear_errors(product, kwargs, message):
         product.generate(**kwargs)
 
 
+def test_output_pixels_are_limited_per_request(product):
+    """images x output size^2 over generate.max_megapixels is refused before anything is made."""
+    with pytest.raises(RequestError, match=r"83.89 megapixels asked in one request .* limit is 64 megapixels "
+                                           r"\(params generate.max_megapixels\)"):
+        product.generate("Bag", n=5, seed=1, size=4096)
+    with pytest.raises(RequestError, match="67.11 megapixels"):
+        product.interpolate(category="Bag", seeds=(1, 2), steps=4, size=4096)
+    small = load(product.source, params=GenerateParams(max_megapixels=0.01))  # 12 images of 28x28 px
+    assert len(small.generate("Bag", n=12)) == 12
+    with pytest.raises(RequestError, match="0.01019 megapixels asked"):
+        small.generate("Bag", n=13)
+
+
 def test_truncation_trades_variety_for_typicality(product):
     wide = product.generate_arrays("Shirt", n=32, seed=3).astype(float)
     narrow = product.generate_arrays("Shirt", n=32, seed=3, truncation=0.3).astype(float)
@@ -121,6 +135,51 @@ def test_interpolate_categories_without_embedding_cross_fades(product):
     frames = wrapped.interpolate(categories=("Dress", "Coat"), seed=4, steps=3)
     ends = [np.asarray(product.generate(c, seed=4)[0], float) for c in ("Dress", "Coat")]
     assert np.abs(np.asarray(frames[1], float) - (ends[0] + ends[1]) / 2).max() <= 1
+
+
+def test_concurrent_requests_never_change_each_others_images(product):
+    """16 threads share one loaded generator (as the served model's threads do): plain, interpolating
+    (between categories, at two batch sizes), direction and given-latent requests interleaved; every answer
+    equals the same request answered alone."""
+    latent = np.linspace(-1, 1, product.config.latent_dim)
+    requests = [
+        lambda: product.generate("Dress", n=8, seed=7),
+        lambda: product.generate("Dress", n=8, seed=3, interpolate_to=9, to_category="Coat"),
+        lambda: product.generate("Bag", n=5, seed=1, interpolate_to=2, to_category="Sneaker"),
+        lambda: product.generate("Coat", n=3, seed=2, direction=1, strength=2.5),
+        lambda: product.generate("Sandal", latent=latent, to_category="Bag"),
+        lambda: product.interpolate(categories=("Trouser", "Shirt"), seed=4, steps=6),
+    ]
+    alone = [arrays(make()) for make in requests]
+
+    def client(number: int) -> list[int]:
+        """Requests in an order of its own; the indexes whose answer differs from the answer alone."""
+        order = [(number + k) % len(requests) for k in range(3 * len(requests))]
+        return [k for k in order if not np.array_equal(arrays(requests[k]()), alone[k])]
+
+    with ThreadPoolExecutor(16) as pool:
+        differing = [k for found in pool.map(client, range(16)) for k in found]
+    assert differing == []
+
+
+def test_every_generator_takes_a_class_embedding_as_an_argument():
+    """The interpolation contract of every architecture: ``embedding=`` replaces embed(labels), and
+    ``mixed_embedding`` at weight 0 / 1 is one class / the other."""
+    from productgan.gan.config import GeneratorConfig
+    from productgan.gan.networks import GENERATORS, build_generator
+
+    for arch in sorted(GENERATORS):
+        cfg = GeneratorConfig(resolution=28, channels=1, latent_dim=16, base_channels=8, categories=["a", "b", "c"],
+                              arch=arch)
+        g = build_generator(cfg).eval()
+        z, labels, other = torch.randn(2, 16), torch.tensor([0, 1]), torch.tensor([2, 2])
+        with torch.no_grad():
+            plain = g(z, labels)
+            assert torch.equal(g(z, labels, embedding=g.embed(labels)), plain), arch
+            assert torch.equal(g(z, labels, embedding=g.mixed_embedding(labels, other, torch.zeros(2, 1))), plain)
+            swapped = g(z, labels, embedding=g.mixed_embedding(labels, other, torch.ones(2, 1)))
+            assert torch.equal(swapped, g(z, labels, embedding=g.embed(other))), arch
+            assert not torch.equal(swapped, plain), arch
 
 
 def test_find_generator_dir_below_a_model_folder(tiny_generator_dir, tmp_path):

@@ -30,7 +30,7 @@ K8S_VERSION = "1.32"
 OVERLAYS = sorted(p.parent for p in (K8S / "overlays").glob("*/kustomization.yaml"))
 KUSTOMIZATIONS = sorted(p.parent for p in K8S.rglob("kustomization.yaml"))
 CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition", "PersistentVolume"}
-NON_SECRET_KEYS = {"POSTGRES_USER", "MLFLOW_TRACKING_USERNAME"}
+NON_SECRET_KEYS = {"POSTGRES_USER", "MLFLOW_TRACKING_USERNAME", "basic_auth.ini"}  # the ini holds no password
 
 
 def _docs(path: Path) -> list[dict]:
@@ -97,6 +97,9 @@ def render(folder: Path) -> list[dict]:
         for o in objs:
             if o["kind"] not in CLUSTER_SCOPED:
                 o["metadata"]["namespace"] = kust["namespace"]
+            for subject in o.get("subjects", []):  # a RoleBinding's service accounts live there too
+                if subject["kind"] == "ServiceAccount":
+                    subject["namespace"] = kust["namespace"]
     return objs
 
 
@@ -171,9 +174,9 @@ def test_secret_templates_hold_placeholders_only():
         for key, value in values.items():
             if key not in NON_SECRET_KEYS:
                 assert "CHANGE_ME" in value, f"secret {name}.{key} is not a placeholder"
-        if "basic_auth.ini" in values:
+        if "basic_auth.ini" in values:  # passwords come from the environment (PGPASSWORD, MLFLOW_AUTH_ADMIN_*)
             uri = re.search(r"database_uri = (\S+)", values["basic_auth.ini"]).group(1)
-            assert "CHANGE_ME" in uri and "admin_password" not in values["basic_auth.ini"]
+            assert "@" not in uri and "admin_password" not in values["basic_auth.ini"]
     # the production overlay carries no Secrets: re-applying it never resets real ones
     assert not [o for o in render(K8S / "overlays" / "production") if o["kind"] == "Secret"]
 
@@ -239,7 +242,7 @@ def test_mlflow_server_uses_postgres_s3_and_allowed_hosts():
         objs = {_key(o): o for o in render(folder)}
         (mlflow,) = _containers(objs[("Deployment", "productgan-mlflow")])
         args = dict(a.removeprefix("--").split("=", 1) for a in mlflow["args"] if a.startswith("--") and "=" in a)
-        assert args["backend-store-uri"].startswith("postgresql://$(POSTGRES_USER):$(POSTGRES_PASSWORD)@productgan-postgres")
+        assert args["backend-store-uri"] == "postgresql://productgan-postgres:5432/mlflow"  # no user or password
         assert args["artifacts-destination"] == "s3://mlflow/"
         assert "productgan-mlflow:5000" in args["allowed-hosts"].split(",")
         env = {e["name"] for e in mlflow["env"]}

@@ -28,12 +28,22 @@ CANARY = "Canary-Pw-7f3a9c"
         (f"https://acct.blob.core.windows.net/c/f?sv=2024&sig={CANARY}", "https://acct.blob.core.windows.net/c/f?sv=2024&sig=***"),
         (f"host=db user=mlflow password={CANARY} dbname=x", "host=db user=mlflow password=*** dbname=x"),
         (f"Authorization: Bearer {CANARY}", "Authorization: Bearer ***"),
+        # passwords with characters a URI must encode, written unencoded
+        (f"postgresql://mlflow:pa/{CANARY}@db:5432/mlflow", "postgresql://***@db:5432/mlflow"),
+        (f"https://admin:x#{CANARY}@mlflow.example.com/api", "https://***@mlflow.example.com/api"),
+        (f"https://admin:a?b/{CANARY}#c@mlflow:5000", "https://***@mlflow:5000"),
+        # login cookies (Dex / oauth2-proxy in front of Kubeflow)
+        (f"authservice_session={CANARY}", "authservice_session=***"),
+        (f"cookie oauth2_proxy_kubeflow={CANARY}; Path=/", "cookie oauth2_proxy_kubeflow=***; Path=/"),
+        (f"Cookie: authservice_session={CANARY}; theme=dark", "Cookie: ***"),
+        (f"Set-Cookie: oauth2_proxy={CANARY}; HttpOnly", "Set-Cookie: ***"),
         # nothing to hide: kept as it was
         ("sqlite:////tmp/mlflow.db", "sqlite:////tmp/mlflow.db"),
         ("http://127.0.0.1:5000", "http://127.0.0.1:5000"),
         ("models:/product-gan@champion", "models:/product-gan@champion"),
         ("s3://bucket/prefix/Bag", "s3://bucket/prefix/Bag"),
         ("mailto:someone@example.com", "mailto:someone@example.com"),
+        ("https://mlflow:5000/api?owner=a@b.com", "https://mlflow:5000/api?owner=a@b.com"),  # a port, no user
     ],
 )
 def test_redact_uris_and_messages(given: str, expected: str) -> None:
@@ -50,10 +60,11 @@ def test_redact_finds_uris_inside_messages() -> None:
 
 def test_redact_removes_secret_environment_values_anywhere() -> None:
     env = {"MLFLOW_TRACKING_PASSWORD": CANARY, "AWS_SESSION_TOKEN": "tok-" + CANARY, "AWS_REGION": "us-east-1",
-           "AWS_SECRET_ACCESS_KEY": "short", "AWS_SHARED_CREDENTIALS_FILE": "/root/.aws/credentials"}
-    out = redact(f"a repr {{'pw': '{CANARY}', 'tok': 'tok-{CANARY}'}} in us-east-1 from /root/.aws/credentials",
-                 environ=env)
-    assert CANARY not in out and out.count(MASK) == 2
+           "AWS_SECRET_ACCESS_KEY": "short", "AWS_SHARED_CREDENTIALS_FILE": "/root/.aws/credentials",
+           "KFP_COOKIE": "ck-" + CANARY}
+    out = redact(f"a repr {{'pw': '{CANARY}', 'tok': 'tok-{CANARY}', 'c': 'ck-{CANARY}'}} in us-east-1 from "
+                 "/root/.aws/credentials", environ=env)
+    assert CANARY not in out and out.count(MASK) == 3
     assert "us-east-1" in out and "/root/.aws/credentials" in out  # not secrets: kept
 
 

@@ -216,9 +216,10 @@ def test_lock_removes_expired_tickets_and_times_out_on_live_ones(lab):
     c = client()
     lock_name = lock_model_name(NAME)
     c.create_registered_model(lock_name)
-    c.create_model_version(lock_name, "lock:x", tags={"owner": "dead@host", "expires_at": str(time.time() - 1)})
-    with PromotionLock(c, NAME, lease_s=30, timeout_s=5) as lock:  # the dead holder's ticket is cleared
-        assert lock.ticket == 2
+    c.create_model_version(lock_name, "lock:x", tags={"owner": "dead@host", "beat": "7", "lease_s": "1"})
+    start = time.monotonic()
+    with PromotionLock(c, NAME, lease_s=30, timeout_s=20) as lock:  # the dead holder's ticket is cleared ...
+        assert lock.ticket == 2 and time.monotonic() - start > 1  # ... once its beat stood still for its lease
         with pytest.raises(LockTimeout, match="held by .*ticket 2"):
             PromotionLock(c, NAME, lease_s=30, timeout_s=0.5, poll_s=0.05).acquire()
     assert not c.search_model_versions(f"name='{lock_name}'")

@@ -3,6 +3,9 @@ nothing over the next holder; a live holder doing long work under the lock keeps
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -126,3 +129,75 @@ def test_history_reconciled_to_the_champion_alias():
     assert promotion.reconciled_history(h, "1") == h[:1]  # a move recorded whose alias never changed
     assert [e["version"] for e in promotion.reconciled_history(h, "3")] == ["1", "2", "3"]  # alias moved, no record
     assert promotion.reconciled_history([], None) == []
+
+
+class LosesItsWait:
+    """A client whose second ``search_model_versions`` fails (the tracking server went away mid-wait)."""
+
+    def __init__(self, client: Any) -> None:
+        self._client, self.searches = client, 0
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(self._client, attr)
+
+    def search_model_versions(self, *args: Any, **kwargs: Any) -> Any:
+        self.searches += 1
+        if self.searches == 2:
+            raise ConnectionError("tracking server unreachable")
+        return self._client.search_model_versions(*args, **kwargs)
+
+
+def test_a_lost_wait_leaves_no_ticket_behind(sqlite_store):
+    """A waiter whose wait fails removes its ticket and stops its heartbeat, so the next contender gets the
+    lock as soon as the holder releases it, not after the orphan's lease or its own timeout."""
+    c = sqlite_store
+    name = "lost-wait"
+    c.create_registered_model(name)
+    holder = PromotionLock(c, name, lease_s=LEASE_S, timeout_s=60).acquire()
+    failing = LosesItsWait(c)
+    with pytest.raises(ConnectionError):
+        PromotionLock(failing, name, lease_s=LEASE_S, timeout_s=60, poll_s=0.05).acquire()
+    assert [int(v.version) for v in c.search_model_versions(f"name='{lock_model_name(name)}'")] == [holder.ticket]
+    holder.release()
+    start = time.monotonic()
+    with PromotionLock(c, name, lease_s=LEASE_S, timeout_s=4 * LEASE_S, poll_s=0.05):
+        assert time.monotonic() - start < LEASE_S  # no orphan ahead of it, kept alive by a heartbeat
+    assert not c.search_model_versions(f"name='{lock_model_name(name)}'")
+
+
+SKEWED_HOLDER = """
+import sys, time
+real = time.time
+time.time = lambda: real() - 3600  # this machine's clock is an hour behind
+from productgan.registry import store
+from productgan.registry.lock import PromotionLock
+lock = PromotionLock(store.client(), sys.argv[1], lease_s=float(sys.argv[2]), timeout_s=60).acquire()
+print("held", flush=True)
+time.sleep(3 * float(sys.argv[2]))
+lock.check()  # still ours: nobody took it while the lease was kept
+open(sys.argv[3], "w").close()  # about to release
+lock.release()
+print("released", flush=True)
+"""
+
+
+def test_lease_expiry_does_not_depend_on_the_machines_clocks(sqlite_store, tmp_path, cli_env):
+    """A holder whose clock is an hour behind keeps the lock while its heartbeat runs: a waiter on another
+    machine judges the lease by the ticket's beat and its own clock, never by the holder's timestamps."""
+    c = sqlite_store
+    name = "skewed-clock"
+    c.create_registered_model(name)
+    env = {**cli_env, "MLFLOW_TRACKING_URI": os.environ["MLFLOW_TRACKING_URI"]}
+    releasing = tmp_path / "releasing"
+    holder = subprocess.Popen([sys.executable, "-c", SKEWED_HOLDER, name, str(LEASE_S), str(releasing)],
+                              cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held", holder.stderr.read()
+        with PromotionLock(c, name, lease_s=LEASE_S, timeout_s=60, poll_s=0.05):
+            took_it_while_held = not releasing.exists()
+        out, err = holder.communicate(timeout=60)
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+    assert holder.returncode == 0 and out.strip() == "released", err[-3000:]
+    assert not took_it_while_held

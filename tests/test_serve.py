@@ -11,6 +11,7 @@ import sys
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +85,65 @@ def server(registered) -> Iterator[str]:
         log.close()
 
 
+@pytest.fixture(scope="module")
+def guarded_server(registered) -> Iterator[str]:
+    """`productgan serve`: MLflow's scoring app in-process, the guard in front, params.yaml's limits."""
+    uri, root = registered
+    port = free_port()
+    env = dict(os.environ)
+    env["MLFLOW_TRACKING_URI"] = uri
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    log = open(root / "productgan-serve.log", "wb")  # noqa: SIM115 - closed in teardown
+    proc = subprocess.Popen([sys.executable, "-m", "productgan", "serve", "--port", str(port)], env=env, cwd=REPO,
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_answers(f"{url}/ping", "productgan serve", 120, lambda: proc.poll() is None,
+                           (root / "productgan-serve.log").read_text, interval_s=0.5)
+        yield url
+    finally:
+        stop_process_group(proc)
+        log.close()
+
+
+def readme_serving_commands() -> tuple[str, str]:
+    """The README's serving block: (the server command, the client command), as a reader copies them."""
+    text = (REPO / "README.md").read_text()
+    block = text.split("Serve the registered model over HTTP and call it:", 1)[1].split("```bash\n", 1)[1]
+    lines = block.split("```", 1)[0].splitlines()
+    return lines[0].split("#", 1)[0].strip(), "\n".join(lines[1:])
+
+
+def test_the_readmes_serving_commands_work_as_typed(registered, tmp_path):
+    """After the quick start, in a shell that has not activated the virtualenv (its bin is not on PATH): the
+    README's server command starts the champion's server, and its curl command writes the PNGs."""
+    uri, root = registered
+    server_cmd, client_cmd = readme_serving_commands()
+    assert server_cmd == "make serve" and "127.0.0.1:5001/invocations" in client_cmd
+    venv_bin = str(Path(sys.executable).parent)
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "VIRTUAL_ENV"))}
+    env["PATH"] = os.pathsep.join(p for p in env["PATH"].split(os.pathsep) if p != venv_bin)
+    env.update(MLFLOW_TRACKING_URI=uri, PORT=str(port),  # PORT: the README's `PORT=8000 make serve`
+               PYTHONPATH=os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep))
+    log = open(tmp_path / "serve.log", "wb")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(["bash", "-c", server_cmd], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    try:
+        wait_until_answers(f"http://127.0.0.1:{port}/ping", server_cmd, 120, lambda: proc.poll() is None,
+                           (tmp_path / "serve.log").read_text, interval_s=0.5)
+        client = subprocess.run(["bash", "-c", client_cmd.replace("127.0.0.1:5001", f"127.0.0.1:{port}")],
+                                cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+        assert client.returncode == 0, client.stderr
+    finally:
+        stop_process_group(proc)
+        log.close()
+    from PIL import Image
+
+    sizes = [Image.open(tmp_path / f"out_{i}.png").size for i in range(3)]
+    assert sizes == [(128, 128), (128, 128), (28, 28)]
+
+
 def post(url: str, records: list[dict[str, Any]]) -> tuple[int, dict[str, Any]]:
     body = json.dumps({"dataframe_records": records}).encode()
     req = urllib.request.Request(f"{url}/invocations", data=body, headers={"Content-Type": "application/json"})
@@ -130,6 +190,9 @@ def test_round_trip_returns_pngs_that_match_the_python_api(server, registered):
         ([{"category": "Bag", "color": "#zz3355"}], "color='#zz3355' is not a colour"),
         ([{"category": "Bag"}, {"category": "Bag", "scale": 0}], "request 1: scale=0.0 is out of range"),
         ([{"category": "Bag", "n": 64}] * 5, "320 images asked in one call; the limit is 256"),
+        ([{"category": "Bag", "n": 8, "size": 4096}], "134.2 megapixels asked in one request (images x output "
+                                                       "size^2); the limit is 64 megapixels"),
+        ([{"category": "Bag", "n": 2, "size": 4096}] * 2, "67.11 megapixels asked in one request"),
     ],
 )
 def test_bad_requests_get_a_clear_400_and_the_server_keeps_serving(server, records, message):
@@ -139,6 +202,90 @@ def test_bad_requests_get_a_clear_400_and_the_server_keeps_serving(server, recor
     assert "Traceback" not in json.dumps(body)
     status, body = post(server, [{"category": "Coat", "seed": 1}])
     assert status == 200 and len(body["predictions"]) == 1
+
+
+NESTED = b'{"dataframe_records": [{"category": ' + b"[" * 100_000 + b"]" * 100_000 + b"}]}"
+ODD_INPUT = [
+    (b'{"dataframe_records": [{"category": "Bag", "n": 1e999}]}', "n and seed must be whole numbers, got n=inf"),
+    (b'{"dataframe_records": [{"category": "Bag", "seed": Infinity}]}', "n and seed must be whole numbers"),
+    (b'{"dataframe_records": [{"category": "Bag", "seed": -Infinity}]}', "n and seed must be whole numbers"),
+    ('{"dataframe_records": [{"category": "\u00b2"}]}'.encode(), "unknown category '\u00b2'"),
+    (b'{"dataframe_records": [{"category": "Bag", "n": 3, "interpolate_to": 1e999}]}',
+     "interpolate_to=inf must be a whole number"),
+    (b'{"dataframe_records": [{"category": "Bag", "direction": 1, "strength": NaN}]}',
+     "direction and strength go together"),
+    (b'{"dataframe_records": [{"category": "Bag", "size": 1e999}]}', "size=inf must be a whole number"),
+    (b'{"dataframe_records": [{"category": "Bag", "rotate": -1e999}]}', "rotate=-inf must be a finite number"),
+]
+ODD_IDS = ["n-1e999", "seed-inf", "seed-minus-inf", "superscript-two", "interpolate-inf", "strength-nan", "size-inf",
+           "rotate-minus-inf"]
+
+
+def post_raw(url: str, body: bytes) -> tuple[int, str]:
+    req = urllib.request.Request(f"{url}/invocations", data=body, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read().decode()
+
+
+@pytest.mark.parametrize("served_by", ["server", "guarded_server"])
+@pytest.mark.parametrize("body, message", ODD_INPUT, ids=ODD_IDS)
+def test_overflowing_and_odd_input_is_a_400_with_its_reason(request, served_by, body, message):
+    """The cases the studio refuses (tests/test_studio.py), sent to `mlflow models serve` and `productgan
+    serve`: one validation, a 400 naming the value, never a 500 or a stack trace."""
+    url = request.getfixturevalue(served_by)
+    status, text = post_raw(url, body)
+    assert status == 400, text
+    assert message in json.loads(text)["message"] and "Traceback" not in text and "stack_trace" not in text
+    status, ok = post(url, [{"category": "Coat", "seed": 1}])
+    assert status == 200 and len(ok["predictions"]) == 1
+
+
+def test_productgan_serve_refuses_deep_nesting_and_huge_bodies(guarded_server):
+    """MLflow's own parser answers JSON nested past Python's recursion limit with a bare 500 (`mlflow models
+    serve` does); `productgan serve` answers 400 with the reason, and 413 for a body over its limit."""
+    from productgan.model_server import MAX_BODY
+
+    status, text = post_raw(guarded_server, NESTED)
+    assert status == 400 and "nests too deeply" in json.loads(text)["message"], text
+    status, text = post_raw(guarded_server, b"[" * (MAX_BODY + 1))
+    assert status == 413 and f"larger than {MAX_BODY} bytes" in json.loads(text)["message"], text
+    status, ok = post(guarded_server, [{"category": "Coat", "seed": 1}])
+    assert status == 200 and len(ok["predictions"]) == 1
+
+
+RSS_PROBE = """
+import gc, resource, sys
+import pandas as pd
+from productgan.pyfunc import ProductGANModel
+
+class Context:
+    artifacts = {"generator": sys.argv[1]}
+    model_config = {}
+
+model = ProductGANModel()
+model.load_context(Context())
+model.predict(None, pd.DataFrame([{"category": "Bag", "n": 1.0, "size": 64.0}]))
+gc.collect()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+out = model.predict(None, pd.DataFrame([{"category": "Bag", "n": 12.0, "size": 2048.0, "background": "transparent"}]))
+print(len(out), (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024)
+"""
+
+
+def test_served_images_are_encoded_and_freed_one_at_a_time(tiny_generator_dir, cli_env):
+    """12 RGBA images of visible products at 2048 px (16 MiB each, 50 megapixels: under the limit): the model's
+    peak memory grows by less than holding all 12 would take (glibc told to return freed blocks at once, so
+    the peak is what was alive)."""
+    env = {**cli_env, "MALLOC_MMAP_THRESHOLD_": "131072"}
+    res = subprocess.run([sys.executable, "-c", RSS_PROBE, str(tiny_generator_dir)], capture_output=True, text=True,
+                         env=env, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    rows, growth = map(int, res.stdout.split()[-2:])
+    all_images = 12 * 2048 * 2048 * 4
+    assert rows == 12 and growth < all_images, f"peak grew {growth / 2**20:.0f} MiB; all 12 images are 192 MiB"
 
 
 def test_pyfunc_in_python(registered):
@@ -189,3 +336,36 @@ def test_latent_edits_through_the_server_match_the_python_api(server, registered
     ]:
         status, body = post(server, records)
         assert status == 400 and message in body["message"], body
+
+
+def test_sixteen_concurrent_clients_get_the_answers_they_get_alone(server):
+    """The scoring server runs predictions in parallel threads on one loaded generator: plain, interpolating
+    (two batch sizes), direction and projected-latent requests, sent by 16 clients at once and interleaved,
+    each answer byte-identical to the same request answered alone."""
+    latent = ",".join(f"{v:.6f}" for v in np.linspace(-1, 1, 32))
+    requests = [
+        [{"category": "Dress", "seed": 7, "n": 8}],
+        [{"category": "Dress", "seed": 3, "n": 8, "interpolate_to": 9, "to_category": "Coat"}],
+        [{"category": "Bag", "seed": 1, "n": 5, "interpolate_to": 2, "to_category": "Sneaker"}],
+        [{"category": "Coat", "seed": 2, "n": 3, "direction": 1, "strength": 2.5}],
+        [{"category": "Sandal", "latent": latent, "to_category": "Bag"}],
+    ]
+    alone = []
+    for records in requests:
+        status, body = post(server, records)
+        assert status == 200, body
+        alone.append(body)
+
+    def client(number: int) -> list[tuple[int, int]]:
+        """Every request in an order of its own; (request, status) of each answer that differs from alone."""
+        order = [(number + k) % len(requests) for k in range(2 * len(requests))]
+        wrong = []
+        for k in order:
+            status, body = post(server, requests[k])
+            if status != 200 or body != alone[k]:
+                wrong.append((k, status))
+        return wrong
+
+    with ThreadPoolExecutor(16) as pool:
+        wrong = [w for found in pool.map(client, range(16)) for w in found]
+    assert wrong == [], f"{len(wrong)} of {16 * 2 * len(requests)} answers differ from the answer alone: {wrong}"

@@ -13,6 +13,7 @@ import time
 import urllib.request
 import zipfile
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +36,7 @@ from studio_browser import (
 from productgan.api import GenerateParams, load
 from productgan.cli import cli
 from productgan.edit import Edits, hue_distance, mean_hue, product_mask
+from productgan.outputs import image_name
 from productgan.redact import redact
 from productgan.registry.config import RegisterConfig
 from productgan.registry.register import register_generator
@@ -219,6 +221,30 @@ def test_the_same_settings_give_the_same_bytes_everywhere(studio, registry, tmp_
     assert post(f"{url}/api/zip", request)[1] == data  # the same ZIP again
 
 
+def test_page_opens_with_each_models_first_grid(studio, registry, browser):
+    """No empty panels on arrival: each model shows the defaults' grid (params generate.n, seed, the first
+    category) before anything is pressed."""
+    url, _ = studio
+    open_page(browser, url)
+    assert browser.execute_script("return document.querySelector('#status').dataset.run") == "1"
+    shown = browser.execute_script(SHOWN_PIXELS)
+    info = get_json(f"{url}/api/info")
+    first, n, seed = info["models"][0]["categories"][0], info["defaults"]["n"], info["defaults"]["seed"]
+    for alias, version in (("champion", "1"), ("challenger", "2")):
+        want = load(f"models:/product-gan/{version}").generate(first, n=n, seed=seed)
+        names = [image_name(first, seed, i) for i in range(n)]
+        assert sorted(shown[alias]) == sorted(names)
+        assert [decode(shown[alias][name]["src"]) for name in names] == [png_bytes(im) for im in want]
+
+
+def test_the_colour_swatch_follows_the_typed_colour(studio, browser):
+    url, _ = studio
+    open_page(browser, url)
+    for typed, swatch in (("#1e6fd0", "#1e6fd0"), ("#A35", "#aa3355"), ("navy", "#000080"), ("notacolour", "#000080")):
+        set_field(browser, "color", typed)
+        assert browser.find_element("id", "color-picker").get_attribute("value") == swatch, typed
+
+
 def test_zip_and_interpolation_from_the_page(studio, browser):
     url, _ = studio
     open_page(browser, url)
@@ -261,14 +287,45 @@ def test_bad_input_shows_a_message_and_the_server_keeps_serving(studio, browser,
     open_page(browser, url)
     set_field(browser, "n", "2")
     set_field(browser, field, text)
+    before = browser.execute_script(SHOWN_PIXELS)
     click_generate(browser)
     shown = message(browser)
     assert f"champion: {expected}" in shown and f"challenger: {expected}" in shown
-    assert browser.find_elements("css selector", ".grid img") == []
+    assert browser.execute_script(SHOWN_PIXELS) == before  # nothing new drawn: the last good grid stays
 
     set_field(browser, field, "1" if field in ("n", "truncation") else "")  # fixed: it works again
     status = click_generate(browser)
     assert message(browser) == "" and int(status["images"]) > 0
+    assert proc.poll() is None
+
+
+def test_sixteen_concurrent_clients_get_the_answers_they_get_alone(studio):
+    """Plain and interpolating requests (between categories at two frame counts, between seeds) on both
+    models, sent by 16 clients at once and interleaved: each answer's images equal those answered alone."""
+    url, proc = studio
+    requests = [
+        ("generate", {"model": "champion", "category": "Dress", "n": 8, "seed": 7}),
+        ("interpolate", {"model": "champion", "categories": ["Dress", "Coat"], "seed": 3, "steps": 8}),
+        ("interpolate", {"model": "challenger", "categories": ["Bag", "Sneaker"], "seed": 1, "steps": 5}),
+        ("interpolate", {"model": "champion", "category": "Bag", "seeds": [5, 6], "steps": 4}),
+        ("generate", {"model": "challenger", "category": "Coat", "n": 3, "seed": 2, "edits": {"color": "navy"}}),
+    ]
+
+    def images(kind: str, body: dict) -> tuple[int, list[str]]:
+        status, data, _ = post(f"{url}/api/{kind}", body)
+        result = json.loads(data)
+        return status, [im["png"] for im in result.get("images", result.get("frames", []))]
+
+    alone = [images(kind, body) for kind, body in requests]
+    assert all(status == 200 and pngs for status, pngs in alone)
+
+    def client(number: int) -> list[int]:
+        order = [(number + k) % len(requests) for k in range(2 * len(requests))]
+        return [k for k in order if images(*requests[k]) != alone[k]]
+
+    with ThreadPoolExecutor(16) as pool:
+        wrong = [k for found in pool.map(client, range(16)) for k in found]
+    assert wrong == [], f"{len(wrong)} of {16 * 2 * len(requests)} answers differ from the answer alone"
     assert proc.poll() is None
 
 
@@ -288,7 +345,8 @@ def test_info_shows_champion_and_challenger_with_versions_and_metrics(studio, re
     assert challenger["lineage"]["recipe"] == "baseline" and champion["categories"][3] == "Dress"
     assert info["registry"] == {"model_name": "product-gan", "tracking_uri": env["MLFLOW_TRACKING_URI"],
                                 "primary_metric": "fd_domain", "greater_is_better": False, "margin": 0.02}
-    assert info["limits"] == {"max_n": MAX_N, "max_images": GenerateParams.max_images, "max_size": 4096}
+    assert info["limits"] == {"max_n": MAX_N, "max_images": GenerateParams.max_images, "max_size": 4096,
+                              "max_megapixels": GenerateParams.max_megapixels}
     assert info["edits"] == [f.name for f in dataclasses.fields(Edits)]
 
 
@@ -314,12 +372,44 @@ def test_page_has_a_control_for_every_edit(studio):
         (["Bag"], 400, "the request must be a JSON object"),
         (b"{not json", 400, "the request is not valid JSON"),
         (b"x" * 70000, 413, "the request is larger than 65536 bytes"),
+        # overflowing, odd and nested input: the checks the served model makes (tests/test_serve.py)
+        (b'{"category": "Bag", "n": 1e999}', 400, "n and seed must be whole numbers, got n=inf"),
+        ({"category": "Bag", "seed": 10**400}, 400, "n and seed must be whole numbers"),
+        (b'{"category": "Bag", "seed": Infinity}', 400, "Infinity is not a JSON number"),
+        (b'{"category": "Bag", "n": NaN}', 400, "NaN is not a JSON number"),
+        ({"category": "\u00b2"}, 400, "unknown category '\u00b2'"),
+        ({"category": "Bag", "edits": {"size": 1e300 * 1e300}}, 400, "Infinity is not a JSON number"),
+        (b'{"category": "Bag", "edits": {"size": 1e999}}', 400, "size=inf must be a whole number"),
+        (b'{"category": "Bag", "edits": {"rotate": -1e999}}', 400, "rotate=-inf must be a finite number"),
+        (b'{"category": ' + b"[" * 30000 + b"]" * 30000 + b"}", 400, "the request nests too deeply"),
+        ({"category": "Bag", "n": 8, "edits": {"size": 4096}}, 400,
+         "134.2 megapixels asked in one request (images x output size^2); the limit is 64 megapixels"),
     ],
 )
 def test_bad_requests_get_clear_errors(studio, body, status, expected):
     url, proc = studio
     got, data, _ = post(f"{url}/api/generate", body)
-    assert got == status and expected in json.loads(data)["error"]
+    assert got == status and expected in json.loads(data)["error"], data[:300]
+    assert b"Traceback" not in data
+    assert proc.poll() is None
+
+
+@pytest.mark.parametrize(
+    "body, expected",
+    [
+        (b'{"category": "Bag", "seeds": [1, 1e999]}', "n and seed must be whole numbers, got n=1, seed=inf"),
+        (b'{"categories": ["Bag", "\u00b2"]}', "unknown category '\u00b2'"),
+        (b'{"category": "Bag", "seeds": [1, 2], "steps": 1e999}', "steps=inf must be a whole number"),
+        (b'{"category": "Bag", "seeds": [1, 2], "steps": -Infinity}', "-Infinity is not a JSON number"),
+        (b'{"seeds": ' + b"[" * 30000 + b"]" * 30000 + b"}", "the request nests too deeply"),
+        ({"category": "Bag", "seeds": [1, 2], "steps": 5, "edits": {"size": 4096}},
+         "83.89 megapixels asked in one request"),
+    ],
+)
+def test_bad_interpolations_get_clear_errors(studio, body, expected):
+    url, proc = studio
+    got, data, _ = post(f"{url}/api/interpolate", body)
+    assert got == 400 and expected in json.loads(data)["error"], data[:300]
     assert proc.poll() is None
 
 
@@ -365,6 +455,7 @@ def test_tracking_credentials_never_reach_the_page(registry, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", secret_uri)
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
+    catalog.refresh()  # what the background refresh does (Catalog.refresh_soon)
     doc = info(catalog)
     text = json.dumps(doc)
     assert "s3cret-pw" not in text and "t0ken" not in text
@@ -390,6 +481,30 @@ def test_checkpoint_studio_serves_one_generator(tiny_generator_dir, tmp_path):
         assert Image.open(io.BytesIO(pngs[0])).size == (28, 28)
     finally:
         stop(proc)
+
+
+def test_no_credential_or_local_path_reaches_the_page(tiny_generator_dir, tmp_path):
+    """A model given as a (file:) URI with a token in it, and a checkpoint folder: the page, /api/info, every
+    reply and the ZIP show neither the token nor the local path, only the folder's name."""
+    secret = "Canary-Token-5e1f0c"
+    for args in (["--model", f"file://{tiny_generator_dir}?token={secret}"], ["--checkpoint", str(tiny_generator_dir)]):
+        proc, url = start_studio(args, cwd=tmp_path, env=env_for_cli())
+        try:
+            with urllib.request.urlopen(url, timeout=30) as resp:
+                texts = [resp.read().decode()]
+            info = get_json(f"{url}/api/info")
+            texts.append(json.dumps(info))
+            for path, body in (("generate", {"category": "Coat", "n": 1}),
+                               ("interpolate", {"category": "Coat", "seeds": [1, 2], "steps": 2}),
+                               ("zip", {"category": "Coat", "n": 1})):
+                status, data, _ = post(f"{url}/api/{path}", body)
+                assert status == 200, data[:300]
+                texts.append(data.decode("latin-1"))
+        finally:
+            stop(proc)
+        for text in texts:
+            assert secret not in text and str(tiny_generator_dir.parent) not in text
+        assert info["models"][0]["uri"] == info["source"] == "generator"
 
 
 def test_which_registry_models_a_uri_names():

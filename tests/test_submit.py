@@ -408,14 +408,20 @@ def test_delete_a_recurring_run_by_name(kfp_server):
 
 # --- Dex cookie, private CA ----------------------------------------------------------------------------------
 
-def test_a_dex_session_cookie_goes_with_every_request(kfp_server, monkeypatch):
+def test_a_dex_session_cookie_goes_with_every_request(kfp_server, monkeypatch, tmp_path):
+    """The cookie comes from a file or $KFP_COOKIE, never from the command line (where `ps` shows it)."""
     cookie = "authservice_session=MTcwMDAwMDAwMHxsb2dnZWQtaW4="
-    assert submit(kfp_server, "--cookie", cookie).exit_code == 0
+    (tmp_path / "cookie").write_text(cookie + "\n")
+    assert submit(kfp_server, "--cookie-file", str(tmp_path / "cookie")).exit_code == 0
     assert set(kfp_server.cookies) == {cookie}
     kfp_server.cookies.clear()
     monkeypatch.setenv("KFP_COOKIE", cookie)
     assert submit(kfp_server, "--pause", "none").exit_code != 0  # any call: the cookie from the environment
     assert set(kfp_server.cookies) == {cookie}
+    kfp_server.cookies.clear()
+    refused = CliRunner().invoke(cli, ["submit", "--host", kfp_server.url, "--cookie", cookie])
+    assert refused.exit_code == 2 and "--cookie-file FILE" in refused.output and cookie not in refused.output
+    assert kfp_server.cookies == []  # nothing was sent
 
 
 def _private_ca(folder: Path) -> tuple[Path, ssl.SSLContext]:

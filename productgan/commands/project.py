@@ -49,6 +49,7 @@ def project(photo: str, model_uri: str | None, checkpoint: str | None, category:
     import numpy as np
 
     from productgan.edit import Edits, apply_edits
+    from productgan.edit_request import is_digits
     from productgan.io import atomic_open, atomic_write_bytes, atomic_write_json
     from productgan.render import png_bytes, strip, to_pil
 
@@ -56,7 +57,7 @@ def project(photo: str, model_uri: str | None, checkpoint: str | None, category:
     gen_params = _params()
     todo = Edits.from_mapping(edits)
     second_photo = latent_edits.get("interpolate_to")
-    second_photo = second_photo if second_photo is not None and not str(second_photo).isdigit() else None
+    second_photo = second_photo if second_photo is not None and not is_digits(str(second_photo)) else None
     if second_photo is not None and not Path(second_photo).is_file():
         raise click.UsageError(f"--interpolate-to {second_photo}: neither a seed nor a photo file")
     product = _load(model_uri, checkpoint, gen_params)

@@ -37,25 +37,36 @@ def studio(model_uri: str | None, checkpoint: str | None, host: str, port: int) 
     """Serve the product studio: pick a category, make, edit, compare and download products in a browser."""
     if model_uri and checkpoint:
         raise click.UsageError("give --model URI or --checkpoint DIR, not both")
+    import os
+
     import uvicorn
 
     from productgan.api import RequestError
+    from productgan.params import ParamsError
     from productgan.redact import redact
     from productgan.registry.config import load_register_config
     from productgan.studio.app import create_app
     from productgan.studio.models import Catalog
+    from productgan.studio.settings import load_studio_params
 
     params = _params()
+    try:
+        settings = load_studio_params()
+    except ParamsError as exc:
+        raise click.ClickException(f"studio: {exc}") from None
+    # a registry that stalls costs a refresh seconds, not MLflow's minutes of retries per call; user settings win
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", str(settings.registry_retries))
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(settings.registry_timeout_s))
     source = checkpoint or model_uri or f"models:/{load_register_config().model_name}@champion"
     click.echo(f"studio: loading {redact(source)}", err=True)
     try:
-        catalog = Catalog(source, params, checkpoint=bool(checkpoint))
+        catalog = Catalog(source, params, checkpoint=bool(checkpoint), refresh_s=settings.refresh_s)
     except (FileNotFoundError, RequestError, RuntimeError) as exc:
         raise click.ClickException(f"studio: {redact(str(exc))}") from None
     loopback = _is_loopback(host)
     if not loopback:
         click.echo(f"studio: listening on {host}: anyone who can reach it can use the studio (no login)", err=True)
-    app = create_app(catalog, allowed_hosts=[*LOOPBACK_NAMES, host] if loopback else None)
+    app = create_app(catalog, allowed_hosts=[*LOOPBACK_NAMES, host] if loopback else None, settings=settings)
     shown = ", ".join(f"{s.key} ({s.uri})" for s in catalog.slots())
     click.echo(f"studio: serving {shown}", err=True)
     uvicorn.run(app, host=host, port=port, log_level="info", server_header=False)

@@ -19,7 +19,8 @@ grew from; see ``MLPGenerator`` for how it differs from the article's listing.
 up-blocks with class-conditional BatchNorm. D: residual down-blocks, spectral norm on every layer, no
 normalisation, global sum pooling and a projection head.
 
-Every generator follows the contract ``G(z (N, latent_dim), labels (N,) long) -> (N, C, H, W)`` in [-1, 1].
+Every generator follows the contract ``G(z (N, latent_dim), labels (N,) long) -> (N, C, H, W)`` in [-1, 1], and
+takes ``embedding=`` (N, latent_dim) in place of its class embedding (``ConditionalGenerator``).
 """
 
 from __future__ import annotations
@@ -51,8 +52,13 @@ def discriminator_widths(resolution: int, base: int) -> tuple[int, list[int]]:
 
 
 class ConditionalGenerator(nn.Module):
-    """What every generator shares: its config and widths, the class embedding fed in beside z (``embed``:
-    interpolation between classes hooks it), and the first feature map made from both by ``fc``."""
+    """What every generator shares: its config and widths, the class embedding fed in beside z (``embed``),
+    and the first feature map made from both by ``fc``.
+
+    ``forward(z, labels, embedding=None)``: ``embedding`` (N, latent_dim), when given, is fed in instead of
+    ``embed(labels)`` (``mixed_embedding``: interpolation between classes); ``labels`` still choose everything
+    else that is class-conditional (CBN gains). A request's choices travel as arguments, never as state set on
+    the shared module, so one generator serves many threads at once."""
 
     def __init__(self, cfg: GeneratorConfig) -> None:
         super().__init__()
@@ -62,8 +68,19 @@ class ConditionalGenerator(nn.Module):
         self.n_cls = max(cfg.num_classes, 1)
         self.embed = nn.Embedding(self.n_cls, cfg.latent_dim)
 
-    def first_map(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return self.fc(torch.cat([z, self.embed(labels)], dim=1)).view(-1, self.c0, self.s0, self.s0)
+    def class_embedding(self, labels: torch.Tensor, embedding: torch.Tensor | None = None) -> torch.Tensor:
+        """``embed(labels)``, or the caller's ``embedding`` in its place."""
+        return self.embed(labels) if embedding is None else embedding
+
+    def mixed_embedding(self, labels: torch.Tensor, other: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """(1 - w) * embed(labels) + w * embed(other), ``weights`` (N, 1): a class between two classes."""
+        return (1 - weights) * self.embed(labels) + weights * self.embed(other)
+
+    def first_map(
+        self, z: torch.Tensor, labels: torch.Tensor, embedding: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        features = self.fc(torch.cat([z, self.class_embedding(labels, embedding)], dim=1))
+        return features.view(-1, self.c0, self.s0, self.s0)
 
 
 def dcgan_fc(cfg: GeneratorConfig, channels: int, size: int) -> nn.Sequential:
@@ -91,8 +108,8 @@ class DCGANGenerator(ConditionalGenerator):
         self.net = nn.Sequential(*blocks)
         dcgan_init_(self)
 
-    def forward(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return self.net(self.first_map(z, labels))
+    def forward(self, z: torch.Tensor, labels: torch.Tensor, embedding: torch.Tensor | None = None) -> torch.Tensor:
+        return self.net(self.first_map(z, labels, embedding))
 
 
 class DeepDCGANGenerator(ConditionalGenerator):
@@ -115,8 +132,8 @@ class DeepDCGANGenerator(ConditionalGenerator):
         self.net = nn.Sequential(*blocks)
         dcgan_init_(self)
 
-    def forward(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return self.net(self.first_map(z, labels))
+    def forward(self, z: torch.Tensor, labels: torch.Tensor, embedding: torch.Tensor | None = None) -> torch.Tensor:
+        return self.net(self.first_map(z, labels, embedding))
 
 
 class DCGANDiscriminator(nn.Module):
@@ -190,8 +207,8 @@ class CBNDCGANGenerator(ConditionalGenerator):
                 nn.init.ones_(m.gain.weight)
                 nn.init.zeros_(m.bias.weight)
 
-    def forward(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        h = F.relu(self.bn0(self.first_map(z, labels), labels))
+    def forward(self, z: torch.Tensor, labels: torch.Tensor, embedding: torch.Tensor | None = None) -> torch.Tensor:
+        h = F.relu(self.bn0(self.first_map(z, labels, embedding), labels))
         for up, bn in zip(self.ups, self.bns, strict=True):
             h = F.relu(bn(up(h), labels))
         return torch.tanh(self.out(h))
@@ -236,8 +253,8 @@ class SelfModulatedDCGANGenerator(ConditionalGenerator):
             if isinstance(m, SelfModulatedBatchNorm):
                 m.start_plain()
 
-    def forward(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        cond = torch.cat([z, self.embed(labels)], dim=1)
+    def forward(self, z: torch.Tensor, labels: torch.Tensor, embedding: torch.Tensor | None = None) -> torch.Tensor:
+        cond = torch.cat([z, self.class_embedding(labels, embedding)], dim=1)
         h = F.relu(self.bn0(self.fc(cond), cond)).view(-1, self.c0, self.s0, self.s0)
         for up, bn in zip(self.ups, self.bns, strict=True):
             h = F.relu(bn(up(h), cond))
@@ -336,11 +353,13 @@ class MLPGenerator(ConditionalGenerator):
         self.out = nn.Linear(c_in, cfg.channels * cfg.resolution * cfg.resolution)
         glorot_init_(self)
 
-    def first_map(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return self.fc(torch.cat([z, self.embed(labels)], dim=1))
+    def first_map(
+        self, z: torch.Tensor, labels: torch.Tensor, embedding: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        return self.fc(torch.cat([z, self.class_embedding(labels, embedding)], dim=1))
 
-    def forward(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        h = self.out(self.hidden(self.first_map(z, labels)))
+    def forward(self, z: torch.Tensor, labels: torch.Tensor, embedding: torch.Tensor | None = None) -> torch.Tensor:
+        h = self.out(self.hidden(self.first_map(z, labels, embedding)))
         return torch.tanh(h).view(-1, self.cfg.channels, self.cfg.resolution, self.cfg.resolution)
 
 
@@ -427,8 +446,8 @@ class ResNetGenerator(ConditionalGenerator):
                 nn.init.xavier_uniform_(m.weight)
                 nn.init.zeros_(m.bias)
 
-    def forward(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        h = self.first_map(z, labels)
+    def forward(self, z: torch.Tensor, labels: torch.Tensor, embedding: torch.Tensor | None = None) -> torch.Tensor:
+        h = self.first_map(z, labels, embedding)
         for block in self.blocks:
             h = block(h, labels)
         return torch.tanh(self.conv_out(F.relu(self.bn_out(h))))

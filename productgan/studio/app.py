@@ -4,7 +4,9 @@ Every image comes from ``ProductGenerator.generate`` / ``.interpolate`` and ``pr
 code ``productgan generate`` and the pyfunc model run -- and ZIPs from ``productgan.outputs.generate_files``,
 the files ``productgan generate --out`` writes. Requests are checked by the same calls as the pyfunc model
 (``category_index``, ``check_request``, ``parse_edits``) under the same limits (params ``generate.max_n``,
-``max_images``); a bad one gets HTTP 400 ``{"error": "..."}`` and the server goes on serving.
+``max_images``, ``max_megapixels``); a bad one gets HTTP 400 ``{"error": "..."}`` and the server goes on
+serving. At most ``studio.concurrency`` requests make images at once and ``studio.queue`` wait, each at most
+``studio.wait_s``; beyond that the answer is 503 with Retry-After (``Admission``).
 
 Nothing a request names is read from the file system: requests name a model slot from a fixed list, and
 the page's three files are read from the package once, at start.
@@ -18,11 +20,14 @@ the page's three files are read from the package once, at start.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import json
 import logging
+import math
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -33,11 +38,12 @@ from starlette.concurrency import run_in_threadpool
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from productgan.api import RequestError
-from productgan.edit_request import MAX_SIZE, EditError, Edits
+from productgan.edit_request import MAX_SIZE, EditError, Edits, whole_number
 from productgan.outputs import generate_files, image_name, zip_bytes
 from productgan.redact import redact
 from productgan.render import png_base64, safe_name
-from productgan.studio.models import Catalog, Slot
+from productgan.studio.models import Catalog, Slot, shown_source
+from productgan.studio.settings import StudioParams
 
 log = logging.getLogger(__name__)
 
@@ -56,11 +62,44 @@ SECURITY_HEADERS = {
 
 
 class Problem(Exception):
-    """A request refused before it reaches the generator (not JSON, too large ...)."""
+    """A request refused before it reaches the generator (not JSON, too large, the studio busy ...)."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status = status
+        self.headers = headers or {}
+
+
+class Admission:
+    """At most ``concurrency`` requests make images at once; up to ``queue`` more wait for them, each at most
+    ``wait_s``. Others are answered 503 with Retry-After at once, and so is a request that waited too long:
+    one slow request delays a bounded number of others by a bounded time. Waiting happens on the event loop,
+    so waiters hold no worker thread."""
+
+    def __init__(self, settings: StudioParams) -> None:
+        self.settings = settings
+        self._running = asyncio.Semaphore(settings.concurrency)
+        self.waiting = 0
+
+    def _busy(self, why: str) -> Problem:
+        retry = max(1, math.ceil(self.settings.wait_s))
+        return Problem(503, f"the studio is busy ({why}); try again in {retry} s", {"Retry-After": str(retry)})
+
+    @contextlib.asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        if self.waiting >= self.settings.queue and self._running.locked():
+            raise self._busy(f"{self.settings.concurrency} requests running and {self.waiting} waiting")
+        self.waiting += 1
+        try:
+            await asyncio.wait_for(self._running.acquire(), self.settings.wait_s)
+        except TimeoutError:
+            raise self._busy(f"no turn within studio.wait_s = {self.settings.wait_s:g} s") from None
+        finally:
+            self.waiting -= 1
+        try:
+            yield
+        finally:
+            self._running.release()
 
 
 @dataclass(frozen=True)
@@ -95,12 +134,19 @@ async def read_json(request: Request) -> dict[str, Any]:
         if len(data) > MAX_BODY:
             raise Problem(413, f"the request is larger than {MAX_BODY} bytes")
     try:
-        body = json.loads(data)
+        body = json.loads(data, parse_constant=_not_a_json_number)
+    except RecursionError:
+        raise Problem(400, "the request nests too deeply; send a flat JSON object of fields") from None
     except ValueError as exc:
         raise Problem(400, f"the request is not valid JSON ({exc})") from None
     if not isinstance(body, dict):
         raise Problem(400, "the request must be a JSON object")
     return body
+
+
+def _not_a_json_number(name: str) -> Any:
+    # Python's json reads NaN and Infinity, which JSON has not: a number field must be a finite number
+    raise ValueError(f"{name} is not a JSON number; send a finite number, or null to leave the field out")
 
 
 def _blank(value: Any) -> bool:
@@ -163,7 +209,9 @@ def parse_generate(catalog: Catalog, body: dict[str, Any]) -> GenerateRequest:
     )
     if n > params.max_images:
         raise RequestError(f"{n} images asked in one call; the limit is {params.max_images}: split the request")
-    return GenerateRequest(slot, category, n, seed, truncation, _edits(slot, body.get("edits")))
+    edits = _edits(slot, body.get("edits"))
+    product.check_pixels(product.output_pixels(n, edits))
+    return GenerateRequest(slot, category, n, seed, truncation, edits)
 
 
 def _pair(value: Any, name: str) -> tuple[Any, Any] | None:
@@ -179,25 +227,22 @@ def interpolate_frames(catalog: Catalog, body: dict[str, Any]) -> dict[str, Any]
     slot = _slot(catalog, body)
     product, params = slot.product, slot.product.params
     seeds, categories = _pair(body.get("seeds"), "seeds"), _pair(body.get("categories"), "categories")
-    steps = _number(body.get("steps"), "steps")
-    if steps is not None and not steps.is_integer():
-        raise RequestError(f"steps={body.get('steps')!r} must be a whole number")
+    steps = None if _blank(body.get("steps")) else whole_number(body["steps"], "steps")
     kwargs = {
         "category": None if _blank(body.get("category")) else _category(slot, body["category"]),
         "seeds": seeds,
         "categories": categories,
         "seed": _or(body.get("seed"), params.seed),
-        "steps": int(steps) if steps is not None else params.steps,
+        "steps": steps if steps is not None else params.steps,
         "truncation": _truncation(slot, body),
         "edits": _edits(slot, body.get("edits")),
     }
-    with slot.lock:
-        frames = product.interpolate(**kwargs)
+    frames = product.interpolate_iter(**kwargs)  # each frame encoded and dropped in turn
     if categories is not None:
         ends = [product.categories[product.category_index(c)] for c in categories]
     else:
         ends = [f"seed {s}" for s in (seeds or (kwargs["seed"], kwargs["seed"]))]
-    count = len(frames)
+    count = kwargs["steps"]
     return {
         **_model_fields(slot),
         "ends": ends,
@@ -210,8 +255,7 @@ def _model_fields(slot: Slot) -> dict[str, Any]:
 
 
 def generate_images(req: GenerateRequest) -> dict[str, Any]:
-    with req.slot.lock:
-        images = req.slot.product.generate(req.category, req.n, req.seed, req.truncation, req.edits)
+    images = req.slot.product.generate_iter(req.category, req.n, req.seed, req.truncation, req.edits)
     return {
         **_model_fields(req.slot),
         "category": req.category,
@@ -226,8 +270,7 @@ def generate_images(req: GenerateRequest) -> dict[str, Any]:
 
 def generate_zip(req: GenerateRequest) -> bytes:
     params = dataclasses.replace(req.slot.product.params, n=req.n, seed=req.seed, truncation=req.truncation)
-    with req.slot.lock:
-        files = generate_files(req.slot.product, [req.category], params, req.edits, model=req.slot.uri)
+    files = generate_files(req.slot.product, [req.category], params, req.edits, model=req.slot.uri)
     return zip_bytes(files)
 
 
@@ -236,14 +279,15 @@ def edit_fields() -> list[str]:
 
 
 def info(catalog: Catalog) -> dict[str, Any]:
-    catalog.refresh()
+    catalog.refresh_soon()  # in the background: this answer comes from what is loaded now
     slots = catalog.slots()
     params = slots[0].product.params
     doc: dict[str, Any] = {
-        "source": redact(catalog.source),
+        "source": shown_source(catalog.source),
         "models": [s.describe() for s in slots],
         "defaults": {"n": params.n, "seed": params.seed, "truncation": params.truncation, "steps": params.steps},
-        "limits": {"max_n": params.max_n, "max_images": params.max_images, "max_size": MAX_SIZE},
+        "limits": {"max_n": params.max_n, "max_images": params.max_images, "max_size": MAX_SIZE,
+                   "max_megapixels": params.max_megapixels},
         "edits": edit_fields(),
         "warning": catalog.warning,
         "registry": None,
@@ -267,8 +311,8 @@ def info(catalog: Catalog) -> dict[str, Any]:
 # --- the app -------------------------------------------------------------------------------------------
 
 
-def _error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": redact(message)}, status_code=status)
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": redact(message)}, status_code=status, headers=headers)
 
 
 async def _timed(work: Callable[[], dict[str, Any]]) -> JSONResponse:
@@ -278,10 +322,13 @@ async def _timed(work: Callable[[], dict[str, Any]]) -> JSONResponse:
     return JSONResponse(result)
 
 
-def create_app(catalog: Catalog, allowed_hosts: list[str] | None = None) -> FastAPI:
+def create_app(
+    catalog: Catalog, allowed_hosts: list[str] | None = None, settings: StudioParams | None = None
+) -> FastAPI:
     """The studio for ``catalog``; ``allowed_hosts`` (Host headers accepted; default any) stops a web page
-    elsewhere from reaching a loopback studio through DNS rebinding."""
+    elsewhere from reaching a loopback studio through DNS rebinding; ``settings``: params.yaml ``studio``."""
     app = FastAPI(title="productgan studio", docs_url=None, redoc_url=None, openapi_url=None)
+    admission = Admission(settings or StudioParams())
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts or ["*"])
     files = page_files()
 
@@ -295,7 +342,7 @@ def create_app(catalog: Catalog, allowed_hosts: list[str] | None = None) -> Fast
 
     @app.exception_handler(Problem)
     async def problem(request: Request, exc: Problem) -> JSONResponse:
-        return _error(exc.status, str(exc))
+        return _error(exc.status, str(exc), exc.headers)
 
     @app.exception_handler(RequestError)
     @app.exception_handler(EditError)
@@ -320,17 +367,20 @@ def create_app(catalog: Catalog, allowed_hosts: list[str] | None = None) -> Fast
     @app.post("/api/generate")
     async def post_generate(request: Request) -> JSONResponse:
         req = parse_generate(catalog, await read_json(request))
-        return await _timed(lambda: generate_images(req))
+        async with admission.slot():
+            return await _timed(lambda: generate_images(req))
 
     @app.post("/api/interpolate")
     async def post_interpolate(request: Request) -> JSONResponse:
         body = await read_json(request)
-        return await _timed(lambda: interpolate_frames(catalog, body))
+        async with admission.slot():
+            return await _timed(lambda: interpolate_frames(catalog, body))
 
     @app.post("/api/zip")
     async def post_zip(request: Request) -> Response:
         req = parse_generate(catalog, await read_json(request))
-        data = await run_in_threadpool(generate_zip, req)
+        async with admission.slot():
+            data = await run_in_threadpool(generate_zip, req)
         name = f"productgan_{safe_name(req.category)}_{req.seed}.zip"
         return Response(data, media_type="application/zip",
                         headers={"Content-Disposition": f'attachment; filename="{name}"'})

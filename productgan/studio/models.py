@@ -3,7 +3,9 @@ versions and evaluation metrics), or one checkpoint folder / model URI.
 
 Generators are loaded once per registered version (``productgan.load`` on the version's generator folder,
 the same loader as ``productgan generate`` and the pyfunc model) and kept while an alias points at them.
-``refresh`` re-reads the aliases, so a promotion shows up when the page is reloaded.
+``refresh`` re-reads the aliases; ``refresh_soon`` does that in a background thread at most every
+``refresh_s`` seconds, so no request waits for the registry (or a download) and a promotion shows up on a
+page reload after that.
 """
 
 from __future__ import annotations
@@ -14,8 +16,11 @@ import math
 import re
 import tempfile
 import threading
+import time
 from dataclasses import dataclass, field
+from pathlib import PurePath
 from typing import Any
+from urllib.parse import urlparse
 
 from productgan.api import GenerateParams, ProductGenerator, RequestError, load
 from productgan.redact import redact
@@ -32,16 +37,13 @@ LINEAGE_TAGS = ("recipe", "train_step", "dataset_version", "git_commit", "traini
 @dataclass
 class Slot:
     """One generator on the page: ``key`` is what a request names (``champion``, ``challenger``,
-    ``version 3``, ``checkpoint`` or ``model``)."""
+    ``version 3``, ``checkpoint`` or ``model``); ``uri`` is what the page shows of its source (``shown_source``)."""
 
     key: str
     uri: str
     product: ProductGenerator
     version: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
-    # Requests on one generator run one at a time: interpolation hooks the generator's class embedding
-    # for the duration of a call, which must not leak into a concurrent request.
-    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -53,6 +55,16 @@ class Slot:
             "channels": self.product.config.channels,
             **self.details,
         }
+
+
+def shown_source(source: str) -> str:
+    """What the page may show of where a generator came from: a URI without its credentials, a local folder
+    (or ``file:`` URI) by its last name only -- its path tells who runs the studio and where."""
+    scheme = urlparse(source).scheme
+    if len(scheme) > 1 and scheme != "file":  # a one-letter scheme is a Windows drive
+        return redact(source)
+    path = urlparse(source).path if scheme == "file" else source
+    return PurePath(path.rstrip("/\\")).name or "generator"
 
 
 def parse_registry_uri(uri: str) -> tuple[str, str | None, str | None] | None:
@@ -98,17 +110,19 @@ def version_details(version: Any) -> dict[str, Any]:
 class Catalog:
     """The generators on the page. ``source`` is a folder (``--checkpoint``) or an MLflow model URI."""
 
-    def __init__(self, source: str, params: GenerateParams, checkpoint: bool = False) -> None:
+    def __init__(self, source: str, params: GenerateParams, checkpoint: bool = False, refresh_s: float = 30.0) -> None:
         self.source = source
         self.params = params
+        self.refresh_s = refresh_s
         self.registry = None if checkpoint else parse_registry_uri(source)
         self.warning: str | None = None
         self._slots: list[Slot] = []
         self._lock = threading.Lock()  # guards _slots
         self._refreshing = threading.Lock()  # one refresh at a time: a new version is downloaded once
+        self._refreshed_at = time.monotonic()
         if self.registry is None:
             key = "checkpoint" if checkpoint else "model"
-            self._slots = [Slot(key, source, load(source, params=params))]
+            self._slots = [Slot(key, shown_source(source), load(source, params=params))]
         else:
             self.refresh(strict=True)
 
@@ -134,7 +148,25 @@ class Catalog:
         if self.registry is None:
             return
         with self._refreshing:
+            self._refreshed_at = time.monotonic()
             self._refresh(strict)
+
+    def refresh_soon(self) -> None:
+        """``refresh`` in a background thread when the last one began ``refresh_s`` ago or more, and none
+        runs now; returns at once (the page is answered from what is loaded)."""
+        if self.registry is None or time.monotonic() - self._refreshed_at < self.refresh_s:
+            return
+        if not self._refreshing.acquire(blocking=False):
+            return
+
+        def run() -> None:
+            try:
+                self._refreshed_at = time.monotonic()
+                self._refresh(strict=False)
+            finally:
+                self._refreshing.release()
+
+        threading.Thread(target=run, name="studio-refresh", daemon=True).start()
 
     def _refresh(self, strict: bool) -> None:
         try:
@@ -144,9 +176,8 @@ class Catalog:
             for key, version, details in wanted:
                 slot = old.get(version)
                 product = slot.product if slot is not None else self._load_version(version)
-                lock = slot.lock if slot is not None else threading.Lock()
                 uri = f"models:/{self.model_name}/{version}"
-                slots.append(Slot(key, uri, product, version, details, lock))
+                slots.append(Slot(key, uri, product, version, details))
         except Exception as exc:  # the registry is remote: any failure keeps what is loaded
             message = redact(f"the registry could not be read: {exc}")
             if strict:

@@ -157,7 +157,7 @@ async function each(action) {
 }
 
 async function generate(event) {
-  event.preventDefault();
+  if (event) event.preventDefault();
   const start = performance.now();
   const req = request();
   showMessage([]);
@@ -258,7 +258,20 @@ async function start() {
   $("#interpolate").addEventListener("click", interpolate);
   $("#new-seed").addEventListener("click", () => { $("#seed").value = Math.floor(Math.random() * 2 ** 31); });
   $("#color-picker").addEventListener("input", (e) => { $("#color").value = e.target.value; });
+  $("#color").addEventListener("input", (e) => {
+    const hex = colourHex(e.target.value.trim());
+    if (hex) $("#color-picker").value = hex;
+  });
+  await generate();  // the page opens with each model's first grid (the defaults), not empty panels
   document.body.dataset.ready = "true";
+}
+
+// A CSS colour (#rgb, #rrggbb, rgb(...), a name) as the #rrggbb a colour input shows, or null if it is none.
+function colourHex(text) {
+  if (!text || !CSS.supports("color", text)) return null;
+  const ctx = document.createElement("canvas").getContext("2d");
+  ctx.fillStyle = text;  // the browser writes an opaque colour back as #rrggbb
+  return /^#[0-9a-f]{6}$/i.test(ctx.fillStyle) ? ctx.fillStyle.toLowerCase() : null;
 }
 
 start();
