@@ -18,10 +18,11 @@ from test_infra import K8S, OVERLAYS, _containers, _key, _pod_spec, _secret_temp
 
 from pipelines.product_gan import S3_KEYS
 from pipelines.settings import pipeline_params
+from productgan.registry.config import RegisterConfig
 
 REPO = Path(__file__).resolve().parents[1]
 CFG = pipeline_params(yaml.safe_load((REPO / "params.yaml").read_text()))
-CFG_REGISTER_MODEL = yaml.safe_load((REPO / "params.yaml").read_text())["register"]["model_name"]
+CFG_REGISTER_MODEL = RegisterConfig().model_name
 
 # https://kubernetes.io/docs/concepts/security/pod-security-standards/ (v1.32), "Restricted" with "Baseline".
 RESTRICTED_VOLUMES = {"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim",

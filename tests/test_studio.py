@@ -398,7 +398,7 @@ def test_bad_requests_get_clear_errors(studio, body, status, expected):
     "body, expected",
     [
         (b'{"category": "Bag", "seeds": [1, 1e999]}', "n and seed must be whole numbers, got n=1, seed=inf"),
-        (b'{"categories": ["Bag", "\u00b2"]}', "unknown category '\u00b2'"),
+        (rb'{"categories": ["Bag", "\u00b2"]}', "unknown category '\u00b2'"),
         (b'{"category": "Bag", "seeds": [1, 2], "steps": 1e999}', "steps=inf must be a whole number"),
         (b'{"category": "Bag", "seeds": [1, 2], "steps": -Infinity}', "-Infinity is not a JSON number"),
         (b'{"seeds": ' + b"[" * 30000 + b"]" * 30000 + b"}", "the request nests too deeply"),
