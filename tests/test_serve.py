@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from productgan.local_server import free_port, stop_process_group, wait_until_answers
+from pipelines.local_server import free_port, stop_process_group, wait_until_answers
 from productgan.render import decode_png_base64
 
 pytestmark = pytest.mark.slow
@@ -38,7 +38,7 @@ def registered(tmp_path_factory) -> Iterator[tuple[str, Path]]:
     from productgan.gan.config import GeneratorConfig
     from productgan.gan.export import save_generator
     from productgan.gan.networks import build_generator
-    from productgan.pyfunc import ProductGANModel, input_example, model_signature
+    from productgan.serve.pyfunc import ProductGANModel, input_example, model_signature
 
     root = tmp_path_factory.mktemp("serve")
     uri = f"sqlite:///{root / 'mlflow.db'}"
@@ -246,7 +246,7 @@ def test_overflowing_and_odd_input_is_a_400_with_its_reason(request, served_by, 
 def test_productgan_serve_refuses_deep_nesting_and_huge_bodies(guarded_server):
     """MLflow's own parser answers JSON nested past Python's recursion limit with a bare 500 (`mlflow models
     serve` does); `productgan serve` answers 400 with the reason, and 413 for a body over its limit."""
-    from productgan.model_server import MAX_BODY
+    from productgan.serve.model_server import MAX_BODY
 
     status, text = post_raw(guarded_server, NESTED)
     assert status == 400 and "nests too deeply" in json.loads(text)["message"], text
@@ -259,7 +259,7 @@ def test_productgan_serve_refuses_deep_nesting_and_huge_bodies(guarded_server):
 RSS_PROBE = """
 import gc, resource, sys
 import pandas as pd
-from productgan.pyfunc import ProductGANModel
+from productgan.serve.pyfunc import ProductGANModel
 
 class Context:
     artifacts = {"generator": sys.argv[1]}

@@ -4,8 +4,8 @@ Artifacts: ``generator`` = a generator folder (generator.safetensors + generator
 safetensors, never pickle. Request rows: ``category`` (name or index, as text), optional ``seed``, ``n``,
 ``truncation``, ``latent`` (a projected photo's latent, "0.12,-0.3,..." with latent_dim numbers, instead of
 the seed), latent edits (``to_category``, ``interpolate_to`` (a seed: n frames), ``direction``, ``strength``;
-see productgan.edit_request.LatentEdits) and image edits (``color``, ``hue_shift``, ``saturation``,
-``brightness``, ``scale``, ``rotate``, ``flip``, ``size``, ``background``; see productgan.edit.Edits), latent
+see productgan.serve.edit_request.LatentEdits) and image edits (``color``, ``hue_shift``, ``saturation``,
+``brightness``, ``scale``, ``rotate``, ``flip``, ``size``, ``background``; see productgan.serve.edit.Edits), latent
 edits first. Output rows, one per image: ``image`` (base64 PNG), ``category`` (name), ``seed``, ``index``
 (0..n-1 within its request).
 
@@ -28,8 +28,8 @@ from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, Schema
 from mlflow.types.schema import AnyType
 
-from productgan.api import GenerateParams
-from productgan.edit_request import EditError, Edits, LatentEdits
+from productgan.serve.api import GenerateParams
+from productgan.serve.edit_request import EditError, Edits, LatentEdits
 
 log = logging.getLogger(__name__)
 MAX_N = GenerateParams.max_n  # images per request row; bigger asks are refused with a message
@@ -116,7 +116,7 @@ def _value(row: dict[str, Any], key: str) -> Any:
 
 class ProductGANModel(mlflow.pyfunc.PythonModel):
     def load_context(self, context: Any) -> None:
-        from productgan.api import load
+        from productgan.serve.api import load
 
         config = dict(getattr(context, "model_config", None) or {})
         known = {f.name for f in dataclasses.fields(GenerateParams)}
@@ -125,7 +125,7 @@ class ProductGANModel(mlflow.pyfunc.PythonModel):
         self.generator, self.config = self.product.generator, self.product.config
 
     def _parse(self, row: dict[str, Any]) -> dict[str, Any]:
-        from productgan.api import RequestError
+        from productgan.serve.api import RequestError
 
         category = _value(row, "category")
         if category is None:
@@ -147,8 +147,8 @@ class ProductGANModel(mlflow.pyfunc.PythonModel):
         return req
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
-        from productgan.api import RequestError
         from productgan.render import png_base64 as encode
+        from productgan.serve.api import RequestError
 
         if isinstance(model_input, pd.DataFrame):
             records = model_input.to_dict(orient="records")
