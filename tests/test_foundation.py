@@ -151,6 +151,7 @@ def test_the_pipeline_does_not_import_the_product():
     }
     assert seams == {
         ("productgan/__init__.py", "productgan.serve.api"),
+        ("productgan/pyfunc.py", "productgan.serve.pyfunc"),
         ("productgan/registry/log.py", "productgan.serve.pyfunc"),
         ("productgan/registry/model_code.py", "productgan.serve.pyfunc"),
     }
