@@ -16,11 +16,11 @@ from collections.abc import Callable
 import torch
 from PIL import Image, ImageDraw
 
-from productgan.api import ProductGenerator
-from productgan.edit import apply_edits
 from productgan.gan.config import GeneratorConfig
 from productgan.gan.networks import build_generator
 from productgan.render import png_base64, to_pil
+from productgan.serve.api import ProductGenerator
+from productgan.serve.edit import apply_edits
 
 
 def timeit(fn: Callable[[], object], repeat: int = 5) -> float:

@@ -7,7 +7,7 @@
       round by round, so a shared machine's load falls on all alike; images per CPU-second is the number that
       load disturbs least (on 2 quiet cores expect about 2x it at 2 threads).
   python -m benchmarks.bench_inception check --generator DIR [--data prepared] [--n 2000] [--candidates ...]
-      the precision check (productgan.metrics.precision_check): FID of DIR's samples vs the real test split by
+      the precision check (benchmarks/precision_check.py): FID of DIR's samples vs the real test split by
       fp32 and by each candidate, accepted when within 0.5% relative.
   python -m benchmarks.bench_inception fidinf [--data prepared] [--n 2000] [--generator DIR ...] [--metrics F ...]
       FID∞ of the train split against the test split (should be near 0, skip with --no-train-split), and of each
@@ -145,8 +145,8 @@ def _cached_fake(folder: Path, extractor, images: np.ndarray) -> np.ndarray:
 
 def cmd_check(args: argparse.Namespace) -> None:
     """fp32 vs each candidate on the same real and generated images (features cached per precision)."""
+    from benchmarks.precision_check import compare_fids
     from productgan.metrics.frechet import frechet_distance_features
-    from productgan.metrics.precision_check import compare_fids
 
     ref = _reference(args.data, "test", args.n)
     labels = np.asarray(ref.labels[ref.order[: args.n]], np.int64)

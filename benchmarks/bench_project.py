@@ -34,11 +34,11 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
-    from productgan.api import load
     from productgan.data.arrays import load_split
     from productgan.metrics.domain_classifier import load_or_train
     from productgan.metrics.evaluate import EvaluateParams
-    from productgan.project import ProjectParams, project, train_encoder
+    from productgan.serve.api import load
+    from productgan.serve.project import ProjectParams, project, train_encoder
 
     data = prepared()
     product = load(args.generator)
@@ -92,8 +92,8 @@ def main() -> None:
 def picture(product, xt, yt, picks, per_class, params, features, encoder, out: Path) -> None:  # noqa: ANN001
     """Rows: a photo, its projection, and edits through the generator (another category, two directions),
     then an image edit on top (navy)."""
-    from productgan.project import project
     from productgan.render import labelled_grid, png_bytes, to_pil
+    from productgan.serve.project import project
 
     chosen = [picks[per_class * c] for c in (3, 0, 7)]  # a dress, a T-shirt, a sneaker
     swap = {3: "Coat", 0: "Shirt", 7: "Sandal"}

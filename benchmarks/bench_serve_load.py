@@ -33,7 +33,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from benchmarks.bench_studio import random_generator  # noqa: E402
 from benchmarks.results_file import save_result  # noqa: E402
-from productgan.local_server import free_port, stop_process_group, wait_until_answers  # noqa: E402
+from pipelines.local_server import free_port, stop_process_group, wait_until_answers  # noqa: E402
 
 MAX_SECONDS = 60
 N = 16
@@ -179,7 +179,7 @@ def main() -> None:
     import mlflow
     from mlflow import MlflowClient
 
-    from productgan.pyfunc import ProductGANModel, input_example, model_signature
+    from productgan.serve.pyfunc import ProductGANModel, input_example, model_signature
 
     work = Path(tempfile.mkdtemp(prefix="bench-serve-load-"))
     generator = random_generator(28, work / "generator")

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.engine import docker_api
-from productgan.local_server import free_port, stop_process_group, wait_until_answers
+from pipelines.local_server import free_port, stop_process_group, wait_until_answers
 
 # What the cluster gives every step as environment (ConfigMap + Secrets), plus the region boto3 may need.
 PASSED_ENV = (

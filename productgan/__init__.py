@@ -12,6 +12,6 @@ __version__ = "0.1.0"
 
 def load(model_uri: str, **kwargs: Any) -> Any:
     """Load a generator (``models:/product-gan@champion``, a run URI or a checkpoint folder) for Python use."""
-    from productgan.api import load as _load
+    from productgan.serve.api import load as _load
 
     return _load(model_uri, **kwargs)

@@ -36,9 +36,9 @@ SECTIONS: dict[str, str] = {
     "train": "productgan.gan.recipes:TrainParams",
     "evaluate": "productgan.metrics.evaluate:EvaluateParams",
     "register": "productgan.registry.config:RegisterConfig",
-    "generate": "productgan.api:GenerateParams",
-    "studio": "productgan.studio.settings:StudioParams",
-    "project": "productgan.project:ProjectParams",
+    "generate": "productgan.serve.api:GenerateParams",
+    "studio": "productgan.serve.studio.settings:StudioParams",
+    "project": "productgan.serve.project:ProjectParams",
 }
 
 

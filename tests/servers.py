@@ -12,7 +12,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from productgan.local_server import free_port, stop_process_group, wait_until_answers
+from pipelines.local_server import free_port, stop_process_group, wait_until_answers
 
 BUCKET = "mlflow-test"
 FAKE_AWS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from productgan.local_server import free_port, stop_process_group, wait_until_answers
+from pipelines.local_server import free_port, stop_process_group, wait_until_answers
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"

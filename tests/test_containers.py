@@ -29,7 +29,7 @@ from pathlib import Path
 import pytest
 
 from pipelines.engine import engine_env
-from productgan.local_server import free_port, wait_until_answers
+from pipelines.local_server import free_port, wait_until_answers
 
 REPO = Path(__file__).resolve().parents[1]
 INCEPTION_SHA256 = "7ff4a85c3a6378f0dfc8433ffd789663b01176bec0a683a435651739c091fa34"

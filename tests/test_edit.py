@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from productgan.edit import (
+from productgan.serve.edit import (
     EditError,
     Edits,
     apply_edits,

@@ -7,11 +7,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from benchmarks.precision_check import TOLERANCE, check_precision, compare_fids
 from productgan.metrics.catalog import count_name, metrics_providing, sample_count
 from productgan.metrics.evaluate import EvaluateParams
 from productgan.metrics.fid_infinity import fid_infinity, fit_inverse_n, sample_counts
 from productgan.metrics.frechet import frechet_distance_features, frechet_distance_samples
-from productgan.metrics.precision_check import TOLERANCE, check_precision, compare_fids
 from productgan.registry.config import RegisterConfig
 from productgan.registry.scoring import scoring_params
 

@@ -15,11 +15,11 @@ import torch
 from click.testing import CliRunner
 from PIL import Image, ImageDraw
 
-from productgan.api import GenerateParams, ProductGenerator, RequestError, load
 from productgan.cli import cli
-from productgan.edit import hue_distance, mean_hue, product_mask
 from productgan.gan.sample import latents, to_uint8
 from productgan.resolve import find_generator_dir
+from productgan.serve.api import GenerateParams, ProductGenerator, RequestError, load
+from productgan.serve.edit import hue_distance, mean_hue, product_mask
 
 REPO = Path(__file__).resolve().parents[1]
 

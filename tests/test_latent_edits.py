@@ -14,14 +14,14 @@ import yaml
 from click.testing import CliRunner
 from PIL import Image
 
-from productgan.api import ProductGenerator, RequestError, load
 from productgan.cli import cli
-from productgan.edit import apply_edits
-from productgan.edit_request import EditError, LatentEdits
 from productgan.gan.sample import latents, to_uint8
-from productgan.latent import principal_directions
-from productgan.project import ProjectParams, project, train_encoder
 from productgan.render import to_pil
+from productgan.serve.api import ProductGenerator, RequestError, load
+from productgan.serve.edit import apply_edits
+from productgan.serve.edit_request import EditError, LatentEdits
+from productgan.serve.latent import principal_directions
+from productgan.serve.project import ProjectParams, project, train_encoder
 
 
 def arrays(images: list[Image.Image]) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""productgan.local_server: waiting for a server on this machine and stopping it, with real processes."""
+"""pipelines.local_server: waiting for a server on this machine and stopping it, with real processes."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from productgan.local_server import free_port, stop_process_group, wait_until_answers
+from pipelines.local_server import free_port, stop_process_group, wait_until_answers
 
 
 def test_a_server_that_answers_is_waited_for_and_its_group_stopped(tmp_path):

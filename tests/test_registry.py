@@ -138,7 +138,7 @@ def test_lineage_tags_and_model_contents(lab):
     local = Path(mlflow.artifacts.download_artifacts(f"models:/{NAME}/{result['version']}", dst_path=str(lab / "dl")))
     assert sorted(p.name for p in (local / "artifacts" / "generator").iterdir()) == [
         "generator.json", "generator.safetensors"]
-    assert (local / "code" / "productgan" / "pyfunc.py").is_file() and not list(local.rglob("*.pkl"))
+    assert (local / "code" / "productgan" / "serve" / "pyfunc.py").is_file() and not list(local.rglob("*.pkl"))
     mlmodel = yaml.safe_load((local / "MLmodel").read_text())
     assert mlmodel["signature"]["inputs"] and (local / "input_example.json").is_file()
     reqs = (local / "requirements.txt").read_text()

@@ -132,7 +132,7 @@ def test_a_change_outside_the_model_code_trains_nothing(registry, name, tmp_path
     version = lineage.model_code_version()
     registry(DATA_A, version, model_params_hash(PARAMS), champion=True)
     (tmp_path / "README.md").write_text("new words\n")
-    api = src / "productgan" / "api.py"
+    api = src / "productgan" / "serve" / "api.py"
     api.write_text(api.read_text() + "\nSERVING_CHANGED = True\n")
     trainer = src / "productgan" / "gan" / "trainer.py"
     trainer.write_text("# a reviewer's note\n" + trainer.read_text())

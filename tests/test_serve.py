@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from productgan.local_server import free_port, stop_process_group, wait_until_answers
+from pipelines.local_server import free_port, stop_process_group, wait_until_answers
 from productgan.render import decode_png_base64
 
 pytestmark = pytest.mark.slow
@@ -38,7 +38,7 @@ def registered(tmp_path_factory) -> Iterator[tuple[str, Path]]:
     from productgan.gan.config import GeneratorConfig
     from productgan.gan.export import save_generator
     from productgan.gan.networks import build_generator
-    from productgan.pyfunc import ProductGANModel, input_example, model_signature
+    from productgan.serve.pyfunc import ProductGANModel, input_example, model_signature
 
     root = tmp_path_factory.mktemp("serve")
     uri = f"sqlite:///{root / 'mlflow.db'}"
@@ -246,7 +246,7 @@ def test_overflowing_and_odd_input_is_a_400_with_its_reason(request, served_by, 
 def test_productgan_serve_refuses_deep_nesting_and_huge_bodies(guarded_server):
     """MLflow's own parser answers JSON nested past Python's recursion limit with a bare 500 (`mlflow models
     serve` does); `productgan serve` answers 400 with the reason, and 413 for a body over its limit."""
-    from productgan.model_server import MAX_BODY
+    from productgan.serve.model_server import MAX_BODY
 
     status, text = post_raw(guarded_server, NESTED)
     assert status == 400 and "nests too deeply" in json.loads(text)["message"], text
@@ -259,7 +259,7 @@ def test_productgan_serve_refuses_deep_nesting_and_huge_bodies(guarded_server):
 RSS_PROBE = """
 import gc, resource, sys
 import pandas as pd
-from productgan.pyfunc import ProductGANModel
+from productgan.serve.pyfunc import ProductGANModel
 
 class Context:
     artifacts = {"generator": sys.argv[1]}
@@ -369,3 +369,63 @@ def test_sixteen_concurrent_clients_get_the_answers_they_get_alone(server):
     with ThreadPoolExecutor(16) as pool:
         wrong = [w for found in pool.map(client, range(16)) for w in found]
     assert wrong == [], f"{len(wrong)} of {16 * 2 * len(requests)} answers differ from the answer alone: {wrong}"
+
+
+# productgan/registry/model_code.py as every version registered before productgan/serve/ existed carries it
+MODEL_CODE_BEFORE_THE_MOVE = """from mlflow.models import set_model
+
+from productgan.pyfunc import ProductGANModel
+
+set_model(ProductGANModel())
+"""
+LOAD_AS_SERVE_DOES = """
+import sys
+import productgan.cli  # as `productgan serve` starts: productgan is imported before the model loads
+import mlflow.pyfunc, pandas as pd
+model = mlflow.pyfunc.load_model(sys.argv[1])
+out = model.predict(pd.DataFrame([{"category": "Bag", "seed": 1.0}]))
+print(len(out), sys.modules["productgan.pyfunc"].__file__)
+"""
+
+
+def test_a_version_registered_before_the_move_still_serves(tiny_generator_dir, tmp_path, cli_env, monkeypatch):
+    """A version whose model code imports productgan.pyfunc (registered before the serving side moved to
+    productgan/serve/). Where productgan is imported before the model loads (`productgan serve`), Python finds
+    productgan.pyfunc in this checkout, not in the version's bundled copy: it loads, through productgan/pyfunc.py,
+    and serves over HTTP."""
+    import mlflow
+
+    from productgan.registry import log
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    old_model_code = tmp_path / "model_code.py"
+    old_model_code.write_text(MODEL_CODE_BEFORE_THE_MOVE)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setattr(log, "MODEL_CODE", old_model_code)
+    tags = {"training_run_id": "before-the-move", "generator_sha256": "0" * 64, "dataset_version": "abc123.dir"}
+    experiment = mlflow.MlflowClient(uri).create_experiment("old", artifact_location=(tmp_path / "art").as_uri())
+    with mlflow.start_run(experiment_id=experiment):
+        version, _ = log.log_and_register("product-gan-old", tiny_generator_dir, tags)
+    model_uri = f"models:/product-gan-old/{version}"
+    env = {**cli_env, "MLFLOW_TRACKING_URI": uri}
+
+    res = subprocess.run([sys.executable, "-c", LOAD_AS_SERVE_DOES, model_uri], capture_output=True, text=True,
+                         env=env, cwd=tmp_path, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    rows, answered_by = res.stdout.split()[-2:]
+    assert rows == "1" and Path(answered_by) == REPO / "productgan" / "pyfunc.py"
+
+    port = free_port()
+    with open(tmp_path / "serve.log", "wb") as log_file:
+        cmd = [sys.executable, "-m", "productgan", "serve", "--model", model_uri, "--port", str(port)]
+        proc = subprocess.Popen(cmd, env=env, cwd=tmp_path, stdout=log_file, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+        try:
+            url = f"http://127.0.0.1:{port}"
+            wait_until_answers(f"{url}/ping", "productgan serve", 120, lambda: proc.poll() is None,
+                               (tmp_path / "serve.log").read_text, interval_s=0.5)
+            status, body = post(url, [{"category": "Bag", "seed": 1, "n": 2}])
+        finally:
+            stop_process_group(proc)
+    assert status == 200, body
+    assert [decode_png_base64(r["image"]).size for r in body["predictions"]] == [(28, 28)] * 2

@@ -33,14 +33,14 @@ from studio_browser import (
     wait_for,
 )
 
-from productgan.api import GenerateParams, load
 from productgan.cli import cli
-from productgan.edit import Edits, hue_distance, mean_hue, product_mask
-from productgan.outputs import image_name
 from productgan.redact import redact
 from productgan.registry.config import RegisterConfig
 from productgan.registry.register import register_generator
 from productgan.render import png_bytes
+from productgan.serve.api import GenerateParams, load
+from productgan.serve.edit import Edits, hue_distance, mean_hue, product_mask
+from productgan.serve.outputs import image_name
 
 pytestmark = pytest.mark.slow
 
@@ -444,8 +444,8 @@ def test_redact_uri():
 def test_tracking_credentials_never_reach_the_page(registry, monkeypatch):
     """A studio whose registry moved to a server with credentials in its URI: the page gets the URI and the
     error redacted, and keeps serving the generators it has."""
-    from productgan.studio.app import info
-    from productgan.studio.models import Catalog
+    from productgan.serve.studio.app import info
+    from productgan.serve.studio.models import Catalog
 
     root, env = registry
     for key, value in env.items():
@@ -508,7 +508,7 @@ def test_no_credential_or_local_path_reaches_the_page(tiny_generator_dir, tmp_pa
 
 
 def test_which_registry_models_a_uri_names():
-    from productgan.studio.models import parse_registry_uri
+    from productgan.serve.studio.models import parse_registry_uri
 
     assert parse_registry_uri("models:/product-gan@champion") == ("product-gan", "champion", None)
     assert parse_registry_uri("models:/product gan.v2/4") == ("product gan.v2", None, "4")

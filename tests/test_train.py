@@ -12,6 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from conftest import FMNIST_CATEGORIES
+from nan_injection import inject_nan
 from PIL import Image
 from train_helpers import prepared_at, small_prepared, tiny_params
 
@@ -186,8 +187,7 @@ def test_relativistic_loss_compares_each_batch_with_the_other_ones_mean(tmp_path
 
 def test_nan_once_is_recovered_with_lower_learning_rate(tmp_path, monkeypatch, small_data):
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("PRODUCTGAN_INJECT_NAN_AT_STEP", "3")
-    monkeypatch.setenv("PRODUCTGAN_INJECT_NAN_TIMES", "1")
+    inject_nan(monkeypatch.setattr, at_step=3, times=1)
     p = tiny_params(tmp_path, recipe="baseline", steps=6, checkpoint_every=2)
     trainer = Trainer(p, small_data, tmp_path / "g", track=False)
     result = trainer.run()

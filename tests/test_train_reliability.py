@@ -15,6 +15,7 @@ import pytest
 import torch
 import yaml
 from mlflow.tracking import MlflowClient
+from nan_injection import child_env
 from safetensors.torch import load_file
 from train_helpers import small_prepared
 
@@ -48,7 +49,6 @@ def env(cli_env, tmp_path):
     e = dict(cli_env)
     e["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp_path / 'mlflow.db'}"
     e["PYTHONUNBUFFERED"] = "1"
-    e.pop("PRODUCTGAN_INJECT_NAN_AT_STEP", None)
     return e
 
 
@@ -191,11 +191,10 @@ def test_sigterm_writes_a_checkpoint_and_stops_cleanly(tmp_path, env, small_data
 
 def test_nan_guard_restores_then_fails_the_run(tmp_path, env, small_data):
     write_params(tmp_path, steps=8, max_restarts=2, checkpoint_every=2)
-    env["PRODUCTGAN_INJECT_NAN_AT_STEP"] = "5"  # every attempt at step 5 gives a NaN loss
     res = subprocess.run(
         [sys.executable, "-m", "productgan", "train", "--data", str(small_data), "--out", "gen"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
-    )
+        cwd=tmp_path, env=child_env(env, at_step=5), capture_output=True, text=True, timeout=300,
+    )  # every attempt at step 5 gives a NaN loss
     assert res.returncode == 1, res.stderr
     assert res.stderr.count("restored") == 2 and "FAILED" in res.stderr and "diverged" in res.stderr
     run = read_json(tmp_path / "gen" / "run.json")

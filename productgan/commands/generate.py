@@ -1,7 +1,7 @@
 """`productgan generate`, `productgan interpolate`, `productgan edit`: make products and adjust them (image
 edits, and latent edits through the generator: `generate --to-category/--direction/--interpolate-to`).
 
-Only click and the edit fields (productgan.edit_request) are imported here; torch, mlflow and numpy load
+Only click and the edit fields (productgan.serve.edit_request) are imported here; torch, mlflow and numpy load
 inside the commands (fast `--help`).
 """
 
@@ -16,9 +16,9 @@ import click
 
 
 def edit_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """The edit options shared by generate, interpolate and edit, one per field of productgan.edit_request.Edits
+    """The edit options shared by generate, interpolate and edit, one per field of productgan.serve.edit_request.Edits
     (collected into ``edits``)."""
-    from productgan.edit_request import Edits
+    from productgan.serve.edit_request import Edits
 
     fields = Edits.fields()
     for name, kind, meta in reversed(fields):
@@ -38,8 +38,8 @@ def edit_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def latent_edit_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """One option per field of productgan.edit_request.LatentEdits (collected into ``latent_edits``)."""
-    from productgan.edit_request import LatentEdits
+    """One option per field of productgan.serve.edit_request.LatentEdits (collected into ``latent_edits``)."""
+    from productgan.serve.edit_request import LatentEdits
 
     fields = LatentEdits.fields()
     for name, kind, meta in reversed(fields):
@@ -63,7 +63,7 @@ def model_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _load(model_uri: str | None, checkpoint: str | None, params: Any) -> Any:
-    from productgan.api import load
+    from productgan.serve.api import load
 
     if bool(model_uri) == bool(checkpoint):
         raise click.UsageError(
@@ -76,8 +76,8 @@ def _load(model_uri: str | None, checkpoint: str | None, params: Any) -> Any:
 
 
 def _params(**overrides: Any) -> Any:
-    from productgan.api import GenerateParams
     from productgan.params import ParamsError, load_section
+    from productgan.serve.api import GenerateParams
 
     try:
         return load_section("generate", GenerateParams, overrides=overrides)
@@ -90,8 +90,8 @@ def _friendly(func: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from productgan.api import RequestError
-        from productgan.edit import EditError
+        from productgan.serve.api import RequestError
+        from productgan.serve.edit import EditError
 
         try:
             return func(*args, **kwargs)
@@ -129,10 +129,10 @@ def generate(
 ) -> None:
     """Generate products: <out>/<category>_<seed>_<i>.png, a labelled grid.png and generate.json. Latent edits
     (--to-category, --direction/--strength, --interpolate-to SEED: then n frames) come before image edits."""
-    from productgan.edit import Edits
-    from productgan.edit_request import LatentEdits
     from productgan.io import atomic_write_bytes
-    from productgan.outputs import GRID, SETTINGS, generate_files
+    from productgan.serve.edit import Edits
+    from productgan.serve.edit_request import LatentEdits
+    from productgan.serve.outputs import GRID, SETTINGS, generate_files
 
     latent = None
     if latent_file is not None:
@@ -181,9 +181,9 @@ def interpolate(
     edits: dict[str, Any],
 ) -> None:
     """A strip of images morphing between two seeds (one category) or two categories (one seed)."""
-    from productgan.edit import Edits
     from productgan.io import atomic_write_bytes
     from productgan.render import png_bytes, strip
+    from productgan.serve.edit import Edits
 
     seeds = seeds or None  # click gives () when absent
     categories = categories or None
@@ -218,8 +218,8 @@ def edit(photo: str, out_file: str, edits: dict[str, Any]) -> None:
     """Edit any product photo (or a generated image): colour, size, angle, resolution, background."""
     from PIL import Image, ImageOps, UnidentifiedImageError
 
-    from productgan.edit import Edits, apply_edits
     from productgan.io import atomic_open
+    from productgan.serve.edit import Edits, apply_edits
 
     todo = Edits.from_mapping(edits)
     try:

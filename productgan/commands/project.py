@@ -16,7 +16,7 @@ from productgan.commands.generate import _friendly, _load, _params, edit_options
 
 def _project_params(**overrides: Any) -> Any:
     from productgan.params import ParamsError, load_section
-    from productgan.project import ProjectParams
+    from productgan.serve.project import ProjectParams
 
     try:
         params = load_section("project", ProjectParams, overrides=overrides)
@@ -48,10 +48,10 @@ def project(photo: str, model_uri: str | None, checkpoint: str | None, category:
     PHOTO2|SEED) and with the image edits (colour, size, angle ...), in that order."""
     import numpy as np
 
-    from productgan.edit import Edits, apply_edits
-    from productgan.edit_request import is_digits
     from productgan.io import atomic_open, atomic_write_bytes, atomic_write_json
     from productgan.render import png_bytes, strip, to_pil
+    from productgan.serve.edit import Edits, apply_edits
+    from productgan.serve.edit_request import is_digits
 
     params = _project_params(steps=steps, encoder=encoder, data=data_dir)
     gen_params = _params()
@@ -114,11 +114,11 @@ def directions(model_uri: str | None, checkpoint: str | None, out_dir: str, coun
     """The generator's principal latent directions (GANSpace: PCA of its first layer's features), one grid
     each: a row per category, columns from -strength to +strength, so a person can name them. Use one
     with `generate|project --direction K --strength S`."""
-    from productgan.edit_request import MAX_STRENGTH
     from productgan.gan.sample import latents
     from productgan.io import atomic_write_bytes, atomic_write_json
-    from productgan.latent import strengths
     from productgan.render import labelled_grid, png_bytes, to_pil
+    from productgan.serve.edit_request import MAX_STRENGTH
+    from productgan.serve.latent import strengths
 
     if not 0 < strength <= MAX_STRENGTH or not 2 <= columns <= 15:
         raise click.UsageError(f"--strength must be in (0, {MAX_STRENGTH:g}] and --columns in 2..15")

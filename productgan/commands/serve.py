@@ -1,4 +1,4 @@
-"""`productgan serve`: the registered generator over HTTP (MLflow's scoring server, productgan.model_server).
+"""`productgan serve`: the registered generator over HTTP (MLflow's scoring server, productgan.serve.model_server).
 
 Only click is imported here; mlflow, uvicorn and torch load when the command runs.
 """
@@ -21,9 +21,9 @@ def serve(model_uri: str | None, host: str, port: int) -> None:
     params.yaml's generate section (max_n, max_images, max_megapixels)."""
     import uvicorn
 
-    from productgan.model_server import create_app
     from productgan.redact import redact
     from productgan.registry.config import load_register_config
+    from productgan.serve.model_server import create_app
 
     params = _params()
     source = model_uri or f"models:/{load_register_config().model_name}@champion"

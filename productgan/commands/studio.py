@@ -41,13 +41,13 @@ def studio(model_uri: str | None, checkpoint: str | None, host: str, port: int) 
 
     import uvicorn
 
-    from productgan.api import RequestError
     from productgan.params import ParamsError
     from productgan.redact import redact
     from productgan.registry.config import load_register_config
-    from productgan.studio.app import create_app
-    from productgan.studio.models import Catalog
-    from productgan.studio.settings import load_studio_params
+    from productgan.serve.api import RequestError
+    from productgan.serve.studio.app import create_app
+    from productgan.serve.studio.models import Catalog
+    from productgan.serve.studio.settings import load_studio_params
 
     params = _params()
     try:

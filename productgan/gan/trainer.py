@@ -66,9 +66,6 @@ from productgan.lineage import Lineage, model_code_version, stable_hash
 from productgan.params import ParamsError
 
 CHECKPOINT_FORMAT = "productgan-train-checkpoint/1"
-# Test hook (documented in README ## Train): make the D loss NaN at this step, to exercise the guard.
-INJECT_NAN_ENV = "PRODUCTGAN_INJECT_NAN_AT_STEP"
-INJECT_NAN_TIMES_ENV = "PRODUCTGAN_INJECT_NAN_TIMES"  # how many times (default: every time the step runs)
 
 
 class Divergence(RuntimeError):
@@ -178,7 +175,6 @@ class Trainer:
         self.time_budget: TimeBudget | None = None  # max_minutes as a step count (budget.py), measured once
         self.total_steps = params.steps  # where the run ends: steps, or fewer when the time budget says so
         self._last_ckpt_step = -1
-        self._nan_injected = 0
         self._seconds_base, self._session_t0 = 0.0, time.perf_counter()
         self._reset_accumulators()
 
@@ -219,16 +215,6 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------- one step
 
-    def _inject_nan(self, step: int) -> torch.Tensor | None:
-        at = os.environ.get(INJECT_NAN_ENV)
-        if at is None or int(at) != step:
-            return None
-        times = os.environ.get(INJECT_NAN_TIMES_ENV)
-        if times is not None and self._nan_injected >= int(times):
-            return None
-        self._nan_injected += 1
-        return torch.tensor(float("nan"), device=self.device)
-
     def _optimizer_step(self, optimizer: torch.optim.Optimizer, network: nn.Module) -> torch.Tensor:
         """Unscale, measure (and clip) the gradient, step; returns the gradient norm."""
         self.scaler.unscale_(optimizer)
@@ -247,7 +233,6 @@ class Trainer:
         for optimizer, lr in ((self.opt_g, r.lr_g), (self.opt_d, r.lr_d)):
             for group in optimizer.param_groups:
                 group["lr"] = lr * factor
-        nan_scale = self._inject_nan(step)
         for k in range(r.n_critic):
             last = k == r.n_critic - 1
             d_update = step * r.n_critic + k
@@ -257,7 +242,7 @@ class Trainer:
             self.opt_d.zero_grad(set_to_none=True)
             if r.r1_gamma > 0 and d_update % r.r1_every == 0:  # lazy R1: every r1_every D updates
                 self.loss.accumulate_d_reg(real, labels, weight=r.r1_gamma / 2 * r.r1_every)
-            d = self.loss.accumulate_d_main(real, fake, labels, scale=nan_scale if last else None)
+            d = self.loss.accumulate_d_main(real, fake, labels)
             grad_norm_d = self._optimizer_step(self.opt_d, self.D)
             if not last:
                 self.scaler.update()  # the scaler unscales each optimiser once per update

@@ -5,7 +5,6 @@ evaluate.py           evaluate_generator / evaluate_samples / evaluate_folder (t
 catalog.py            the metrics, each one function registered with @metric (known and default lists derive)
 frechet.py            Fréchet distance (FID's formula) in float64, exact for singular covariances
 fid_infinity.py       FID∞ (Chong & Forsyth 2020): FID at several N, a line in 1/N, its value at infinite N
-precision_check.py    is a fast Inception path (bf16, another layout) within 0.5% of fp32's FID?
 kid.py                unbiased KID (cubic polynomial kernel, random subsets)
 precision_recall.py   improved precision / recall (k-NN manifolds)
 diversity.py          per-category diversity ratio: the mode-collapse signal

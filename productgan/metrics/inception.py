@@ -14,7 +14,7 @@ Precision (params ``evaluate.inception_precision``): ``fp32`` is the reference (
 CUDA). ``auto`` is fp32, except on a CPU with native bf16, where the faster of fp32 and bf16 autocast is measured
 once per machine and kept (productgan/cpu_precision.py): on a 2-core Intel Xeon fp32 is the faster (16.9 images/s
 at batch 8, the CPU's ``auto`` batch), on a 2-core AMD EPYC bf16 (18.4 against 11.7). ``bf16`` passed the
-precision check (FID within 0.5% of fp32's, ``precision_check.py``; benchmarks/RESULTS.md "Inception on CPU").
+precision check (FID within 0.5% of fp32's, ``benchmarks/precision_check.py``; RESULTS.md "Inception on CPU").
 The precision is part of the extractor's identity (real statistics are cached per precision) and recorded in
 metrics.json.
 """

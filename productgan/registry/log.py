@@ -1,6 +1,6 @@
 """Log a trained generator as an MLflow pyfunc model and register it as a new version with its lineage.
 
-The model is ``productgan.pyfunc.ProductGANModel`` (logged as code: ``model_code.py``) with the generator
+The model is ``productgan.serve.pyfunc.ProductGANModel`` (logged as code: ``model_code.py``) with the generator
 folder (safetensors weights + config with category names) as artifact ``generator``, a signature, an input
 example, pinned pip requirements and the ``productgan`` package itself as ``code_paths`` -- so
 ``mlflow.pyfunc.load_model`` works in any process with those requirements, productgan installed or not.
@@ -225,7 +225,7 @@ def log_and_register(model_name: str, generator_dir: Path, tags: dict[str, str])
     then register it as a new version (a version never points at missing files); returns (version, model_uri)."""
     import mlflow
 
-    from productgan.pyfunc import input_example, model_signature
+    from productgan.serve.pyfunc import input_example, model_signature
 
     with tempfile.TemporaryDirectory(prefix="productgan-register-") as tmp:
         generator, code = _staged_generator(generator_dir, Path(tmp)), _staged_code(Path(tmp))

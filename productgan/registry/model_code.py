@@ -6,6 +6,6 @@ generator weights with safetensors. Not meant to be imported by productgan itsel
 
 from mlflow.models import set_model
 
-from productgan.pyfunc import ProductGANModel
+from productgan.serve.pyfunc import ProductGANModel
 
 set_model(ProductGANModel())

@@ -22,18 +22,18 @@ import numpy as np
 import torch
 from PIL import Image
 
-from productgan.edit import EditError, Edits, apply_edits
-from productgan.edit_request import MAX_SEED, LatentEdits, is_digits, whole_number
 from productgan.gan.config import GeneratorConfig
 from productgan.gan.export import load_generator
 from productgan.gan.sample import generate_uint8, latents, to_uint8
-from productgan.latent import Directions, along, principal_directions, slerp
 from productgan.params import require
 from productgan.render import to_pil
 from productgan.resolve import local_generator_dir, resolve_generator_dir
+from productgan.serve.edit import EditError, Edits, apply_edits
+from productgan.serve.edit_request import MAX_SEED, LatentEdits, is_digits, whole_number
+from productgan.serve.latent import Directions, along, principal_directions, slerp
 
 if TYPE_CHECKING:
-    from productgan.project import Projection, ProjectParams
+    from productgan.serve.project import Projection, ProjectParams
 
 log = logging.getLogger(__name__)
 
@@ -255,9 +255,9 @@ class ProductGenerator:
         features: Any = None, encoder: Any = None,
     ) -> Projection:
         """The latent whose product is closest to ``photo`` (a PIL image, a file path, or uint8 C×H×W at the
-        generator's size), drawn as ``category`` (productgan.project). The perceptual distance uses the evaluate
+        generator's size), drawn as ``category`` (productgan.serve.project). The perceptual distance uses the evaluate
         step's domain classifier of ``data_dir`` (default: params project.data); ``features=False``: pixels only."""
-        from productgan.project import ProjectParams, domain_feature_fn, project, train_encoder
+        from productgan.serve.project import ProjectParams, domain_feature_fn, project, train_encoder
 
         params = params or ProjectParams()
         idx = self.category_index(category)

@@ -10,12 +10,12 @@ import zipfile
 from collections.abc import Sequence
 from typing import Any
 
-from productgan.api import GenerateParams, ProductGenerator
-from productgan.edit import Edits
-from productgan.edit_request import LatentEdits
 from productgan.io import dumps_json
 from productgan.redact import redact
 from productgan.render import labelled_grid, png_bytes, safe_name
+from productgan.serve.api import GenerateParams, ProductGenerator
+from productgan.serve.edit import Edits
+from productgan.serve.edit_request import LatentEdits
 
 GRID = "grid.png"
 SETTINGS = "generate.json"

@@ -16,7 +16,7 @@ import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from productgan.api import GenerateParams
+from productgan.serve.api import GenerateParams
 
 log = logging.getLogger(__name__)
 

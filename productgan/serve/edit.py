@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps
 
-from productgan.edit_request import EditError, Edits, parse_color  # noqa: F401 (the edit API re-exports them)
+from productgan.serve.edit_request import EditError, Edits, parse_color  # noqa: F401 (the edit API re-exports them)
 
 # Soft-mask ramp: a pixel whose largest channel difference from the background is <= MASK_LOW is
 # background (0), >= MASK_HIGH is product (1), linear between. Wide enough to ignore JPEG noise and

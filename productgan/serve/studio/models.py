@@ -22,8 +22,8 @@ from pathlib import PurePath
 from typing import Any
 from urllib.parse import urlparse
 
-from productgan.api import GenerateParams, ProductGenerator, RequestError, load
 from productgan.redact import redact
+from productgan.serve.api import GenerateParams, ProductGenerator, RequestError, load
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """The studio's web app (FastAPI): one static page and a small JSON API over the served generators.
 
 Every image comes from ``ProductGenerator.generate`` / ``.interpolate`` and ``productgan.render`` -- the
-code ``productgan generate`` and the pyfunc model run -- and ZIPs from ``productgan.outputs.generate_files``,
+code ``productgan generate`` and the pyfunc model run -- and ZIPs from ``productgan.serve.outputs.generate_files``,
 the files ``productgan generate --out`` writes. Requests are checked by the same calls as the pyfunc model
 (``category_index``, ``check_request``, ``parse_edits``) under the same limits (params ``generate.max_n``,
 ``max_images``, ``max_megapixels``); a bad one gets HTTP 400 ``{"error": "..."}`` and the server goes on
@@ -37,13 +37,13 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
-from productgan.api import RequestError
-from productgan.edit_request import MAX_SIZE, EditError, Edits, whole_number
-from productgan.outputs import generate_files, image_name, zip_bytes
 from productgan.redact import redact
 from productgan.render import png_base64, safe_name
-from productgan.studio.models import Catalog, Slot, shown_source
-from productgan.studio.settings import StudioParams
+from productgan.serve.api import RequestError
+from productgan.serve.edit_request import MAX_SIZE, EditError, Edits, whole_number
+from productgan.serve.outputs import generate_files, image_name, zip_bytes
+from productgan.serve.studio.models import Catalog, Slot, shown_source
+from productgan.serve.studio.settings import StudioParams
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +114,7 @@ class GenerateRequest:
 
 def page_files() -> dict[str, tuple[bytes, str]]:
     """URL path -> (bytes, media type) of the page's files, read from the package once."""
-    folder = resources.files("productgan.studio") / "static"
+    folder = resources.files("productgan.serve.studio") / "static"
     return {path: ((folder / name).read_bytes(), media) for path, (name, media) in PAGE_FILES.items()}
 
 
