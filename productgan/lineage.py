@@ -142,10 +142,10 @@ def model_code_version(root: str | os.PathLike[str] | None = None) -> str:
 
 # What does not change the trained generator, so a new value must not make the retrain check train again:
 # whole sections that act before (ingest: the dataset version already identifies the data) or after training
-# (evaluate, register, generate, project) or only place the work (pipeline: image, CPU requests, GPUs), and in
+# (evaluate, register, generate, studio, project) or only place the work (pipeline: image, CPU requests, GPUs), and in
 # the other sections the keys their dataclass lists as ``NOT_MODEL`` (where and how often to log, save or check).
 # Everything else counts, new keys and sections included.
-NOT_MODEL_SECTIONS = frozenset({"ingest", "evaluate", "register", "generate", "project", "pipeline"})
+NOT_MODEL_SECTIONS = frozenset({"ingest", "evaluate", "register", "generate", "studio", "project", "pipeline"})
 
 
 def model_params(params: dict[str, Any]) -> dict[str, Any]:
