@@ -1,13 +1,16 @@
 """Edits measured on images whose truth is known: synthetic products drawn with Pillow (white or black
-background) and real Fashion-MNIST products (grey on black)."""
+background; a shop photo's product with an anti-aliased outline, a handle, a white print and a soft shadow,
+also through JPEG; a cut-out with a soft alpha edge) and real Fashion-MNIST products (grey on black)."""
 
 from __future__ import annotations
 
+import io
 import math
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFilter
+from scipy import ndimage
 
 from productgan.serve.edit import (
     EditError,
@@ -135,6 +138,126 @@ def test_hue_shift_saturation_brightness():
     ratio = dimmed.max(-1)[mask].mean() / half.max(-1)[mask].mean()
     assert abs(ratio - 0.5) < 0.02
     assert np.array_equal(dimmed[~(product_mask(src) > 0)], half[~(product_mask(src) > 0)])
+
+
+def shop_photo(size: int = 128) -> tuple[Image.Image, np.ndarray, np.ndarray]:
+    """A lit orange-red bag on white, the way a catalogue shot looks: (image, coverage, shadow).
+
+    coverage (H, W) in [0, 1]: how much of each pixel the bag covers (drawn 4x larger and box-filtered, so
+    the outline is anti-aliased); its handle encloses a gap of background, a white print sits on its front.
+    shadow (H, W) in [0, 1]: a soft light-grey shadow under it (at most 40 levels below white)."""
+    ss, big = 4, size * 4
+    shape = Image.new("L", (big, big), 0)
+    draw = ImageDraw.Draw(shape)
+    draw.rounded_rectangle((big * 0.25, big * 0.3, big * 0.75, big * 0.72), radius=big * 0.06, fill=255)
+    draw.ellipse((big * 0.38, big * 0.15, big * 0.62, big * 0.4), outline=255, width=big * 3 // 100)
+    print_ = Image.new("L", (big, big), 0)
+    ImageDraw.Draw(print_).rectangle((big * 0.42, big * 0.45, big * 0.58, big * 0.55), fill=255)
+    coverage = np.asarray(shape.resize((size, size), Image.Resampling.BOX), float) / 255.0
+    white_print = np.asarray(print_.resize((size, size), Image.Resampling.BOX), float)[..., None] / 255.0
+    blur = Image.new("L", (size, size), 0)
+    ImageDraw.Draw(blur).ellipse((size * 0.2, size * 0.66, size * 0.85, size * 0.82), fill=255)
+    shadow = np.asarray(blur.filter(ImageFilter.GaussianBlur(size * 0.03)), float) / 255.0
+    shade = 0.75 + 0.25 * np.arange(size)[None, :, None] / size  # lit from the right
+    bag = np.array([200.0, 70.0, 40.0]) * shade * (1 - white_print) + 255.0 * white_print
+    ground = 255.0 - 40.0 * shadow[..., None]
+    pixels = bag * coverage[..., None] + ground * (1 - coverage[..., None])
+    del ss
+    return Image.fromarray(pixels.round().astype(np.uint8), "RGB"), coverage, shadow
+
+
+def jpeg(image: Image.Image, quality: int) -> Image.Image:
+    buf = io.BytesIO()
+    image.save(buf, "JPEG", quality=quality)
+    return Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
+
+
+@pytest.mark.parametrize("quality", [None, 95, 90])
+@pytest.mark.parametrize("edit", [{"color": "#2050d0"}, {"hue_shift": 120.0}, {"brightness": 0.6}])
+def test_colour_edits_change_the_product_and_leave_background_and_shadow_alone(quality, edit):
+    photo, coverage, shadow = shop_photo()
+    if quality:
+        photo = jpeg(photo, quality)
+    before = np.asarray(photo, float)
+    after = np.asarray(apply_edits(photo, **edit), float)
+    change = np.abs(after - before).max(-1)
+    background = coverage == 0
+    if quality:  # JPEG rings within a pixel or two of an outline; the background beyond must not move
+        background &= ~ndimage.binary_dilation(coverage > 0, iterations=2)
+    handle_gap = background & (np.arange(128)[:, None] < 128 * 0.3)
+    in_shadow = background & (shadow > 0.1)
+    assert in_shadow.sum() > 300 and handle_gap.sum() > 100  # the picture has what the test is about
+    assert change[background].max() <= 1, f"background moved by up to {change[background].max():.0f} levels"
+    bag = (coverage == 1) & (before.min(-1) < 220)  # the bag's own colour, not its white print
+    assert (change[bag] > 10).mean() == 1.0
+
+
+def test_mask_of_a_shop_photo_is_the_product_without_its_shadow():
+    photo, coverage, shadow = shop_photo()
+    m = product_mask(photo)
+    assert (m[coverage == 0] == 0).all()  # the shadow, the handle's gap, the white around it
+    assert (m[(coverage == 1) & (np.asarray(photo).min(-1) < 220)] == 1).all()
+    edge = (coverage > 0) & (coverage < 1)
+    assert 0 < m[edge].mean() < 1  # the anti-aliased outline is blended
+
+
+def test_light_parts_the_product_shades_into_are_product():
+    """A white cap with a dark seam on white: its folds shade gently from white to light grey and back, inside
+    a sharp outline. They are product (recoloured), the background around stays."""
+    size = 96
+    img = Image.new("RGB", (size, size), "white")
+    draw = ImageDraw.Draw(img)
+    draw.ellipse((16, 24, 80, 72), fill=(245, 245, 245), outline=(60, 60, 60), width=3)
+    folds = np.asarray(img, float).copy()
+    ys, xs = np.mgrid[0:size, 0:size]
+    inside = (((xs - 48) / 28.0) ** 2 + ((ys - 48) / 20.0) ** 2) < 1
+    folds[inside] = (255 - 30 * (0.5 + 0.5 * np.sin(xs[inside] / 4.0)))[:, None]  # white to 225, smoothly
+    photo = Image.fromarray(folds.round().astype(np.uint8), "RGB")
+    out = np.asarray(apply_edits(photo, color="#2050d0"), float)
+    change = np.abs(out - folds).max(-1)
+    assert (change[inside] > 10).mean() > 0.99
+    outside = ~ndimage.binary_dilation((((xs - 48) / 32.0) ** 2 + ((ys - 48) / 24.0) ** 2) < 1, iterations=1)
+    assert change[outside].max() == 0
+
+
+def test_cut_out_is_recoloured_to_its_soft_edge_and_keeps_its_alpha():
+    """An RGBA cut-out with an anti-aliased alpha edge. Straight alpha: a half-transparent edge pixel holds the
+    product's own colour, so it is recoloured in full (no rim of the old colour); alpha and the hidden pixels
+    (alpha 0) stay exactly as they were."""
+    size, big = 64, 256
+    shape = Image.new("L", (big, big), 0)
+    ImageDraw.Draw(shape).ellipse((40, 60, 216, 200), fill=255)
+    alpha = shape.resize((size, size), Image.Resampling.BOX)
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 256, (size, size, 3)).astype(np.uint8)  # whatever lies under alpha 0
+    a = np.asarray(alpha)
+    rgb[a > 0] = (40, 150, 60)
+    cut = Image.fromarray(np.dstack([rgb, a]), "RGBA")
+    for edit, check in (({"color": "#aa3355"}, "hue"), ({"hue_shift": 180.0}, "hue"), ({"brightness": 0.5}, "dim")):
+        out = apply_edits(cut, **edit)
+        assert out.mode == "RGBA"
+        got = np.asarray(out)
+        assert np.array_equal(got[..., 3], a)
+        assert np.array_equal(got[a == 0], np.asarray(cut)[a == 0])
+        edge = (a > 0) & (a < 255)
+        assert edge.sum() > 20
+        if check == "hue":
+            target = target_hue("#aa3355") if "color" in edit else (rgb_to_hsv(np.array([40, 150, 60]) / 255.0)[0]
+                                                                      + 180.0) % 360
+            hues = rgb_to_hsv(got[..., :3][a > 0] / 255.0)[:, 0]
+            assert max(hue_distance(float(h), float(target)) for h in hues) < 2.0  # the edge too
+        else:
+            assert np.abs(got[..., :3][a > 0].astype(float) - np.array([20, 75, 30])).max() <= 1
+
+
+def test_opaque_rgba_photo_is_masked_by_its_colours():
+    """A photo saved with an alpha channel that is opaque everywhere is a photo: its white stays white."""
+    photo, coverage, _ = shop_photo(64)
+    rgba = photo.convert("RGBA")
+    assert np.array_equal(product_mask(rgba), product_mask(photo))
+    out = apply_edits(rgba, color="#2050d0")
+    assert out.mode == "RGBA" and np.asarray(out)[..., 3].min() == 255
+    assert np.array_equal(np.asarray(out)[..., :3], np.asarray(apply_edits(photo, color="#2050d0")))
 
 
 def test_alpha_photo_keeps_its_alpha_through_a_recolour():
