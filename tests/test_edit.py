@@ -4,14 +4,14 @@ also through JPEG; a cut-out with a soft alpha edge) and real Fashion-MNIST prod
 
 from __future__ import annotations
 
-import io
 import math
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw, ImageFilter
+from PIL import Image, ImageDraw
 from scipy import ndimage
 
+from benchmarks.product_photos import CUT_OUT_RGB, cut_out, jpeg, shop_photo
 from productgan.serve.edit import (
     EditError,
     Edits,
@@ -140,38 +140,6 @@ def test_hue_shift_saturation_brightness():
     assert np.array_equal(dimmed[~(product_mask(src) > 0)], half[~(product_mask(src) > 0)])
 
 
-def shop_photo(size: int = 128) -> tuple[Image.Image, np.ndarray, np.ndarray]:
-    """A lit orange-red bag on white, the way a catalogue shot looks: (image, coverage, shadow).
-
-    coverage (H, W) in [0, 1]: how much of each pixel the bag covers (drawn 4x larger and box-filtered, so
-    the outline is anti-aliased); its handle encloses a gap of background, a white print sits on its front.
-    shadow (H, W) in [0, 1]: a soft light-grey shadow under it (at most 40 levels below white)."""
-    ss, big = 4, size * 4
-    shape = Image.new("L", (big, big), 0)
-    draw = ImageDraw.Draw(shape)
-    draw.rounded_rectangle((big * 0.25, big * 0.3, big * 0.75, big * 0.72), radius=big * 0.06, fill=255)
-    draw.ellipse((big * 0.38, big * 0.15, big * 0.62, big * 0.4), outline=255, width=big * 3 // 100)
-    print_ = Image.new("L", (big, big), 0)
-    ImageDraw.Draw(print_).rectangle((big * 0.42, big * 0.45, big * 0.58, big * 0.55), fill=255)
-    coverage = np.asarray(shape.resize((size, size), Image.Resampling.BOX), float) / 255.0
-    white_print = np.asarray(print_.resize((size, size), Image.Resampling.BOX), float)[..., None] / 255.0
-    blur = Image.new("L", (size, size), 0)
-    ImageDraw.Draw(blur).ellipse((size * 0.2, size * 0.66, size * 0.85, size * 0.82), fill=255)
-    shadow = np.asarray(blur.filter(ImageFilter.GaussianBlur(size * 0.03)), float) / 255.0
-    shade = 0.75 + 0.25 * np.arange(size)[None, :, None] / size  # lit from the right
-    bag = np.array([200.0, 70.0, 40.0]) * shade * (1 - white_print) + 255.0 * white_print
-    ground = 255.0 - 40.0 * shadow[..., None]
-    pixels = bag * coverage[..., None] + ground * (1 - coverage[..., None])
-    del ss
-    return Image.fromarray(pixels.round().astype(np.uint8), "RGB"), coverage, shadow
-
-
-def jpeg(image: Image.Image, quality: int) -> Image.Image:
-    buf = io.BytesIO()
-    image.save(buf, "JPEG", quality=quality)
-    return Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
-
-
 @pytest.mark.parametrize("quality", [None, 95, 90])
 @pytest.mark.parametrize("edit", [{"color": "#2050d0"}, {"hue_shift": 120.0}, {"brightness": 0.6}])
 def test_colour_edits_change_the_product_and_leave_background_and_shadow_alone(quality, edit):
@@ -224,30 +192,22 @@ def test_cut_out_is_recoloured_to_its_soft_edge_and_keeps_its_alpha():
     """An RGBA cut-out with an anti-aliased alpha edge. Straight alpha: a half-transparent edge pixel holds the
     product's own colour, so it is recoloured in full (no rim of the old colour); alpha and the hidden pixels
     (alpha 0) stay exactly as they were."""
-    size, big = 64, 256
-    shape = Image.new("L", (big, big), 0)
-    ImageDraw.Draw(shape).ellipse((40, 60, 216, 200), fill=255)
-    alpha = shape.resize((size, size), Image.Resampling.BOX)
-    rng = np.random.default_rng(0)
-    rgb = rng.integers(0, 256, (size, size, 3)).astype(np.uint8)  # whatever lies under alpha 0
-    a = np.asarray(alpha)
-    rgb[a > 0] = (40, 150, 60)
-    cut = Image.fromarray(np.dstack([rgb, a]), "RGBA")
-    for edit, check in (({"color": "#aa3355"}, "hue"), ({"hue_shift": 180.0}, "hue"), ({"brightness": 0.5}, "dim")):
+    cut = cut_out()
+    a = np.asarray(cut)[..., 3]
+    green_hue = float(rgb_to_hsv(np.array(CUT_OUT_RGB) / 255.0)[0])
+    for edit, hue in (({"color": "#aa3355"}, target_hue("#aa3355")), ({"hue_shift": 180.0}, (green_hue + 180) % 360),
+                      ({"brightness": 0.5}, None)):
         out = apply_edits(cut, **edit)
         assert out.mode == "RGBA"
         got = np.asarray(out)
         assert np.array_equal(got[..., 3], a)
         assert np.array_equal(got[a == 0], np.asarray(cut)[a == 0])
-        edge = (a > 0) & (a < 255)
-        assert edge.sum() > 20
-        if check == "hue":
-            target = target_hue("#aa3355") if "color" in edit else (rgb_to_hsv(np.array([40, 150, 60]) / 255.0)[0]
-                                                                      + 180.0) % 360
+        assert ((a > 0) & (a < 255)).sum() > 20
+        if hue is not None:
             hues = rgb_to_hsv(got[..., :3][a > 0] / 255.0)[:, 0]
-            assert max(hue_distance(float(h), float(target)) for h in hues) < 2.0  # the edge too
+            assert max(hue_distance(float(h), hue) for h in hues) < 2.0  # the soft edge too
         else:
-            assert np.abs(got[..., :3][a > 0].astype(float) - np.array([20, 75, 30])).max() <= 1
+            assert np.abs(got[..., :3][a > 0] - np.array(CUT_OUT_RGB) * 0.5).max() <= 1
 
 
 def test_opaque_rgba_photo_is_masked_by_its_colours():
