@@ -6,6 +6,7 @@ import gzip
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -81,8 +82,9 @@ def tiny_prepared(tmp_path: Path, fmnist_small) -> Path:
     return write_prepared(tmp_path / "prepared", splits, FMNIST_CATEGORIES)
 
 
-def build_tiny_generator(out_dir: Path, seed: int = 0, meta: dict | None = None) -> Path:
-    """An untrained (random) class-conditional generator folder for the 10 Fashion-MNIST categories."""
+def build_tiny_generator(out_dir: Path, seed: int = 0, meta: dict | None = None, **config: Any) -> Path:
+    """An untrained (random) class-conditional generator folder for the 10 Fashion-MNIST categories; ``config``
+    overrides GeneratorConfig fields (e.g. a colour generator: channels=3, resolution=32, categories=[...])."""
     import torch
 
     from productgan.gan.config import GeneratorConfig
@@ -90,8 +92,8 @@ def build_tiny_generator(out_dir: Path, seed: int = 0, meta: dict | None = None)
     from productgan.gan.networks import build_generator
 
     torch.manual_seed(seed)
-    cfg = GeneratorConfig(resolution=28, channels=1, latent_dim=32, base_channels=16, categories=FMNIST_CATEGORIES,
-                          meta=dict(meta or {}))
+    cfg = GeneratorConfig(**{"resolution": 28, "channels": 1, "latent_dim": 32, "base_channels": 16,
+                             "categories": FMNIST_CATEGORIES, "meta": dict(meta or {}), **config})
     generator = build_generator(cfg)
     # PyTorch's default init instead of DCGAN's N(0, 0.02): an untrained DCGAN draws nearly flat grey
     # images, and tests of seeds, truncation and edits need images that differ visibly.

@@ -1,5 +1,6 @@
 """Edits measured on images whose truth is known: synthetic products drawn with Pillow (white or black
-background) and real Fashion-MNIST products (grey on black)."""
+background; a shop photo's product with an anti-aliased outline, a handle, a white print and a soft shadow,
+also through JPEG; a cut-out with a soft alpha edge) and real Fashion-MNIST products (grey on black)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ import math
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
+from scipy import ndimage
 
+from benchmarks.product_photos import CUT_OUT_RGB, cut_out, jpeg, shop_photo
 from productgan.serve.edit import (
     EditError,
     Edits,
@@ -135,6 +138,86 @@ def test_hue_shift_saturation_brightness():
     ratio = dimmed.max(-1)[mask].mean() / half.max(-1)[mask].mean()
     assert abs(ratio - 0.5) < 0.02
     assert np.array_equal(dimmed[~(product_mask(src) > 0)], half[~(product_mask(src) > 0)])
+
+
+@pytest.mark.parametrize("quality", [None, 95, 90])
+@pytest.mark.parametrize("edit", [{"color": "#2050d0"}, {"hue_shift": 120.0}, {"brightness": 0.6}])
+def test_colour_edits_change_the_product_and_leave_background_and_shadow_alone(quality, edit):
+    photo, coverage, shadow = shop_photo()
+    if quality:
+        photo = jpeg(photo, quality)
+    before = np.asarray(photo, float)
+    after = np.asarray(apply_edits(photo, **edit), float)
+    change = np.abs(after - before).max(-1)
+    background = coverage == 0
+    if quality:  # JPEG rings within a pixel or two of an outline; the background beyond must not move
+        background &= ~ndimage.binary_dilation(coverage > 0, iterations=2)
+    handle_gap = background & (np.arange(128)[:, None] < 128 * 0.3)
+    in_shadow = background & (shadow > 0.1)
+    assert in_shadow.sum() > 300 and handle_gap.sum() > 100  # the picture has what the test is about
+    assert change[background].max() <= 1, f"background moved by up to {change[background].max():.0f} levels"
+    bag = (coverage == 1) & (before.min(-1) < 220)  # the bag's own colour, not its white print
+    assert (change[bag] > 10).mean() == 1.0
+
+
+def test_mask_of_a_shop_photo_is_the_product_without_its_shadow():
+    photo, coverage, shadow = shop_photo()
+    m = product_mask(photo)
+    assert (m[coverage == 0] == 0).all()  # the shadow, the handle's gap, the white around it
+    assert (m[(coverage == 1) & (np.asarray(photo).min(-1) < 220)] == 1).all()
+    edge = (coverage > 0) & (coverage < 1)
+    assert 0 < m[edge].mean() < 1  # the anti-aliased outline is blended
+
+
+def test_light_parts_the_product_shades_into_are_product():
+    """A white cap with a dark seam on white: its folds shade gently from white to light grey and back, inside
+    a sharp outline. They are product (recoloured), the background around stays."""
+    size = 96
+    img = Image.new("RGB", (size, size), "white")
+    draw = ImageDraw.Draw(img)
+    draw.ellipse((16, 24, 80, 72), fill=(245, 245, 245), outline=(60, 60, 60), width=3)
+    folds = np.asarray(img, float).copy()
+    ys, xs = np.mgrid[0:size, 0:size]
+    inside = (((xs - 48) / 28.0) ** 2 + ((ys - 48) / 20.0) ** 2) < 1
+    folds[inside] = (255 - 30 * (0.5 + 0.5 * np.sin(xs[inside] / 4.0)))[:, None]  # white to 225, smoothly
+    photo = Image.fromarray(folds.round().astype(np.uint8), "RGB")
+    out = np.asarray(apply_edits(photo, color="#2050d0"), float)
+    change = np.abs(out - folds).max(-1)
+    assert (change[inside] > 10).mean() > 0.99
+    outside = ~ndimage.binary_dilation((((xs - 48) / 32.0) ** 2 + ((ys - 48) / 24.0) ** 2) < 1, iterations=1)
+    assert change[outside].max() == 0
+
+
+def test_cut_out_is_recoloured_to_its_soft_edge_and_keeps_its_alpha():
+    """An RGBA cut-out with an anti-aliased alpha edge. Straight alpha: a half-transparent edge pixel holds the
+    product's own colour, so it is recoloured in full (no rim of the old colour); alpha and the hidden pixels
+    (alpha 0) stay exactly as they were."""
+    cut = cut_out()
+    a = np.asarray(cut)[..., 3]
+    green_hue = float(rgb_to_hsv(np.array(CUT_OUT_RGB) / 255.0)[0])
+    for edit, hue in (({"color": "#aa3355"}, target_hue("#aa3355")), ({"hue_shift": 180.0}, (green_hue + 180) % 360),
+                      ({"brightness": 0.5}, None)):
+        out = apply_edits(cut, **edit)
+        assert out.mode == "RGBA"
+        got = np.asarray(out)
+        assert np.array_equal(got[..., 3], a)
+        assert np.array_equal(got[a == 0], np.asarray(cut)[a == 0])
+        assert ((a > 0) & (a < 255)).sum() > 20
+        if hue is not None:
+            hues = rgb_to_hsv(got[..., :3][a > 0] / 255.0)[:, 0]
+            assert max(hue_distance(float(h), hue) for h in hues) < 2.0  # the soft edge too
+        else:
+            assert np.abs(got[..., :3][a > 0] - np.array(CUT_OUT_RGB) * 0.5).max() <= 1
+
+
+def test_opaque_rgba_photo_is_masked_by_its_colours():
+    """A photo saved with an alpha channel that is opaque everywhere is a photo: its white stays white."""
+    photo, coverage, _ = shop_photo(64)
+    rgba = photo.convert("RGBA")
+    assert np.array_equal(product_mask(rgba), product_mask(photo))
+    out = apply_edits(rgba, color="#2050d0")
+    assert out.mode == "RGBA" and np.asarray(out)[..., 3].min() == 255
+    assert np.array_equal(np.asarray(out)[..., :3], np.asarray(apply_edits(photo, color="#2050d0")))
 
 
 def test_alpha_photo_keeps_its_alpha_through_a_recolour():

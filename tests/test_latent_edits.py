@@ -1,4 +1,4 @@
-"""Editing through the generator: principal directions (GANSpace), latent edits from a seed or a projected
+"""Editing through the generator: principal directions (SeFa), latent edits from a seed or a projected
 latent (another category, a strip to another product, a step along a direction), projection of a photo
 (perceptual + pixel distance, encoder warm start), image edits after latent edits; the Python API and the
 `project` / `directions` / `generate` commands. Tiny random generators (behaviour, not beauty)."""
@@ -12,15 +12,19 @@ import pytest
 import torch
 import yaml
 from click.testing import CliRunner
+from conftest import build_tiny_generator
 from PIL import Image
+from torch import nn
 
 from productgan.cli import cli
+from productgan.gan.config import GeneratorConfig
+from productgan.gan.networks import ConditionalGenerator
 from productgan.gan.sample import latents, to_uint8
 from productgan.render import to_pil
 from productgan.serve.api import ProductGenerator, RequestError, load
 from productgan.serve.edit import apply_edits
 from productgan.serve.edit_request import EditError, LatentEdits
-from productgan.serve.latent import principal_directions
+from productgan.serve.latent import first_layer_matrix, sefa_directions
 from productgan.serve.project import ProjectParams, project, train_encoder
 
 
@@ -30,17 +34,110 @@ def arrays(images: list[Image.Image]) -> np.ndarray:
 
 @pytest.fixture()
 def product(tiny_generator_dir) -> ProductGenerator:
-    p = load(tiny_generator_dir)
-    p.params.direction_samples = 300  # fast; the same code as the default 2000
-    return p
+    return load(tiny_generator_dir)
 
 
-def test_principal_directions_are_seeded_unit_vectors_strongest_first(product):
-    a = principal_directions(product.generator, 32, 10, count=5, samples=300, seed=0)
-    b = principal_directions(product.generator, 32, 10, count=5, samples=300, seed=0)
-    assert a.vectors.shape == (5, 32) and torch.equal(a.vectors, b.vectors)
-    assert torch.allclose(a.vectors.norm(dim=1), torch.ones(5), atol=1e-5)
-    assert a.explained == sorted(a.explained, reverse=True) and 0 < sum(a.explained) <= 1
+def test_directions_are_unit_vectors_strongest_first_the_same_on_every_load(product, tiny_generator_dir):
+    found = product.directions()
+    assert found.vectors.shape == (10, 32)
+    assert torch.allclose(found.vectors.norm(dim=1), torch.ones(10), atol=1e-5)
+    assert found.explained == sorted(found.explained, reverse=True) and 0 < sum(found.explained) <= 1
+    assert torch.equal(load(tiny_generator_dir).directions().vectors, found.vectors)
+
+
+def test_sefa_directions_are_the_right_singular_vectors_of_the_z_columns(product):
+    """SeFa's closed form on a generator whose first Linear is set: W's z columns = U diag(s) Vᵀ, so the
+    directions are V's columns by falling s, each s² / Σs² of the spectrum; the class-embedding columns play
+    no part; two calls agree exactly."""
+    g, dim = product.generator, 32
+    linear = g.fc[0]
+    rng = torch.Generator().manual_seed(1)
+    u = torch.linalg.qr(torch.randn(linear.out_features, dim, generator=rng, dtype=torch.float64))[0]
+    v = torch.linalg.qr(torch.randn(dim, dim, generator=rng, dtype=torch.float64))[0]
+    s = torch.linspace(3.0, 0.1, dim, dtype=torch.float64)
+    with torch.no_grad():
+        linear.weight[:, :dim] = (u @ torch.diag(s) @ v.T).float()
+    found = sefa_directions(g, dim, count=5)
+    assert found.vectors.shape == (5, dim)
+    cos = (found.vectors.double() @ v[:, :5]).diagonal().abs()
+    assert torch.allclose(cos, torch.ones(5, dtype=torch.float64), atol=1e-5)
+    assert np.allclose(found.explained, (s[:5] ** 2 / (s**2).sum()).numpy(), atol=1e-6)
+    for vec in found.vectors:  # a fixed sign: the largest component positive
+        assert vec[vec.abs().argmax()] > 0
+    with torch.no_grad():
+        linear.weight[:, dim:] = torch.randn(linear.out_features, dim, generator=rng)
+    again = sefa_directions(g, dim, count=5)
+    assert torch.allclose(again.vectors, found.vectors, atol=1e-6)
+    assert torch.equal(sefa_directions(g, dim, count=5).vectors, again.vectors)
+
+
+class ConvFirstGenerator(ConditionalGenerator):
+    """A first layer that is a transposed convolution of the 1x1 map cat(z, class embedding), with padding
+    (the op crops its own output): SeFa reads the op's response to z."""
+
+    def __init__(self, cfg: GeneratorConfig, first: nn.Module) -> None:
+        super().__init__(cfg)
+        self.fc = nn.Sequential(first, nn.BatchNorm2d(first.out_channels), nn.ReLU())
+
+    def first_map(self, z: torch.Tensor, labels: torch.Tensor, embedding: torch.Tensor | None = None) -> torch.Tensor:
+        return self.fc(torch.cat([z, self.class_embedding(labels, embedding)], dim=1)[:, :, None, None])
+
+
+@pytest.mark.parametrize("first", [nn.ConvTranspose2d(16, 6, 4, 1, 0), nn.ConvTranspose2d(16, 6, 5, 2, 1)])
+def test_sefa_reads_a_transposed_convolution_on_a_1x1_map(first):
+    torch.manual_seed(0)
+    cfg = GeneratorConfig(resolution=28, channels=1, latent_dim=8, base_channels=4, categories=["a", "b"])
+    g = ConvFirstGenerator(cfg, first).eval()
+    w = first_layer_matrix(g, 8)
+    embedding = g.embed(torch.tensor([1]))
+    jacobian = torch.autograd.functional.jacobian(
+        lambda z: first(torch.cat([z, embedding], dim=1)[:, :, None, None]).flatten(), torch.randn(1, 8))
+    assert w.shape == (jacobian.shape[0], 8)
+    assert torch.allclose(w, jacobian[:, 0].double(), atol=1e-6)
+    found = sefa_directions(g, 8, count=3)
+    eigenvalues, vectors = torch.linalg.eigh(w.T @ w)
+    assert torch.allclose((found.vectors.double() @ vectors[:, -3:].flip(1)).diagonal().abs(),
+                          torch.ones(3, dtype=torch.float64), atol=1e-5)
+
+
+@pytest.mark.parametrize(("fc", "message"), [
+    (nn.Sequential(nn.Conv2d(16, 4, 1)), "ConvFirst.fc starts with Conv2d"),
+    (None, "ConvFirst has no first layer `fc`"),
+])
+def test_sefa_refuses_a_first_layer_it_cannot_read(fc, message):
+    class ConvFirst(nn.Module):
+        pass
+
+    g = ConvFirst()
+    g.fc = fc
+    with pytest.raises(ValueError, match=message):
+        sefa_directions(g, 8)
+
+
+COLOUR_CATEGORIES = ["bag", "chair", "shoe"]
+
+
+def test_directions_of_a_colour_generator_change_its_colour_images(tmp_path):
+    """A 32 px RGB generator: every direction offered moves every product (RGB images), the directions are the
+    same on every load, and `productgan directions` draws its RGB grids."""
+    folder = build_tiny_generator(tmp_path / "g", channels=3, resolution=32, categories=COLOUR_CATEGORIES)
+    product = load(folder)
+    found = product.directions()
+    assert len(found) == product.params.directions and found.vectors.shape[1] == 32
+    assert torch.equal(load(folder).directions().vectors, found.vectors)
+    for name in COLOUR_CATEGORIES:
+        plain = arrays(product.generate(name, n=2, seed=5))
+        assert plain.shape == (2, 32, 32, 3)
+        for k in range(len(found)):
+            moved = arrays(product.generate(name, n=2, seed=5, direction=k, strength=3.0))
+            # an untrained generator draws nearly flat images (a few levels of texture): every pixel still moves
+            assert np.abs(moved.astype(float) - plain).mean() > 0.5, f"direction {k} leaves {name} unchanged"
+    res = CliRunner().invoke(cli, ["directions", "--checkpoint", str(folder), "--out", str(tmp_path / "d"),
+                                   "--count", "2", "--columns", "3"])
+    assert res.exit_code == 0, res.output
+    grid = Image.open(tmp_path / "d" / "direction_1.png")
+    assert grid.mode == "RGB" and np.asarray(grid).std(-1).max() > 0  # colour, not grey
+    assert json.loads((tmp_path / "d" / "directions.json").read_text())["method"] == "sefa"
 
 
 def test_latent_edits_from_a_seed(product):
@@ -149,7 +246,7 @@ def small_settings(tmp_path, monkeypatch, tiny_prepared):
     path.write_text(yaml.safe_dump({
         "evaluate": {"classifier_steps": 20, "cache_dir": str(tmp_path / "cache")},
         "project": {"steps": 20, "candidates": 2, "encoder_steps": 20, "data": str(tiny_prepared)},
-        "generate": {"direction_samples": 300, "steps": 4, "cell": 28},
+        "generate": {"steps": 4, "cell": 28},
     }))
     monkeypatch.setenv("PRODUCTGAN_PARAMS", str(path))
     monkeypatch.setenv("PRODUCTGAN_CACHE", str(tmp_path / "cache"))

@@ -1,5 +1,5 @@
 """`productgan project` (a photo into the generator's latent space, then edited through it) and
-`productgan directions` (the generator's principal latent directions as one grid each, to name them).
+`productgan directions` (the generator's principal latent directions (SeFa) as one grid each, to name them).
 
 Only click and the edit fields are imported here; torch and the rest load inside the commands (fast `--help`).
 """
@@ -111,7 +111,7 @@ def project(photo: str, model_uri: str | None, checkpoint: str | None, category:
 @_friendly
 def directions(model_uri: str | None, checkpoint: str | None, out_dir: str, count: int | None, seed: int | None,
                strength: float, columns: int) -> None:
-    """The generator's principal latent directions (GANSpace: PCA of its first layer's features), one grid
+    """The generator's principal latent directions (SeFa: the eigenvectors of its first layer's weight), one grid
     each: a row per category, columns from -strength to +strength, so a person can name them. Use one
     with `generate|project --direction K --strength S`."""
     from productgan.gan.sample import latents
@@ -127,8 +127,8 @@ def directions(model_uri: str | None, checkpoint: str | None, out_dir: str, coun
     found = product.directions()
     values = strengths(strength, columns)
     out = Path(out_dir)
-    index = {"count": len(found), "explained_variance": found.explained, "samples": found.samples,
-             "seed": params.seed, "strengths": values, "files": []}
+    index = {"method": "sefa", "count": len(found), "explained_variance": found.explained, "seed": params.seed,
+             "strengths": values, "files": []}
     z0 = latents(params.seed, 1, product.config.latent_dim, params.truncation)
     for k in range(len(found)):
         images, labels = [], []

@@ -348,7 +348,7 @@ class MLPGenerator(ConditionalGenerator):
         for width in widths:
             layers += [nn.Linear(c_in, width), nn.LeakyReLU(0.2, inplace=True)]
             c_in = width
-        self.fc = layers[0]  # the first layer of z and class: where GANSpace directions are read (serve/latent.py)
+        self.fc = layers[0]  # the first layer of z and class: where SeFa directions are read (serve/latent.py)
         self.hidden = nn.Sequential(*layers[1:])
         self.out = nn.Linear(c_in, cfg.channels * cfg.resolution * cfg.resolution)
         glorot_init_(self)

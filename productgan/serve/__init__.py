@@ -3,7 +3,8 @@
 api.py            ``productgan.load(uri).generate(...)``: ProductGenerator, GenerateParams
 edit_request.py   the Edits and LatentEdits fields (CLI options, served columns, studio form)
 edit.py           the image edits (colour, size, angle) after generation
-latent.py         edits through the generator: principal latent directions (GANSpace / SeFa)
+mask.py           which pixels are the product: background region and shadows, or a cut-out's alpha
+latent.py         edits through the generator: principal latent directions (SeFa)
 project.py        a photo projected into the generator's latent space (ProjectParams)
 outputs.py        the files ``productgan generate --out`` and the studio's ZIP hold
 pyfunc.py         the MLflow pyfunc model (what ``productgan serve`` and ``mlflow models serve`` run)

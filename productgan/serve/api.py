@@ -5,7 +5,7 @@ downloaded pyfunc model), or an MLflow URI (``models:/product-gan@champion``, ``
 
 Edits through the generator: ``generate(..., to_category=..., direction=K, strength=S, interpolate_to=SEED)``
 from a seed, or from ``latent=`` a projected photo's latent (``project(photo, category)``); image edits
-(``color=...``) apply after them. ``directions()`` are the generator's principal directions (GANSpace).
+(``color=...``) apply after them. ``directions()`` are the generator's principal directions (SeFa).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from productgan.render import to_pil
 from productgan.resolve import local_generator_dir, resolve_generator_dir
 from productgan.serve.edit import EditError, Edits, apply_edits
 from productgan.serve.edit_request import MAX_SEED, LatentEdits, is_digits, whole_number
-from productgan.serve.latent import Directions, along, principal_directions, slerp
+from productgan.serve.latent import Directions, along, sefa_directions, slerp
 
 if TYPE_CHECKING:
     from productgan.serve.project import Projection, ProjectParams
@@ -57,11 +57,10 @@ class GenerateParams:
     # most output pixels one request may make, in millions: images x output side^2 (the `size` edit, else the
     # generator's resolution); bounds the memory a request holds (~4 bytes a pixel)
     max_megapixels: float = 64.0
-    directions: int = 10  # principal latent directions offered (GANSpace); `productgan directions` shows them
-    direction_samples: int = 2000  # latents sampled to find them (seeded: the same directions every load)
+    directions: int = 10  # principal latent directions offered (SeFa); `productgan directions` shows them
 
     def __post_init__(self) -> None:
-        for key in ("n", "steps", "cell", "max_n", "max_images", "directions", "direction_samples"):
+        for key in ("n", "steps", "cell", "max_n", "max_images", "directions"):
             require(getattr(self, key) >= 1, key, f"must be >= 1, got {getattr(self, key)}")
         require(self.truncation is None or 0 < self.truncation <= 1, "truncation",
                 f"must be in (0, 1] or null, got {self.truncation}")
@@ -208,12 +207,13 @@ class ProductGenerator:
     # --- the latent space ----------------------------------------------------------------------------
 
     def directions(self) -> Directions:
-        """The generator's principal latent directions (GANSpace), computed once per loaded generator."""
+        """The generator's principal latent directions (SeFa), computed once per loaded generator."""
         with self._directions_once:
             if self._directions is None:
-                self._directions = principal_directions(
-                    self.generator, self.config.latent_dim, len(self.categories), self.params.directions,
-                    self.params.direction_samples)
+                try:
+                    self._directions = sefa_directions(self.generator, self.config.latent_dim, self.params.directions)
+                except ValueError as exc:
+                    raise RequestError(str(exc)) from None
         return self._directions
 
     def render_latents(

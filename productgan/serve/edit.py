@@ -1,9 +1,10 @@
 """Edits for product images (generated or photographed): colour, size, angle, resolution, background.
 
 Pure functions on PIL images. Every edit needs to know which pixels are the product: ``product_mask``
-takes the background to be the median colour of the image border (black for Fashion-MNIST, white for
-shop photos) and makes a soft mask from each pixel's distance to it; images with an alpha channel use
-their alpha instead. Order of work in ``apply_edits``: colour (recolour, hue, saturation, brightness),
+(``mask.py``: the background region reached from the border, shadows included, or the alpha of a cut-out).
+Colour edits change the product only: the background keeps its pixels exactly. In a cut-out, every pixel
+that shows (alpha > 0) is the product's own colour (straight alpha), so it is recoloured in full and its
+alpha kept. Order of work in ``apply_edits``: colour (recolour, hue, saturation, brightness),
 then geometry about the product's centre (scale, rotate, flip), then output size, then background.
 What may be asked (the ``Edits`` fields, parsing and validation) is in ``edit_request.py``.
 """
@@ -19,13 +20,8 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from productgan.serve.edit_request import EditError, Edits, parse_color  # noqa: F401 (the edit API re-exports them)
+from productgan.serve.mask import background_color, mask_bbox, product_mask  # noqa: F401 (re-exported)
 
-# Soft-mask ramp: a pixel whose largest channel difference from the background is <= MASK_LOW is
-# background (0), >= MASK_HIGH is product (1), linear between. Wide enough to ignore JPEG noise and
-# paper texture, narrow enough to keep dark shading of a product on black.
-MASK_LOW = 10.0
-MASK_HIGH = 40.0
-BORDER = 2  # border width (px) sampled for the background colour
 # Rec. 601 luma weights (the W3C "color" blend mode uses the same): what the eye reads as shading.
 _LUMA = np.array([0.3, 0.59, 0.11])
 
@@ -99,43 +95,6 @@ def _set_lum(rgb: np.ndarray, lum: np.ndarray) -> np.ndarray:
     return np.clip(high, 0.0, 1.0)
 
 
-# --- the product mask --------------------------------------------------------------------------------
-
-
-def background_color(image: Image.Image, border: int = BORDER) -> tuple[int, ...]:
-    """Median colour of the image border (one value per channel of ``image``)."""
-    arr = np.asarray(image)
-    if arr.ndim == 2:
-        arr = arr[..., None]
-    b = max(1, min(border, arr.shape[0] // 2, arr.shape[1] // 2))
-    ring = np.concatenate(
-        [arr[:b].reshape(-1, arr.shape[2]), arr[-b:].reshape(-1, arr.shape[2]),
-         arr[:, :b].reshape(-1, arr.shape[2]), arr[:, -b:].reshape(-1, arr.shape[2])]
-    )
-    return tuple(int(v) for v in np.median(ring, axis=0).round())
-
-
-def product_mask(image: Image.Image, background: tuple[int, ...] | None = None) -> np.ndarray:
-    """Soft product mask (H, W) float in [0, 1]: alpha when the image has one, else the distance to the
-    background colour (``background`` or the border's median colour)."""
-    if image.mode in ("RGBA", "LA"):
-        return np.asarray(image.getchannel("A"), dtype=np.float64) / 255.0
-    arr = np.asarray(image, dtype=np.float64)
-    if arr.ndim == 2:
-        arr = arr[..., None]
-    bg = np.asarray(background if background is not None else background_color(image), dtype=np.float64)
-    dist = np.abs(arr - bg[: arr.shape[2]]).max(-1)
-    return np.clip((dist - MASK_LOW) / (MASK_HIGH - MASK_LOW), 0.0, 1.0)
-
-
-def mask_bbox(mask: np.ndarray, threshold: float = 0.5) -> tuple[int, int, int, int] | None:
-    """(left, top, right, bottom) of the pixels above ``threshold`` (right/bottom exclusive); None if empty."""
-    ys, xs = np.nonzero(mask > threshold)
-    if len(xs) == 0:
-        return None
-    return int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
-
-
 # --- the working state -------------------------------------------------------------------------------
 
 
@@ -148,6 +107,13 @@ class _Work:
     mask: Image.Image
     fill: tuple[int, ...]
     alpha: bool
+
+    def colour_weight(self) -> np.ndarray:
+        """(H, W) in [0, 1]: how much a colour edit changes each pixel. The mask, except in a cut-out: there a
+        semi-transparent edge pixel holds the product's colour, not a mix with a background, and a partial
+        change would leave a rim of the old colour."""
+        m = np.asarray(self.mask, dtype=np.float64) / 255.0
+        return (m > 0).astype(np.float64) if self.alpha else m
 
     def centre(self) -> tuple[float, float]:
         box = mask_bbox(np.asarray(self.mask, dtype=np.float64) / 255.0)
@@ -163,7 +129,9 @@ def _start(image: Image.Image) -> _Work:
         image = image.convert("RGBA" if image.mode != "LA" else "LA")
         mask = image.getchannel("A")
         pixels = image.convert("RGB" if image.mode == "RGBA" else "L")
-        return _Work(pixels, mask, (0,) * len(pixels.getbands()), alpha=True)
+        if mask.getextrema()[0] < 255:
+            return _Work(pixels, mask, (0,) * len(pixels.getbands()), alpha=True)
+        image = pixels  # opaque everywhere: a photo saved with an alpha channel, masked by its colours
     if image.mode not in ("L", "RGB"):
         image = image.convert("L" if image.mode in ("1", "I", "I;16", "F") else "RGB")
     fill = background_color(image)
@@ -183,13 +151,14 @@ def _to_rgb(work: _Work) -> None:
 def _colour(work: _Work, edits: Edits) -> None:
     _to_rgb(work)
     rgb = np.asarray(work.pixels, dtype=np.float64) / 255.0
-    m = np.asarray(work.mask, dtype=np.float64) / 255.0
+    coverage = np.asarray(work.mask, dtype=np.float64) / 255.0
+    m = work.colour_weight()
     out = rgb
     if edits.color is not None:
         target = np.asarray(parse_color(edits.color), dtype=np.float64) / 255.0
         lum = _lum(rgb)
-        weight = m.sum()
-        mean_lum = float((lum * m).sum() / weight) if weight > 0 else float(lum.mean())
+        weight = coverage.sum()
+        mean_lum = float((lum * coverage).sum() / weight) if weight > 0 else float(lum.mean())
         # shading kept as each pixel's offset from the product's mean luminance, centred on the target's
         new_lum = np.clip(lum - mean_lum + float(_lum(target)), 0.0, 1.0)
         out = _set_lum(np.broadcast_to(target, rgb.shape), new_lum)
@@ -206,7 +175,7 @@ def _colour(work: _Work, edits: Edits) -> None:
 
 def _brightness(work: _Work, factor: float) -> None:
     arr = np.asarray(work.pixels, dtype=np.float64)
-    m = np.asarray(work.mask, dtype=np.float64) / 255.0
+    m = work.colour_weight()
     if arr.ndim == 3:
         m = m[..., None]
     out = arr * (1 - m) + np.clip(arr * factor, 0, 255) * m
@@ -271,7 +240,8 @@ def apply_edits(image: Image.Image, edits: Edits | None = None, **kwargs: Any) -
     """``image`` with ``edits`` (or keyword edits) applied; the input is not changed.
 
     Output mode: L or RGB like the input (grey becomes RGB when a colour edit is asked), RGBA when the
-    input had alpha or ``background='transparent'``.
+    input had alpha or ``background='transparent'``. An input whose alpha is opaque everywhere is masked by
+    its colours like a photo, and keeps an opaque alpha channel.
     """
     if edits is None:
         edits = Edits.from_mapping(kwargs)
@@ -292,4 +262,7 @@ def apply_edits(image: Image.Image, edits: Edits | None = None, **kwargs: Any) -
         _flip(work)
     if edits.size is not None:
         _resize(work, edits.size)
-    return _finish(work, edits.background)
+    out = _finish(work, edits.background)
+    if image.mode in ("RGBA", "LA", "PA") and out.mode in ("L", "RGB"):  # an opaque input keeps its alpha channel
+        out = out.convert("LA" if out.mode == "L" else "RGBA")
+    return out

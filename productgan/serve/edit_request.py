@@ -113,7 +113,7 @@ class LatentEdits:
     interpolate_to: a seed (or, on the `project` command line, a second photo): the images become a strip of
         frames from this product to that one (slerp of the latents; the category too with ``to_category``).
     direction, strength: move the latent ``strength`` units along principal direction ``direction`` of the
-        generator (GANSpace: PCA of its early features, `productgan directions` shows each as a grid).
+        generator (SeFa: eigenvectors of its first layer's weight; `productgan directions` shows each as a grid).
     """
 
     to_category: str | None = _edit("Draw the same latent as this category (name or index).")

@@ -1,13 +1,15 @@
-"""Edits through the generator's latent space: principal directions (GANSpace) and the latent edits of a
-request (``LatentEdits``: another category, a strip to another product, a step along a direction).
+"""Edits through the generator's latent space: principal directions (SeFa) and the latent edits of a request
+(``LatentEdits``: another category, a strip to another product, a step along a direction).
 
-GANSpace (Härkönen et al. 2020) finds interpretable directions without labels: sample many latents, take the
-generator's early features (here the output of its first layer ``fc``, which every generator here has: the
-layer that reads z and the class), and find their principal components; each component is carried back into
-latent space by linear regression of the latents on the component scores. Moving a latent along direction
-``k`` changes what the generator's first layer varies most, then second most, ... For the MLP and DCGAN
-generators these are global changes of shape and shading (width, length, sleeve, brightness); a person names
-them from `productgan directions`' grids.
+SeFa (Shen & Zhou 2021, genforce/sefa) finds interpretable directions without labels or sampling: the first
+layer of the generator maps z to its first features by a matrix W (every generator here has that layer,
+``fc``, reading cat(z, class embedding)); the directions z moves those features most along are the
+eigenvectors of WᵀW, strongest first. Moving a latent along direction ``k`` changes what the generator's first
+layer amplifies most, then second most, ... (on colour products: the colour and lightness of the product, then
+its shape; on Fashion-MNIST: shape and shading); a person names them from `productgan directions`' grids.
+Closed form: milliseconds, the same directions on every load. It replaced GANSpace (PCA of sampled first-layer
+features, regressed back to z), which took seconds and did no better (benchmarks/RESULTS.md, "Latent
+directions: SeFa and GANSpace"; benchmarks/bench_directions.py keeps it for the comparison).
 """
 
 from __future__ import annotations
@@ -21,55 +23,53 @@ from torch import nn
 
 @dataclass
 class Directions:
-    """Unit vectors in latent space (k, latent_dim), strongest first, and the share of the early features'
-    variance each principal component explains."""
+    """Unit vectors in latent space (k, latent_dim), strongest first, and the share of the first layer's output
+    variance (over z ~ N(0, I)) along each: the eigenvalues of WᵀW over their sum."""
 
     vectors: torch.Tensor
     explained: list[float]
-    samples: int
-    seed: int
 
     def __len__(self) -> int:
         return len(self.vectors)
 
 
-@torch.no_grad()
-def early_features(generator: nn.Module, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """The output of the generator's first layer ``fc`` for (z, labels), flattened: (N, features). Asked of
-    the generator (``first_map``), not read by a hook, so other threads using the generator are not touched."""
-    first_map = getattr(generator, "first_map", None)
-    if not callable(first_map):
-        raise ValueError(f"{type(generator).__name__} has no first layer `first_map` to read early features from")
-    return first_map(z, labels).float().flatten(1)
+def first_layer_matrix(generator: nn.Module, latent_dim: int) -> torch.Tensor:
+    """(outputs, latent_dim): how the generator's first op moves with each latent unit, the matrix SeFa
+    factorises. Every generator here feeds cat(z, class embedding) to its first layer ``fc``; its first op may be
+    a Linear (the weight's first ``latent_dim`` columns) or a ConvTranspose2d on the 1x1 map of that vector (its
+    weight for the z channels, read as the op's response to each unit of z, so stride, padding and cropping are
+    the op's own). Anything else is refused: SeFa needs a linear map from z."""
+    fc = getattr(generator, "fc", None)
+    first = next(iter(fc), None) if isinstance(fc, nn.Sequential) else fc
+    name = type(generator).__name__
+    if isinstance(first, nn.Linear) and first.in_features >= latent_dim:
+        return first.weight.detach()[:, :latent_dim].double().cpu()
+    if isinstance(first, nn.ConvTranspose2d) and first.in_channels >= latent_dim:
+        param = first.weight
+        with torch.no_grad():
+            units = torch.eye(first.in_channels, dtype=param.dtype, device=param.device)[:latent_dim, :, None, None]
+            zero = torch.zeros(1, first.in_channels, 1, 1, dtype=param.dtype, device=param.device)
+            response = first(units) - first(zero)  # bias removed: the linear part alone
+        return response.flatten(1).T.double().cpu()
+    found = f"{name} has no first layer `fc`" if fc is None else f"{name}.fc starts with {type(first).__name__}"
+    raise ValueError(
+        f"SeFa directions need the generator's first layer `fc` to start with a Linear or a ConvTranspose2d that "
+        f"reads the {latent_dim} latent units first; {found}"
+    )
 
 
 @torch.no_grad()
-def principal_directions(
-    generator: nn.Module, latent_dim: int, num_classes: int, count: int = 10, samples: int = 2000, seed: int = 0,
-) -> Directions:
-    """The ``count`` strongest GANSpace directions of ``generator`` from ``samples`` seeded latents (labels
-    balanced over the categories). Deterministic for the same generator, count, samples and seed."""
-    gen = torch.Generator().manual_seed(seed)
-    z = torch.randn(samples, latent_dim, generator=gen)
-    labels = torch.arange(samples) % max(num_classes, 1)
-    device = next(generator.parameters()).device
-    feats = torch.cat([early_features(generator, z[i : i + 500].to(device), labels[i : i + 500].to(device)).cpu()
-                       for i in range(0, samples, 500)]).double()
-    feats -= feats.mean(0)
-    count = min(count, latent_dim, samples - 1)
-    # principal component scores from the samples' Gram matrix (samples x samples, far smaller than the
-    # features' covariance; LAPACK's eigh stays fast on a loaded CPU where its SVD crawls): the eigenvectors
-    # of F F^T are the samples' scores on the components, up to scale
-    variance, vectors = torch.linalg.eigh(feats @ feats.T)
-    order = torch.argsort(variance, descending=True)[:count]
-    scores = vectors[:, order]
-    scores = (scores - scores.mean(0)) / scores.std(0)
-    # latent directions: least squares z ~ scores @ V (GANSpace's regression back to latent space)
-    v = torch.linalg.lstsq(scores, z.double()).solution  # (count, latent_dim)
-    v /= v.norm(dim=1, keepdim=True)
+def sefa_directions(generator: nn.Module, latent_dim: int, count: int = 10) -> Directions:
+    """The ``count`` strongest SeFa directions (Shen & Zhou 2021): the eigenvectors of WᵀW, W the generator's
+    first op restricted to z (``first_layer_matrix``), largest eigenvalue first: the latent directions the
+    first layer amplifies most. Closed form, no sampling: the same generator gives the same directions."""
+    w = first_layer_matrix(generator, latent_dim)
+    eigenvalues, vectors = torch.linalg.eigh(w.T @ w)
+    order = torch.argsort(eigenvalues, descending=True)[: min(count, latent_dim)]
+    v = vectors[:, order].T.contiguous()
     v *= torch.sign(v.gather(1, v.abs().argmax(1, keepdim=True)))  # a fixed sign: largest component positive
-    explained = (variance[order].clamp(min=0) / variance.clamp(min=0).sum()).tolist()
-    return Directions(v.float(), [float(e) for e in explained], samples, seed)
+    share = eigenvalues[order].clamp(min=0) / eigenvalues.clamp(min=0).sum()
+    return Directions(v.float(), [float(e) for e in share])
 
 
 def along(z: torch.Tensor, directions: Directions, index: int, strength: float) -> torch.Tensor:
