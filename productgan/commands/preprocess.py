@@ -19,8 +19,8 @@ import click
     help="Side of the square images (default: params.yaml preprocess.resolution).",
 )
 @click.option(
-    "--channels", type=click.Choice(["1", "3"]), default=None,
-    help="1 = grey, 3 = RGB (default: params.yaml preprocess.channels).",
+    "--channels", type=click.Choice(["1", "3", "4"]), default=None,
+    help="1 = grey, 3 = RGB, 4 = RGBA cut-outs (default: params.yaml preprocess.channels).",
 )
 @click.option(
     "--shard", default=None, metavar="I/N",

@@ -53,7 +53,7 @@ class PreprocessParams:
     NOT_MODEL: ClassVar[frozenset[str]] = frozenset({"workers"})  # the output is byte-identical either way
 
     resolution: int = 28  # 28, 32, 64 or 128
-    channels: int = 1  # 1 (grey) or 3 (RGB)
+    channels: int = 1  # 1 (grey), 3 (RGB) or 4 (RGBA: cut-outs trained with their alpha; photos without are opaque)
     val_fraction: float = 0.1  # share of the train split held out for validation (by content hash)
     test_fraction: float = 0.1  # for sources without an official test split
     dedup: bool = True  # drop exact duplicates (same decoded pixels)
@@ -69,7 +69,7 @@ class PreprocessParams:
     def __post_init__(self) -> None:
         require(self.workers >= 0, "workers", f"0 (every core) or a number of processes, got {self.workers}")
         require(self.resolution in RESOLUTIONS, "resolution", f"use one of {RESOLUTIONS}, got {self.resolution}")
-        require(self.channels in (1, 3), "channels", f"use 1 (grey) or 3 (RGB), got {self.channels}")
+        require(self.channels in (1, 3, 4), "channels", f"use 1 (grey), 3 (RGB) or 4 (RGBA), got {self.channels}")
         require(self.background in BACKGROUNDS, "background", f"use one of {BACKGROUNDS}, got {self.background!r}")
         for key in ("val_fraction", "test_fraction", "max_refused_fraction"):
             require(0.0 <= getattr(self, key) <= 1.0, key, f"must lie in [0, 1], got {getattr(self, key)}")
@@ -507,7 +507,7 @@ def _add_photo(
     if isinstance(data, str):
         run.refuse(source, path, data)
         return
-    decoded = decode_image(data, params.max_image_pixels)
+    decoded = decode_image(data, params.max_image_pixels, keep_alpha=params.channels == 4)
     if isinstance(decoded, Refusal):
         run.refuse(source, path, decoded.reason)
         return

@@ -285,13 +285,13 @@ class ProductGenerator:
             return photo
         if isinstance(photo, str | os.PathLike):
             with open(photo, "rb") as fh:
-                decoded = decode_image(fh.read())
+                decoded = decode_image(fh.read(), keep_alpha=cfg.channels == 4)
             if isinstance(decoded, Refusal):
                 raise RequestError(f"{photo}: {decoded.reason}")
             photo = decoded
         if not isinstance(photo, Image.Image):
             raise RequestError(f"a photo must be a PIL image, a file path or a uint8 array, got {type(photo).__name__}")
-        image = photo.convert("RGB") if photo.mode not in ("L", "RGB") else photo
+        image = photo if photo.mode in ("L", "RGB", "RGBA") else photo.convert("RGBA")
         return fit_and_pad(to_channels(image, cfg.channels), cfg.resolution, "auto")
 
     # --- generation ----------------------------------------------------------------------------------
