@@ -5,14 +5,11 @@ edit / project / the served model, all 24x32 instead of padded squares."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-import yaml
+from own_photos import run, served_images, tiny_run_params
 from PIL import Image, ImageDraw
 
 from productgan.data.preprocess import PreprocessParams
@@ -62,12 +59,6 @@ def shop_photo(shape: str, rgb: tuple[int, int, int]) -> Image.Image:
     return img
 
 
-def run(cwd: Path, env: dict, *args: str) -> subprocess.CompletedProcess:
-    res = subprocess.run([sys.executable, "-m", "productgan", *args], cwd=cwd, env=env, capture_output=True,
-                         text=True, timeout=600)
-    assert res.returncode == 0, res.stderr
-    return res
-
 
 def test_portrait_photos_train_generate_edit_and_serve_in_their_frame(tmp_path, cli_env):
     rng = np.random.default_rng(0)
@@ -76,14 +67,7 @@ def test_portrait_photos_train_generate_edit_and_serve_in_their_frame(tmp_path, 
         for i in range(12):
             colour = tuple(int(v) for v in rng.integers(20, 200, 3))
             shop_photo(shape, colour).save(tmp_path / "photos" / name / f"{i}.png")
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump({
-        "preprocess": {"channels": 3, "resolution": 32, "val_fraction": 0.0, "test_fraction": 0.2},
-        "train": {"recipe": "default", "max_minutes": None, "steps": 2, "batch_size": 4, "g_channels": 4,
-                  "d_channels": 4, "checkpoint_every": 2, "log_every": 1, "sample_every": 2, "grid_columns": 2,
-                  "precision": "fp32"},
-        "evaluate": {"metrics": ["fd_domain", "class_accuracy"], "n": 16, "batch_size": 16, "classifier_steps": 20,
-                     "classifier_batch_size": 8, "real_split": "train", "grid_per_category": 2},
-    }))
+    tiny_run_params(tmp_path, channels=3)
     env = {**cli_env, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
     run(tmp_path, env, "ingest", "--source", str(tmp_path / "photos"), "--out", "data")
     out = run(tmp_path, env, "preprocess", "--input", "data", "--out", "prepared", "--aspect", "3:4")
@@ -109,16 +93,5 @@ def test_portrait_photos_train_generate_edit_and_serve_in_their_frame(tmp_path, 
     assert product.generate("dress", n=1, seed=1, size=128)[0].size == (96, 128)  # the longer side
     assert product.photo_array(tmp_path / "photos" / "vase" / "0.png").shape == (3, 32, 24)
 
-    import pandas as pd
-
-    from productgan.render import decode_png_base64
-    from productgan.serve.pyfunc import ProductGANModel
-
-    class Context:
-        artifacts = {"generator": str(tmp_path / "gen")}
-        model_config: dict = {}
-
-    model = ProductGANModel()
-    model.load_context(Context())
-    served = model.predict(None, pd.DataFrame([{"category": "vase", "n": 2.0, "hue_shift": 90.0}]))
-    assert [decode_png_base64(b).size for b in served["image"]] == [(24, 32)] * 2
+    served = served_images(tmp_path / "gen", {"category": "vase", "n": 2.0, "hue_shift": 90.0})
+    assert [image.size for image in served] == [(24, 32)] * 2

@@ -5,13 +5,11 @@ whole way; grids and Inception see cut-outs on a backdrop; colour augmentation l
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
+from own_photos import run, served_images, tiny_run_params
 from PIL import Image, ImageDraw
 
 from productgan.data.resize import fit_and_pad, to_channels
@@ -39,12 +37,6 @@ def write_cutouts(folder: Path, per_category: int = 12) -> None:
             size = (int(rng.integers(30, 60)), int(rng.integers(40, 80)))  # not square: padded
             cutout(shape, rgb, size).save(folder / name / f"{i}.png")
 
-
-def run(cwd: Path, env: dict, *args: str) -> subprocess.CompletedProcess:
-    res = subprocess.run([sys.executable, "-m", "productgan", *args], cwd=cwd, env=env, capture_output=True,
-                         text=True, timeout=600)
-    assert res.returncode == 0, res.stderr
-    return res
 
 
 def test_a_cutout_keeps_its_alpha_through_resize_and_is_padded_transparent():
@@ -83,14 +75,7 @@ def test_inception_and_grids_see_cutouts_on_a_backdrop():
 
 def test_cutout_photos_train_and_generate_pngs_with_alpha_and_serve_them(tmp_path, cli_env):
     write_cutouts(tmp_path / "photos")
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump({
-        "preprocess": {"channels": 4, "resolution": 32, "val_fraction": 0.0, "test_fraction": 0.2},
-        "train": {"recipe": "default", "max_minutes": None, "steps": 2, "batch_size": 4, "g_channels": 4,
-                  "d_channels": 4, "checkpoint_every": 2, "log_every": 1, "sample_every": 2, "grid_columns": 2,
-                  "precision": "fp32"},
-        "evaluate": {"metrics": ["fd_domain", "class_accuracy"], "n": 16, "batch_size": 16, "classifier_steps": 20,
-                     "classifier_batch_size": 8, "real_split": "train", "grid_per_category": 2},
-    }))
+    tiny_run_params(tmp_path, channels=4)
     env = {**cli_env, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
     run(tmp_path, env, "ingest", "--source", str(tmp_path / "photos"), "--out", "data")
     run(tmp_path, env, "preprocess", "--input", "data", "--out", "prepared")
@@ -123,17 +108,5 @@ def test_cutout_photos_train_and_generate_pngs_with_alpha_and_serve_them(tmp_pat
     if visible.any():
         assert not np.array_equal(np.asarray(plain)[..., :3][visible], np.asarray(navy)[..., :3][visible])
 
-    # the served model (MLflow pyfunc) answers with PNGs that keep the alpha channel
-    import pandas as pd
-
-    from productgan.render import decode_png_base64
-    from productgan.serve.pyfunc import ProductGANModel
-
-    class Context:
-        artifacts = {"generator": str(tmp_path / "gen")}
-        model_config: dict = {}
-
-    model = ProductGANModel()
-    model.load_context(Context())
-    out = model.predict(None, pd.DataFrame([{"category": "ball", "n": 2.0, "color": "navy"}]))
-    assert len(out) == 2 and all(decode_png_base64(b).mode == "RGBA" for b in out["image"])
+    served = served_images(tmp_path / "gen", {"category": "ball", "n": 2.0, "color": "navy"})
+    assert len(served) == 2 and all(image.mode == "RGBA" for image in served)  # the served model keeps alpha
