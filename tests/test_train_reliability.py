@@ -30,9 +30,11 @@ from productgan.params import load_section
 def small_data(tmp_path, fmnist_small):
     return small_prepared(tmp_path, fmnist_small)
 
-# precision fixed: `auto` measures fp32 against bf16 on CPUs with native bf16, and two runs that measure
-# differently do not give identical weights
-TINY_RECIPE = {"g_channels": 4, "d_channels": 4, "lr_schedule": "constant", "precision": "fp32"}
+# precision and threads fixed: a run compared for identical weights with another must compute alike. `auto`
+# precision measures fp32 against bf16 on CPUs with native bf16 (two runs may pick differently), and
+# num_threads 0 keeps the process's thread count, which other tests in the pytest process may have set (a
+# convolution sums in another order on 1 thread than on 2)
+TINY_RECIPE = {"g_channels": 4, "d_channels": 4, "lr_schedule": "constant", "precision": "fp32", "num_threads": 1}
 
 
 def write_params(root: Path, **train) -> Path:
