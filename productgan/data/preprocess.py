@@ -52,7 +52,7 @@ class PreprocessParams:
 
     NOT_MODEL: ClassVar[frozenset[str]] = frozenset({"workers"})  # the output is byte-identical either way
 
-    resolution: int = 28  # 28, 32, 64 or 128
+    resolution: int = 28  # 28, 32, 64, 128 or 256 (productgan.data.resize RESOLUTIONS)
     channels: int = 1  # 1 (grey) or 3 (RGB)
     val_fraction: float = 0.1  # share of the train split held out for validation (by content hash)
     test_fraction: float = 0.1  # for sources without an official test split

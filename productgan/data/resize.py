@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image
 
 BACKGROUNDS = ("auto", "white", "black")
-RESOLUTIONS = (28, 32, 64, 128)
+RESOLUTIONS = (28, 32, 64, 128, 256)
 _REDUCING_GAP = 3.0
 
 

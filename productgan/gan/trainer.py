@@ -151,7 +151,7 @@ class Trainer:
         policy = r.augment
         if policy == "auto":
             policy = params.auto_augment_policy if self.num_train < params.augment_auto_below else "none"
-        self.augment = DiffAugment(parse_policy(policy), self.device, r.augment_p, r.ada_target)
+        self.augment = DiffAugment(parse_policy(policy), self.device, r.augment_p, r.ada_target, fill=r.augment_fill)
         self.data = ResidentData(images, labels, self.device, params.batch_size, params.seed,
                                  self.ctx.rank, self.ctx.world, params.channels_last)
         self.gen = torch.Generator(self.device)
@@ -576,6 +576,7 @@ class Trainer:
             "train_minutes": round(self._seconds() / 60, 3),
             "restarts": self.restarts,
             "world_size": self.ctx.world,
+            "augment_p": float(self.augment.p) if self.augment.enabled else None,  # adaptive: where p ended
         }
 
     def _finish(self) -> TrainResult:
