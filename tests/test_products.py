@@ -5,11 +5,13 @@ G with skip-layer excitation, a D that rebuilds real images) train, resume bit f
 from __future__ import annotations
 
 import json
+import sys
 
 import numpy as np
 import pytest
 import torch
 from conftest import write_prepared
+from PIL import Image
 from train_helpers import tiny_params
 
 from benchmarks.product_photos import SHAPES, shapes_on_white
@@ -169,3 +171,51 @@ def test_each_fastgan_discriminator_trains_with_its_reconstruction_loss(tmp_path
 def test_reconstruction_needs_the_fastgan_discriminator():
     with pytest.raises(ParamsError, match="recon_weight"):
         TrainParams(recon_weight=1.0)  # default's dcgan D has no decoders
+
+
+@pytest.mark.parametrize("resolution", [128, 256])
+def test_products_at_gpu_sizes_trains_under_bf16_autocast_and_compile(tmp_path, monkeypatch, resolution):
+    """What a GPU run does (issue 32 item 4), at tiny widths on the CPU: the products recipe at 128 and 256 px under
+    bf16 autocast, its networks through torch.compile (dynamo with the aot_eager backend: no C++ compiler needed),
+    the plain weights exported."""
+    import functools
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend="aot_eager"))
+    data = write_prepared(tmp_path / "shop", {"train": shapes_on_white(6, resolution)}, SHAPES)
+    p = tiny_params(tmp_path, recipe="products", steps=2, batch_size=2, precision="bf16", compile=True,
+                    g_channels=2, d_channels=2)
+    trainer = Trainer(p, data, tmp_path / "gen", track=False)
+    assert trainer.G_ddp is not trainer.G
+    assert trainer.run().status == "FINISHED"
+    G, cfg = load_generator(tmp_path / "gen")
+    assert cfg.resolution == resolution
+    assert generate_uint8(G, [0], seed=0, latent_dim=cfg.latent_dim).shape == (1, 3, resolution, resolution)
+
+
+def test_the_gpu_benchmark_command_runs_end_to_end_on_a_cpu_at_tiny_size(tmp_path, monkeypatch):
+    """`bench_products gpu` (photos -> ingest -> preprocess at 128 px -> train -> evaluate -> img/s and metrics
+    printed and saved) on the CPU at tiny widths, so that the first GPU session measures with one command
+    (benchmarks/RESULTS.md "Colour product photos" names it)."""
+    from benchmarks import bench_products, results_file
+
+    photos = tmp_path / "photos"
+    x, y = shapes_on_white(24, 128)
+    for i, (image, label) in enumerate(zip(x, y, strict=True)):
+        (photos / SHAPES[label]).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image.transpose(1, 2, 0)).save(photos / SHAPES[label] / f"{i}.png")
+    results = tmp_path / "results"
+    monkeypatch.setattr(bench_products, "WORK_ROOT", tmp_path / "work")
+    monkeypatch.setattr(bench_products, "RESULTS_DIR", results)
+    monkeypatch.setattr(results_file, "RESULTS_DIR", results)
+    evaluate = {"metrics": ["fd_domain", "class_accuracy"], "n": 16, "batch_size": 16, "classifier_steps": 5,
+                "grid_per_category": 2}
+    monkeypatch.setattr(sys, "argv", [
+        "bench_products.py", "gpu", "--name", "tiny", "--photos", str(photos), "--device", "cpu", "--minutes", "5",
+        "--steps", "2", "--batch", "4", "--recipe-params", json.dumps({"g_channels": 2, "d_channels": 2}),
+        "--eval-params", json.dumps(evaluate)])
+    bench_products.main()
+    doc = json.loads((results / "products_tiny_gpu_products_128px.json").read_text())
+    assert doc["resolution"] == 128 and doc["train"]["step"] == 2 and doc["train"]["images_per_s"] > 0
+    assert doc["metrics"]["class_accuracy"] is not None and doc["fid_meta"] is None  # no Inception metric asked
+    assert (results / "products_tiny_gpu_products_128px.png").is_file()
