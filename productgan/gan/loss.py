@@ -10,9 +10,7 @@ steps the optimisers. The phases, in the order a step runs them:
   D main         D's loss on real images (pushed up) and on generated ones (pushed down); for an objective
                  with a gradient penalty (WGAN-GP) the penalty first, on the plain D like R1. With balanced
                  consistency regularisation (bCR, Zhao et al. 2021) D's logits on shifted copies of both
-                 batches are also pulled to its logits on the originals. With a self-supervised D (FastGAN,
-                 ``recon_weight`` > 0) its decoders' L1 error in rebuilding the (augmented) real images is
-                 added, each image's quarter drawn from the step's generator.
+                 batches are also pulled to its logits on the originals.
   G main         G's loss through D, with D frozen and outside DDP (D has nothing to reduce here).
 
 The loop may run the two D phases several times per step (``n_critic``, WGAN-GP's 5 critic updates per
@@ -136,22 +134,16 @@ class GANLoss:
         amp_dtype: torch.dtype | None,
         gp_lambda: float = 10.0,
         cr_lambda: float = 0.0,
-        recon_weight: float = 0.0,
     ) -> None:
         self.D, self.G_ddp, self.D_ddp = D, G_ddp, D_ddp
         self.objective, self.augment, self.scaler, self.gen = objective, augment, scaler, gen
         self.device, self.amp_dtype, self.gp_lambda, self.cr_lambda = device, amp_dtype, gp_lambda, cr_lambda
-        self.recon_weight = recon_weight
         self._always = torch.ones((), device=device)  # the consistency shift applies to every image
         # BatchNorm in D must see real and fake batches apart (DCGAN); otherwise one joint pass is faster
         self.d_separate = has_batchnorm(D)
         if objective.gradient_penalty and self.d_separate:
             raise ValueError("a gradient-penalty loss (wgan-gp) needs a critic without BatchNorm: BatchNorm mixes "
                              "the images of a batch, so the per-image penalty is wrong")
-        if recon_weight > 0 and (objective.relativistic or objective.gradient_penalty
-                                 or not hasattr(D, "decode_whole")):
-            raise ValueError("a reconstruction loss (recon_weight > 0) needs a discriminator with decoders (d_arch "
-                             "fastgan) and a loss without gradient penalty that is not relativistic")
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         return autocast(self.device, self.amp_dtype)
@@ -195,57 +187,37 @@ class GANLoss:
         if self.objective.relativistic:
             return self._accumulate_d_relativistic(real, fake, labels, scale)
         if self.d_separate:
-            # two passes, only the second backward all-reduces; the pass whose decoders rebuild the real images
-            # (recon_weight > 0) goes second, so that DDP sees every parameter it syncs used in it
-            order = ("fake", "real") if self.recon_weight > 0 else ("real", "fake")
-            logits_of, losses = {}, {}
-            for i, side in enumerate(order):
-                with self._no_sync(self.D_ddp) if i == 0 else contextlib.nullcontext():
-                    losses[side], logits_of[side] = self._d_pass(side, real if side == "real" else fake, labels,
-                                                                 scale)
-            real_logits, fake_logits = logits_of["real"], logits_of["fake"]
-            loss = losses["real"] + losses["fake"]
+            with self._no_sync(self.D_ddp):  # only the second backward all-reduces
+                real_in = self._aug(real)
+                with self._autocast():
+                    real_logits = self.D_ddp(real_in, labels)
+                loss_real = self.objective.d_real(real_logits.float())
+                if self.cr_lambda > 0:
+                    loss_real = loss_real + self._consistency(real_in, real_logits, labels)
+                self._backward(loss_real)
+            fake_in = self._aug(fake)
+            with self._autocast():
+                fake_logits = self.D_ddp(fake_in, labels)
+            loss_fake = self.objective.d_fake(fake_logits.float())
+            if self.cr_lambda > 0:
+                loss_fake = loss_fake + self._consistency(fake_in, fake_logits, labels)
+            if scale is not None:
+                loss_fake = loss_fake * scale
+            self._backward(loss_fake)
+            loss = loss_real.detach() + loss_fake.detach()
         else:
             n = len(labels)
             both, both_labels = self._aug(torch.cat([real, fake])), torch.cat([labels, labels])
             with self._autocast():
-                if self.recon_weight > 0:  # the decoders rebuild the first n images: the real ones
-                    quadrants = torch.randint(0, 4, (n,), generator=self.gen, device=self.device)
-                    logits, recon = self.D_ddp(both, both_labels, quadrants)
-                else:
-                    logits = self.D_ddp(both, both_labels)
+                logits = self.D_ddp(both, both_labels)
             real_logits, fake_logits = logits[:n], logits[n:]
             loss = self.objective.d_real(real_logits.float()) + self.objective.d_fake(fake_logits.float())
-            if self.recon_weight > 0:
-                loss = loss + self.recon_weight * recon.float()
             if self.cr_lambda > 0:
                 loss = loss + 2 * self._consistency(both, logits, both_labels)  # a mean over both halves, each x lambda
             if scale is not None:
                 loss = loss * scale
             self._backward(loss)
         return DiscriminatorOutput(loss.detach(), real_logits.detach(), fake_logits.detach())
-
-    def _d_pass(self, side: str, images: torch.Tensor, labels: torch.Tensor,
-                scale: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """One of D main's two passes (a D with BatchNorm sees real and generated batches apart): its loss is
-        backpropagated; returns (detached loss, logits)."""
-        x = self._aug(images)
-        recon = None
-        with self._autocast():
-            if side == "real" and self.recon_weight > 0:
-                quadrants = torch.randint(0, 4, (len(labels),), generator=self.gen, device=self.device)
-                logits, recon = self.D_ddp(x, labels, quadrants)
-            else:
-                logits = self.D_ddp(x, labels)
-        loss = (self.objective.d_real if side == "real" else self.objective.d_fake)(logits.float())
-        if self.cr_lambda > 0:
-            loss = loss + self._consistency(x, logits, labels)
-        if recon is not None:
-            loss = loss + self.recon_weight * recon.float()
-        if side == "fake" and scale is not None:
-            loss = loss * scale
-        self._backward(loss)
-        return loss.detach(), logits
 
     def _discriminate_apart(
         self, real: torch.Tensor, fake: torch.Tensor, labels: torch.Tensor, module: nn.Module

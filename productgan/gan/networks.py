@@ -15,10 +15,6 @@ term (Miyato & Koyama 2018). Weights drawn from N(0, 0.02).
 ``mlp`` (recipes ``article`` and ``article_wgan_gp``): the fully connected GAN of the article the product
 grew from; see ``MLPGenerator`` for how it differs from the article's listing.
 
-``fastgan``: FastGAN-style G (upsampling + 3x3 convolutions, skip-layer excitation) and a self-supervised D
-that must rebuild real images from its features (``fastgan``, ``fastgan_bn``, ``fastgan_plain``); in
-``productgan/gan/fastgan.py``.
-
 ``resnet``: SNGAN/BigGAN-style residual networks (Miyato et al. 2018; Brock et al. 2019). G: residual
 up-blocks with class-conditional BatchNorm. D: residual down-blocks, spectral norm on every layer, no
 normalisation, global sum pooling and a projection head.
@@ -514,9 +510,6 @@ DISCRIMINATORS: dict[str, type[nn.Module]] = {
     "dcgan_mbstd": MbstdDCGANDiscriminator,
     "resnet": ResNetDiscriminator, "mlp": MLPDiscriminator,
 }
-
-# the FastGAN-style pair (``fastgan``) lives in its own module, built on the pieces above; importing it adds it here
-import productgan.gan.fastgan  # noqa: E402, F401
 
 
 def build_generator(cfg: GeneratorConfig) -> nn.Module:

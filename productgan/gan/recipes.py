@@ -37,12 +37,6 @@ RECIPES: dict[str, dict[str, Any]] = {
     # Chosen by benchmark (benchmarks/RESULTS.md "Quality at equal training time", "Quality per CPU-minute"):
     # the dataclass's defaults below.
     "default": {},
-    # A shop's colour photos (benchmarks/RESULTS.md "Colour product photos"): FastGAN-style networks
-    # (productgan/gan/fastgan.py), hinge loss, DiffAugment always with its probability adapted toward r_t = 0.6
-    # (StyleGAN2-ADA), filling what it uncovers with each photo's background colour, D's reconstruction loss.
-    "products": {"arch": "fastgan", "d_arch": "fastgan", "g_channels": 16, "d_channels": 16, "loss": "hinge",
-                 "lr_g": 2e-4, "lr_d": 2e-4, "augment": "color,translation,cutout", "augment_fill": "border",
-                 "ada_target": 0.6, "recon_weight": 1.0},
     "article": _ARTICLE,
     # The article's networks with its first stability remedy, a Wasserstein GAN, as Gulrajani et al. 2017 train
     # it: gradient penalty 10, 5 critic updates per G update, Adam(1e-4, 0, 0.9); its critic has no BatchNorm.
@@ -75,8 +69,7 @@ class TrainParams:
         "steps", "max_minutes", "precision", "compile", "channels_last", "max_restarts", "restart_lr_factor",
         "max_grad_norm"})
 
-    recipe: str = "default"  # a row of RECIPES: baseline | default | products | article | article_wgan_gp; --recipe
-    #                          overrides
+    recipe: str = "default"  # a row of RECIPES: baseline | default | article | article_wgan_gp; --recipe overrides
     # --- the run
     steps: int = 69000  # optimisation steps (each n_critic D updates and one G update); --steps overrides. 4x what
     #                     2 CPU cores train in 10 minutes (benchmarks/RESULTS.md parts 9-10): a GPU run stops here
@@ -109,10 +102,9 @@ class TrainParams:
     plots_file: str = "plots/train_loss.csv"
     # --- the recipe (a row of RECIPES overrides some of these)
     arch: str = "dcgan"  # generator: dcgan | dcgan_deep | dcgan_cbn (class-conditional BatchNorm) | dcgan_sm
-    #                      (self-modulated BatchNorm) | fastgan (productgan/gan/fastgan.py) | resnet | mlp
+    #                      (self-modulated BatchNorm) | resnet | mlp
     d_arch: str = "dcgan"  # discriminator: dcgan (BatchNorm) | dcgan_sn (spectral norm) | dcgan_ln (layer norm) |
-    #                        dcgan_mbstd (+ minibatch standard deviation map) | fastgan / fastgan_bn / fastgan_plain
-    #                        (self-supervised: rebuilds real images, see recon_weight) | resnet | mlp
+    #                        dcgan_mbstd (+ minibatch standard deviation map) | resnet | mlp
     g_channels: int = 32  # generator width (channels of its last block; mlp: hidden layers 2, 4, 8, 16 x this)
     d_channels: int = 32  # discriminator width (channels of its first block; mlp: hidden layers 8, 4, 2 x this)
     loss: str = "bce"  # bce (non-saturating) | hinge | ls (least squares, LSGAN) | wgan-gp (Wasserstein + gradient
@@ -141,8 +133,6 @@ class TrainParams:
     g_topk: float = 1.0  # top-k training: G learns from this share of its images D rates best by the end; 1 = off
     cr_lambda: float = 0.0  # balanced consistency regularisation (Zhao et al. 2021): D's logits on shifted real and
     #                         generated images pulled to those on the originals, this weight each (paper: 10); 0 = off
-    recon_weight: float = 0.0  # self-supervised D (d_arch fastgan*, FastGAN): weight of its decoders' L1 error in
-    #                            rebuilding real images (whole at half size, a random quarter at full size); 0 = off
 
     def __post_init__(self) -> None:
         from productgan.gan.augment import FILLS, parse_policy
@@ -170,16 +160,13 @@ class TrainParams:
                 require(False, key, str(exc))
         require(self.lr_schedule in SCHEDULES, "lr_schedule", f"use one of {', '.join(SCHEDULES)}")
         require(0 <= self.lr_decay_start < 1, "lr_decay_start", "must be in [0, 1)")
-        for key in ("ema_kimg", "ema_rampup", "gp_lambda", "cr_lambda", "r1_gamma", "grad_clip", "recon_weight"):
+        for key in ("ema_kimg", "ema_rampup", "gp_lambda", "cr_lambda", "r1_gamma", "grad_clip"):
             require(getattr(self, key) >= 0, key, f"must be >= 0, got {getattr(self, key)}")
         require(0 <= self.augment_p <= 1, "augment_p", "must be in [0, 1]")
         require(self.augment_fill in FILLS, "augment_fill", f"use one of {', '.join(FILLS)}, got {self.augment_fill!r}")
         require(self.r1_every >= 1, "r1_every", "must be >= 1")
         require(self.n_critic >= 1, "n_critic", "must be >= 1")
         require(0 < self.g_topk <= 1, "g_topk", "must be in (0, 1]")
-        require(self.recon_weight == 0 or (self.d_arch.startswith("fastgan") and self.loss in ("hinge", "bce", "ls")),
-                "recon_weight", "> 0 needs a discriminator with decoders (d_arch fastgan, fastgan_bn or fastgan_plain) "
-                f"and loss hinge, bce or ls; got d_arch {self.d_arch!r}, loss {self.loss!r}")
 
     @classmethod
     def of_recipe(cls, recipe: str, **settings: Any) -> TrainParams:

@@ -157,7 +157,7 @@ class Trainer:
         self.gen = torch.Generator(self.device)
         try:
             self.loss = GANLoss(self.D, self.G_ddp, self.D_ddp, LOSSES[r.loss], self.augment, self.scaler, self.gen,
-                                self.device, self.amp_dtype, r.gp_lambda, r.cr_lambda, r.recon_weight)
+                                self.device, self.amp_dtype, r.gp_lambda, r.cr_lambda)
         except ValueError as exc:
             raise ParamsError(f"train.loss: {r.loss!r} with d_arch {r.d_arch!r} (recipe {params.recipe}): {exc}. "
                               "Fix: set train.d_arch to dcgan_ln (layer norm), dcgan_sn, resnet or mlp") from None
