@@ -1,5 +1,5 @@
 """Projection of held-out real photos into a trained generator (benchmarks/RESULTS.md, "Editing through the
-generator"), and the README's picture.
+generator"), and the picture in docs/generate.md.
 
   python -m benchmarks.bench_project GENERATOR_DIR [--per-class 3] [--picture docs/project.png]
 

@@ -137,7 +137,7 @@ def require_writable(folder: str | os.PathLike[str], step: str) -> Path:
             f"step {step}: cannot write to {path} as uid {os.getuid()} ({exc}). The checkpoint volume's root must "
             "be writable by the image's user: use a StorageClass that provisions writable roots (NFS subdir, EFS "
             "access points, ...), a cluster policy that sets the pod's fsGroup, or pipeline.checkpoints.pvc with "
-            "a claim prepared for it (README \"Scaling out\")"
+            "a claim prepared for it (docs/scaling.md)"
         ) from exc
     return path
 

@@ -123,7 +123,9 @@ def run_local(source: str | None, workdir: str, per_category: int, full: bool, a
 @click.option("--wait-timeout", type=click.FloatRange(min=1), default=86400.0, show_default=True,
               help="--wait: give up (exit 1, the run goes on) after this many seconds.")
 @click.option("--namespace", default=None, help="Kubeflow profile namespace (multi-user deployments).")
-@click.option("--token", default=None, envvar="KFP_TOKEN", help="Bearer token for the KFP API ($KFP_TOKEN).")
+@click.option("--token-file", default=None, envvar="KFP_TOKEN_FILE", type=click.Path(exists=True, dir_okay=False),
+              help="File holding a bearer token for the KFP API ($KFP_TOKEN_FILE; or the token itself in $KFP_TOKEN).")
+@click.option("--token", "token_given", default=None, hidden=True)  # refused: `ps` would show it
 @click.option("--cookie-file", default=None, envvar="KFP_COOKIE_FILE", type=click.Path(exists=True, dir_okay=False),
               help="File holding the session cookie of a Dex-protected deployment, e.g. 'authservice_session=...' "
                    "from the browser after login ($KFP_COOKIE_FILE; or the cookie itself in $KFP_COOKIE).")
@@ -147,7 +149,8 @@ def submit(
     wait: bool,
     wait_timeout: float,
     namespace: str | None,
-    token: str | None,
+    token_file: str | None,
+    token_given: str | None,
     cookie_file: str | None,
     cookie_given: str | None,
     ca_cert: str | None,
@@ -172,11 +175,16 @@ def submit(
                                "and --wait")
     if wait and cron:
         raise click.UsageError("--wait waits for a one-off run; a recurring run (--schedule) does not finish")
-    if cookie_given is not None:
-        raise click.UsageError("--cookie VALUE shows the session cookie to every user of this machine (ps); put it "
-                               "in $KFP_COOKIE or in a file only you can read (--cookie-file FILE)")
+    for given, what, env, option in ((cookie_given, "session cookie", "KFP_COOKIE", "--cookie-file"),
+                                     (token_given, "bearer token", "KFP_TOKEN", "--token-file")):
+        if given is not None:
+            flag = option.removesuffix("-file")
+            raise click.UsageError(f"{flag} VALUE shows the {what} to every user of this machine (ps); put it "
+                                   f"in ${env} or in a file only you can read ({option} FILE)")
     try:
-        kfp_client = sub.client(host, namespace, token, sub.session_cookie(cookie_file), ca_cert)
+        token = sub.credential(token_file, "KFP_TOKEN", "the bearer token")
+        cookie = sub.credential(cookie_file, "KFP_COOKIE", "the cookie (authservice_session=...)")
+        kfp_client = sub.client(host, namespace, token, cookie, ca_cert)
         if delete:
             rid = sub.delete_recurring_run(kfp_client, delete, namespace=namespace)
             click.echo(f"submit: recurring run {delete} ({rid}) deleted")

@@ -85,7 +85,7 @@ def _secure_every_step(cfg: PipelineParams) -> None:
     what the restricted Pod Security Standard asks (seccompProfile RuntimeDefault, allowPrivilegeEscalation
     false, all capabilities dropped) the KFP backend adds to every pod itself from 2.16.0 on
     (backend/src/v2/compiler/argocompiler/security_context.go); older backends ignore the field (their driver
-    discards unknown fields) and need the cluster to add it (README "Pod security")."""
+    discards unknown fields) and need the cluster to add it (docs/kubeflow.md, "Pod security")."""
     from kfp.dsl import pipeline_context
 
     for task in pipeline_context.Pipeline.get_default_pipeline().tasks.values():

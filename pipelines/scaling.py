@@ -1,4 +1,4 @@
-"""How the pipeline scales (README "Scaling out"), next to the tasks it concerns:
+"""How the pipeline scales (docs/scaling.md), next to the tasks it concerns:
 
 - train keeps its checkpoints on a PersistentVolumeClaim (``CreatePVC`` per run, or an existing claim), is retried
   after an eviction or preemption (``set_retry``) and resumes (``--resume``): an eviction costs at most one

@@ -34,7 +34,7 @@ LAUNCHERS = ("pod", "pytorchjob")
 
 @dataclasses.dataclass
 class CheckpointStorage:
-    """Where train keeps its checkpoints so an evicted or preempted train resumes (README "Scaling out")."""
+    """Where train keeps its checkpoints so an evicted or preempted train resumes (docs/scaling.md)."""
 
     pvc: str = CHECKPOINT_PVC_CREATE  # create (a PVC per run) | none (a plain folder: local runs) | NAME (existing)
     size: str = "20Gi"
@@ -99,7 +99,7 @@ class PipelineParams:
     s3_secret: str = "productgan-s3"  # AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY (ingest)
     mlflow_secret: str = "productgan-mlflow"  # MLFLOW_TRACKING_USERNAME, MLFLOW_TRACKING_PASSWORD
     resources: StepResources = dataclasses.field(default_factory=StepResources)  # requests per step
-    # --- scaling (README "Scaling out"): eviction-proof training, GPU evaluation, several GPUs and nodes, sharding
+    # --- scaling (docs/scaling.md): eviction-proof training, GPU evaluation, several GPUs and nodes, sharding
     train_retries: int = 3  # an evicted or preempted train is run again and resumes from its last checkpoint
     checkpoints: CheckpointStorage = dataclasses.field(default_factory=CheckpointStorage)
     evaluate_gpus: int = 1  # evaluate's GPUs (gpu_type); 0 = CPU

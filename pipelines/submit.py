@@ -63,16 +63,16 @@ def prepare(params_text: str, assignments: Sequence[str] = (), image: str | None
                     params)
 
 
-def session_cookie(cookie_file: str | None = None) -> str | None:
-    """The session cookie of a Dex/oauth2-proxy login: the first line of ``cookie_file``, else ``$KFP_COOKIE``;
-    never a command-line argument, which every user of the machine can read (``ps``)."""
-    if cookie_file:
-        with open(cookie_file, encoding="utf-8") as fh:
-            cookie = fh.readline().strip()
-        if not cookie:
-            raise SubmitError(f"{cookie_file}: empty; write the cookie (authservice_session=...) on its first line")
-        return cookie
-    return os.environ.get("KFP_COOKIE", "").strip() or None
+def credential(path: str | None, env: str, what: str) -> str | None:
+    """A secret for the KFP API (a bearer token, a Dex/oauth2-proxy session cookie): the first line of ``path``,
+    else ``$env``; never a command-line argument, which every user of the machine can read (``ps``)."""
+    if path:
+        with open(path, encoding="utf-8") as fh:
+            value = fh.readline().strip()
+        if not value:
+            raise SubmitError(f"{path}: empty; write {what} on its first line")
+        return value
+    return os.environ.get(env, "").strip() or None
 
 
 def client(

@@ -14,13 +14,27 @@ from PIL import Image, ImageDraw, ImageFont
 CAPTION_PX = 14  # caption band height under each grid cell
 
 
+MODES = {1: "L", 3: "RGB", 4: "RGBA"}  # channels -> PIL mode
+CUTOUT_BACKDROP = 200  # light grey behind a cut-out in grids: white products stay visible
+
+
 def to_pil(image_chw: np.ndarray) -> Image.Image:
-    """uint8 (C, H, W) with C = 1 or 3 -> a PIL image (mode L or RGB)."""
-    if image_chw.ndim != 3 or image_chw.shape[0] not in (1, 3):
-        raise ValueError(f"expected a uint8 (1|3, H, W) image, got shape {image_chw.shape}")
+    """uint8 (C, H, W) with C = 1, 3 or 4 -> a PIL image (mode L, RGB or RGBA: a cut-out keeps its alpha)."""
+    if image_chw.ndim != 3 or image_chw.shape[0] not in MODES:
+        raise ValueError(f"expected a uint8 (1|3|4, H, W) image, got shape {image_chw.shape}")
     if image_chw.shape[0] == 1:
         return Image.fromarray(np.ascontiguousarray(image_chw[0]), "L")
-    return Image.fromarray(np.ascontiguousarray(np.transpose(image_chw, (1, 2, 0))), "RGB")
+    return Image.fromarray(np.ascontiguousarray(np.transpose(image_chw, (1, 2, 0))), MODES[image_chw.shape[0]])
+
+
+def flatten_alpha(images: np.ndarray, backdrop: int = CUTOUT_BACKDROP) -> np.ndarray:
+    """uint8 (..., 4, H, W) cut-outs composited on a grey ``backdrop`` -> (..., 3, H, W); other images as
+    they are: pictures people look at (grids)."""
+    if images.shape[-3] != 4:
+        return images
+    alpha = images[..., 3:, :, :].astype(np.float32) / 255.0
+    out = images[..., :3, :, :] * alpha + float(backdrop) * (1.0 - alpha)
+    return np.rint(out).astype(np.uint8)
 
 
 def png_bytes(image: Image.Image) -> bytes:
@@ -55,7 +69,7 @@ def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
 def _cell_image(image: Image.Image, cell: int) -> Image.Image:
     """``image`` fitted into a ``cell``-pixel square (small images upscaled so the grid is legible)."""
     if image.mode == "RGBA":  # show transparency on a light checker-free grey
-        bg = Image.new("RGB", image.size, (200, 200, 200))
+        bg = Image.new("RGB", image.size, (CUTOUT_BACKDROP,) * 3)
         bg.paste(image, mask=image.getchannel("A"))
         image = bg
     image = image.convert("RGB")

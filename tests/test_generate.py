@@ -118,7 +118,7 @@ def test_interpolate_between_categories_mixes_the_class_embedding(product):
     with torch.no_grad():
         z = latents(4, 1, product.config.latent_dim)
         emb = 0.5 * (g.embed.weight[3] + g.embed.weight[4])
-        mid = to_uint8(g.net(g.fc(torch.cat([z, emb[None]], 1)).view(-1, g.c0, g.s0, g.s0)))[0, 0]
+        mid = to_uint8(g.net(g.fc(torch.cat([z, emb[None]], 1)).view(-1, g.c0, *g.map0)))[0, 0]
     assert np.abs(np.asarray(frames[1], int) - mid.astype(int)).max() <= 1
 
 

@@ -307,3 +307,18 @@ def test_directions_command_draws_one_grid_per_direction(tmp_path, small_setting
     assert index["files"] == ["direction_0.png", "direction_1.png", "direction_2.png"]
     assert len(index["explained_variance"]) == 3 and index["strengths"][0] == -4.0
     assert Image.open(tmp_path / "d" / "direction_0.png").height > 10 * 28  # a row per category
+
+
+def test_projection_leaves_the_shared_generator_untouched(product):
+    """A served generator answers many callers at once: projecting a photo takes gradients for its latent only,
+    and changes nothing on the generator (no requires_grad switched, no gradient kept in its weights)."""
+    product.generator.requires_grad_(False)  # as a caller may have frozen it: a projection must not switch it back
+    before = {n: p.requires_grad for n, p in product.generator.named_parameters()}
+    photo = _own_image(product, 5, 1)
+    project(product.generator, photo, 1, 32, ProjectParams(steps=3, candidates=2, encoder=False))
+    assert {n: p.requires_grad for n, p in product.generator.named_parameters()} == before
+    assert all(p.grad is None for p in product.generator.parameters())
+    assert not product.generator.training
+    with pytest.raises(ValueError, match="eval mode"):
+        project(product.generator.train(), photo, 1, 32, ProjectParams(steps=1, candidates=2))
+    product.generator.eval().requires_grad_(True)

@@ -282,8 +282,20 @@ def test_auth_with_a_token_or_the_pods_service_account_token(kfp_server, tmp_pat
     assert set(kfp_server.auth) == {None}  # standalone KFP: no credentials sent
 
     kfp_server.auth.clear()
-    assert submit(kfp_server, "--token", "t0ken").exit_code == 0
+    monkeypatch.setenv("KFP_TOKEN", "t0ken")
+    assert submit(kfp_server).exit_code == 0
     assert set(kfp_server.auth) == {"Bearer t0ken"}
+    monkeypatch.delenv("KFP_TOKEN")
+
+    kfp_server.auth.clear()
+    (tmp_path / "kfp-token").write_text("f1le-token\n")
+    assert submit(kfp_server, "--token-file", str(tmp_path / "kfp-token")).exit_code == 0
+    assert set(kfp_server.auth) == {"Bearer f1le-token"}
+
+    kfp_server.auth.clear()  # never on the command line, where `ps` shows it to every user of the machine
+    res = submit(kfp_server, "--token", "t0ken")
+    assert res.exit_code != 0 and "$KFP_TOKEN" in res.output and "--token-file" in res.output
+    assert kfp_server.auth == []
 
     token_file = tmp_path / "token"  # what the CronJob projects (audience pipelines.kubeflow.org)
     token_file.write_text("projected-sa-token")

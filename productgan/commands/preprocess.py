@@ -16,11 +16,15 @@ import click
 )
 @click.option(
     "--resolution", type=click.Choice(["28", "32", "64", "128", "256"]), default=None,
-    help="Side of the square images (default: params.yaml preprocess.resolution).",
+    help="The longer side of the images (default: params.yaml preprocess.resolution).",
 )
 @click.option(
-    "--channels", type=click.Choice(["1", "3"]), default=None,
-    help="1 = grey, 3 = RGB (default: params.yaml preprocess.channels).",
+    "--aspect", default=None, metavar="W:H",
+    help="Frame of the images, e.g. 3:4 for portrait catalogue photos (default: params.yaml preprocess.aspect, 1:1).",
+)
+@click.option(
+    "--channels", type=click.Choice(["1", "3", "4"]), default=None,
+    help="1 = grey, 3 = RGB, 4 = RGBA cut-outs (default: params.yaml preprocess.channels).",
 )
 @click.option(
     "--shard", default=None, metavar="I/N",
@@ -31,8 +35,8 @@ import click
     help="Merge the part folders of every shard (repeat for each) into OUT: the same output as one preprocess.",
 )
 def preprocess(
-    input_dir: str | None, out_dir: str, resolution: str | None, channels: str | None, shard: str | None,
-    parts: tuple[str, ...],
+    input_dir: str | None, out_dir: str, resolution: str | None, aspect: str | None, channels: str | None,
+    shard: str | None, parts: tuple[str, ...],
 ) -> None:
     """Decode, validate, dedupe, resize and split images into memory-mappable arrays.
 
@@ -43,11 +47,13 @@ def preprocess(
     """
     from productgan.data.preprocess import PreprocessError, PreprocessParams, run_preprocess
     from productgan.data.shards import decode_shard, merge_parts, parse_shard
+    from productgan.frame import frame_size
     from productgan.params import ParamsError, load_section
 
     overrides = {
         "resolution": int(resolution) if resolution else None,
         "channels": int(channels) if channels else None,
+        "aspect": aspect,
     }
     if bool(parts) == bool(input_dir) or (shard and parts):
         raise click.UsageError("give --input (with or without --shard), or --merge PART ... (without --input)")
@@ -66,7 +72,8 @@ def preprocess(
     counts = manifest["counts"]
     inputs = manifest["inputs"]
     click.echo(
-        f"preprocess: {inputs['images']} images -> {out_dir} at {params.resolution}x{params.resolution}x"
+        f"preprocess: {inputs['images']} images -> {out_dir} at "
+        f"{'x'.join(str(v) for v in frame_size(params.resolution, params.aspect)[::-1])}x"
         f"{params.channels}: train {counts['train']['total']}, val {counts['val']['total']}, "
         f"test {counts['test']['total']}; refused {inputs['refused']}, duplicates dropped {inputs['duplicates']}"
     )

@@ -1,10 +1,11 @@
 """Bytes of one photo -> a normalized Pillow image (mode ``L`` or ``RGB``, 8 bits, upright), or a refusal.
 
 The format is found from the content (``Image.open`` on the bytes), never from the file name. Transparent
-pixels are composited on white (product shots sit on white), 16-bit and float greys are scaled to 8 bits,
-EXIF orientation is applied and only the first frame of an animation is used. Whatever cannot be decoded
-fully (empty, truncated, not an image, a decompression bomb, an unsupported mode) comes back as a
-``Refusal`` with a reason a person can act on; nothing here raises for bad input.
+pixels are composited on white (product shots sit on white), or, with ``keep_alpha`` (cut-outs trained with
+their alpha, ``preprocess.channels: 4``), kept: a photo with transparency comes back ``RGBA``. 16-bit and
+float greys are scaled to 8 bits, EXIF orientation is applied and only the first frame of an animation is
+used. Whatever cannot be decoded fully (empty, truncated, not an image, a decompression bomb, an unsupported
+mode) comes back as a ``Refusal`` with a reason a person can act on; nothing here raises for bad input.
 """
 
 from __future__ import annotations
@@ -43,8 +44,11 @@ def _pixel_limit(max_image_pixels: int) -> Iterator[None]:
         Image.MAX_IMAGE_PIXELS = previous
 
 
-def decode_image(data: bytes, max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> Image.Image | Refusal:
-    """Decode ``data`` into an upright 8-bit ``L`` or ``RGB`` image, or say why not."""
+def decode_image(
+    data: bytes, max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS, keep_alpha: bool = False
+) -> Image.Image | Refusal:
+    """Decode ``data`` into an upright 8-bit ``L`` or ``RGB`` image (``RGBA`` for a transparent photo when
+    ``keep_alpha``), or say why not."""
     if not data:
         return Refusal("empty file (0 bytes)")
     with _pixel_limit(max_image_pixels):
@@ -63,14 +67,17 @@ def decode_image(data: bytes, max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) 
         except Exception as exc:
             return Refusal(f"{fmt}: unreadable EXIF orientation: {type(exc).__name__}: {exc}")
         try:
-            return normalize_mode(img)
+            return normalize_mode(img, keep_alpha)
         except Exception as exc:
             return Refusal(f"{fmt}: cannot convert colour mode {img.mode} to RGB or grey: {type(exc).__name__}: {exc}")
 
 
-def normalize_mode(img: Image.Image) -> Image.Image:
-    """Any Pillow mode -> 8-bit ``L`` (grey sources) or ``RGB`` (everything else), alpha composited on white."""
+def normalize_mode(img: Image.Image, keep_alpha: bool = False) -> Image.Image:
+    """Any Pillow mode -> 8-bit ``L`` (grey sources) or ``RGB`` (everything else), alpha composited on white;
+    with ``keep_alpha`` a mode with transparency -> ``RGBA`` instead."""
     mode = img.mode
+    if keep_alpha and (mode in ("PA", "LA", "La", "RGBA", "RGBa") or "transparency" in img.info):
+        return img.convert("RGBA")
     if mode in ("L", "RGB"):
         return img
     if mode == "1":

@@ -42,9 +42,14 @@ def library(method: str) -> str | None:
 
 
 def denoise_image(img: Image.Image, method: str, size: int = 3, sigma: float = 25.0) -> Image.Image:
-    """``img`` (mode ``L`` or ``RGB``) filtered by ``method``; the same image for ``none``."""
+    """``img`` (mode ``L``, ``RGB`` or ``RGBA``) filtered by ``method``; the same image for ``none``. A cut-out's
+    colours are filtered and its alpha kept (its edge is the product's outline, not noise)."""
     if method == "none":
         return img
+    if img.mode == "RGBA":
+        out = denoise_image(img.convert("RGB"), method, size, sigma)
+        out.putalpha(img.getchannel("A"))
+        return out
     if method == "median":
         return img.filter(ImageFilter.MedianFilter(size))
     if method == "bilateral":

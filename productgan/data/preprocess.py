@@ -1,10 +1,11 @@
 """The preprocess step: an ingested ``data/`` folder -> memory-mappable train/val/test arrays.
 
 Reads ``data/manifest.json`` (written by ingest), decodes every image file and IDX pair, refuses what
-cannot be used (with the reason), drops exact duplicates, resizes to ``resolution`` × ``resolution`` with
-``channels`` channels, splits by content hash and writes ``{split}_images.npy`` (uint8 N×C×H×W),
-``{split}_labels.npy`` (int64 N) and ``manifest.json``. The output folder is built beside ``--out`` and
-renamed into place at the end, so readers see the old output or the new one, never a mix.
+cannot be used (with the reason), drops exact duplicates, fits each photo into the ``resolution`` frame at
+``aspect`` (square, or e.g. 3:4: productgan.frame) with ``channels`` channels, splits by content hash and
+writes ``{split}_images.npy`` (uint8 N×C×H×W), ``{split}_labels.npy`` (int64 N) and ``manifest.json``. The
+output folder is built beside ``--out`` and renamed into place at the end, so readers see the old output or
+the new one, never a mix.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ from productgan.data.denoise import library as denoise_library
 from productgan.data.idx import IdxError, parse_idx_header, read_idx_bytes
 from productgan.data.resize import BACKGROUNDS, RESOLUTIONS, fit_and_pad, fit_and_pad_grey_batch, to_channels
 from productgan.data.split import assign_split, pixel_digest
+from productgan.frame import SQUARE, frame_size
+from productgan.gan.config import start_map
 from productgan.io import atomic_write_json, fsync_path, read_json, save_npy_atomic, sha256_bytes, sha256_file
 from productgan.lineage import dataset_version
 from productgan.params import require
@@ -52,8 +55,9 @@ class PreprocessParams:
 
     NOT_MODEL: ClassVar[frozenset[str]] = frozenset({"workers"})  # the output is byte-identical either way
 
-    resolution: int = 28  # 28, 32, 64, 128 or 256 (productgan.data.resize RESOLUTIONS)
-    channels: int = 1  # 1 (grey) or 3 (RGB)
+    resolution: int = 28  # 28, 32, 64, 128 or 256 (productgan.data.resize RESOLUTIONS): the longer side
+    aspect: str = SQUARE  # W:H of the frame: 3:4 keeps a catalogue's portrait photos (64 -> 48x64) unpadded
+    channels: int = 1  # 1 (grey), 3 (RGB) or 4 (RGBA: cut-outs trained with their alpha; photos without are opaque)
     val_fraction: float = 0.1  # share of the train split held out for validation (by content hash)
     test_fraction: float = 0.1  # for sources without an official test split
     dedup: bool = True  # drop exact duplicates (same decoded pixels)
@@ -69,7 +73,11 @@ class PreprocessParams:
     def __post_init__(self) -> None:
         require(self.workers >= 0, "workers", f"0 (every core) or a number of processes, got {self.workers}")
         require(self.resolution in RESOLUTIONS, "resolution", f"use one of {RESOLUTIONS}, got {self.resolution}")
-        require(self.channels in (1, 3), "channels", f"use 1 (grey) or 3 (RGB), got {self.channels}")
+        try:
+            start_map(self.resolution, self.aspect)  # a frame the networks can make
+        except ValueError as exc:
+            require(False, "aspect", str(exc))
+        require(self.channels in (1, 3, 4), "channels", f"use 1 (grey), 3 (RGB) or 4 (RGBA), got {self.channels}")
         require(self.background in BACKGROUNDS, "background", f"use one of {BACKGROUNDS}, got {self.background!r}")
         for key in ("val_fraction", "test_fraction", "max_refused_fraction"):
             require(0.0 <= getattr(self, key) <= 1.0, key, f"must lie in [0, 1], got {getattr(self, key)}")
@@ -467,7 +475,7 @@ def _add_idx_pair(
     to_global = np.array([categories.index(n) for n in names], dtype=np.int64)
     digests = [pixel_digest(x) for x in images]  # of the images as decoded: denoising never moves the split
     images = denoise_grey_batch(images, params.denoise, params.denoise_size, params.denoise_sigma)
-    pixels = fit_and_pad_grey_batch(images, params.resolution, params.channels, params.background)
+    pixels = fit_and_pad_grey_batch(images, params.resolution, params.channels, params.background, params.aspect)
     run.batches.append(
         _Batch(path, images_entry.get("split"), True, pixels, to_global[labels.astype(np.int64)], digests)
     )
@@ -507,14 +515,14 @@ def _add_photo(
     if isinstance(data, str):
         run.refuse(source, path, data)
         return
-    decoded = decode_image(data, params.max_image_pixels)
+    decoded = decode_image(data, params.max_image_pixels, keep_alpha=params.channels == 4)
     if isinstance(decoded, Refusal):
         run.refuse(source, path, decoded.reason)
         return
     digest = pixel_digest(np.asarray(decoded))
     img = denoise_image(to_channels(decoded, params.channels), params.denoise, params.denoise_size,
                         params.denoise_sigma)
-    pixels = fit_and_pad(img, params.resolution, params.background)
+    pixels = fit_and_pad(img, params.resolution, params.background, params.aspect)
     label = np.array([categories.index(category)], dtype=np.int64)
     run.batches.append(_Batch(path, entry.get("split"), False, pixels[None], label, [digest]))
 
@@ -544,7 +552,7 @@ def _write_split(
     chosen = [(b, np.array([s == split for s in b.splits], dtype=bool)) for b in batches]
     chosen = [(b, m) for b, m in chosen if m.any()]
     n = sum(int(m.sum()) for _, m in chosen)
-    shape = (n, params.channels, params.resolution, params.resolution)
+    shape = (n, params.channels, *frame_size(params.resolution, params.aspect))
     # filled in place: the whole split never needs a second copy in memory
     images = np.lib.format.open_memmap(images_path(tmp, split), mode="w+", dtype=np.uint8, shape=shape)
     labels = np.empty(n, dtype=np.int64)

@@ -30,6 +30,7 @@ from productgan.data.preprocess import (
     plan_items,
     write_prepared,
 )
+from productgan.frame import frame_size
 from productgan.io import atomic_write_json, read_json, save_npy_atomic
 
 PART_FORMAT = "productgan-preprocess-part/1"
@@ -105,7 +106,7 @@ def _check_part_out(out: Path, input_dir: Path) -> None:
 
 
 def _write_part(out: Path, part: dict[str, Any], batches: list[_Batch], params: PreprocessParams) -> None:
-    shape = (0, params.channels, params.resolution, params.resolution)
+    shape = (0, params.channels, *frame_size(params.resolution, params.aspect))
     images = np.concatenate([b.images for b in batches]) if batches else np.zeros(shape, np.uint8)
     labels = np.concatenate([b.labels for b in batches]) if batches else np.zeros(0, np.int64)
     digests = np.frombuffer(b"".join(d for b in batches for d in b.digests), np.uint8).reshape(-1, DIGEST_BYTES)

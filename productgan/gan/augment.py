@@ -44,6 +44,8 @@ def _apply_mask(n: int, p: torch.Tensor, gen: torch.Generator, device: torch.dev
 
 
 def color(x: torch.Tensor, p: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    if x.shape[1] == 4:  # a cut-out: brightness, saturation and contrast of its colours; its outline stays
+        return torch.cat([color(x[:, :3], p, gen), x[:, 3:]], dim=1)
     n, dev = x.shape[0], x.device
     on = _apply_mask(n, p, gen, dev)
     x = x + on * (_uniform(n, gen, dev, -0.5, 0.5))  # brightness

@@ -30,22 +30,22 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
-from productgan.gan.config import GeneratorConfig, start_size
+from productgan.gan.config import GeneratorConfig, start_map
 
 # --------------------------------------------------------------------------------------------- widths
 
 
-def generator_widths(cfg: GeneratorConfig) -> tuple[int, int, list[int]]:
-    """(first feature-map size, number of 2x upsamplings, channels from the first map to the last): every
-    generator halves its channels per upsampling from at most 8x ``base_channels``."""
-    s0, n_up = start_size(cfg.resolution)
-    return s0, n_up, [cfg.base_channels * min(2 ** (n_up - i), 8) for i in range(n_up + 1)]
+def generator_widths(cfg: GeneratorConfig) -> tuple[tuple[int, int], int, list[int]]:
+    """((height, width) of the first feature map, number of 2x upsamplings, channels from the first map to the
+    last): every generator halves its channels per upsampling from at most 8x ``base_channels``."""
+    h0, w0, n_up = start_map(cfg.resolution, cfg.aspect)
+    return (h0, w0), n_up, [cfg.base_channels * min(2 ** (n_up - i), 8) for i in range(n_up + 1)]
 
 
-def discriminator_widths(resolution: int, base: int) -> tuple[int, list[int]]:
-    """(last feature-map size, channels of each downsampling stage): doubling up to 8x ``base``."""
-    s0, n_down = start_size(resolution)
-    return s0, [base * min(2**i, 8) for i in range(n_down)]
+def discriminator_widths(cfg: GeneratorConfig, base: int) -> tuple[int, list[int]]:
+    """(pixels of the last feature map, channels of each downsampling stage): doubling up to 8x ``base``."""
+    h0, w0, n_down = start_map(cfg.resolution, cfg.aspect)
+    return h0 * w0, [base * min(2**i, 8) for i in range(n_down)]
 
 
 # --------------------------------------------------------------------------------------------- dcgan
@@ -63,7 +63,7 @@ class ConditionalGenerator(nn.Module):
     def __init__(self, cfg: GeneratorConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        self.s0, self.n_up, self.widths = generator_widths(cfg)
+        self.map0, self.n_up, self.widths = generator_widths(cfg)  # map0: (height, width) of the first map
         self.c0 = self.widths[0]
         self.n_cls = max(cfg.num_classes, 1)
         self.embed = nn.Embedding(self.n_cls, cfg.latent_dim)
@@ -80,14 +80,15 @@ class ConditionalGenerator(nn.Module):
         self, z: torch.Tensor, labels: torch.Tensor, embedding: torch.Tensor | None = None
     ) -> torch.Tensor:
         features = self.fc(torch.cat([z, self.class_embedding(labels, embedding)], dim=1))
-        return features.view(-1, self.c0, self.s0, self.s0)
+        return features.view(-1, self.c0, *self.map0)
 
 
-def dcgan_fc(cfg: GeneratorConfig, channels: int, size: int) -> nn.Sequential:
+def dcgan_fc(cfg: GeneratorConfig, channels: int, map0: tuple[int, int]) -> nn.Sequential:
     """The DCGAN generators' first layer: z and class embedding -> linear -> BatchNorm -> ReLU (the first map)."""
+    size = channels * map0[0] * map0[1]
     return nn.Sequential(
-        nn.Linear(2 * cfg.latent_dim, channels * size * size, bias=False),
-        nn.BatchNorm1d(channels * size * size),
+        nn.Linear(2 * cfg.latent_dim, size, bias=False),
+        nn.BatchNorm1d(size),
         nn.ReLU(inplace=True),
     )
 
@@ -95,8 +96,8 @@ def dcgan_fc(cfg: GeneratorConfig, channels: int, size: int) -> nn.Sequential:
 class DCGANGenerator(ConditionalGenerator):
     def __init__(self, cfg: GeneratorConfig) -> None:
         super().__init__(cfg)
-        s0, n_up, ch = self.s0, self.n_up, self.widths
-        self.fc = dcgan_fc(cfg, ch[0], s0)
+        n_up, ch = self.n_up, self.widths
+        self.fc = dcgan_fc(cfg, ch[0], self.map0)
         blocks: list[nn.Module] = []
         for i in range(n_up - 1):
             blocks += [
@@ -119,8 +120,8 @@ class DeepDCGANGenerator(ConditionalGenerator):
 
     def __init__(self, cfg: GeneratorConfig) -> None:
         super().__init__(cfg)
-        s0, n_up, ch = self.s0, self.n_up, self.widths
-        self.fc = dcgan_fc(cfg, ch[0], s0)
+        n_up, ch = self.n_up, self.widths
+        self.fc = dcgan_fc(cfg, ch[0], self.map0)
         blocks: list[nn.Module] = []
         for i in range(n_up):
             blocks += [
@@ -141,7 +142,7 @@ class DCGANDiscriminator(nn.Module):
 
     def __init__(self, cfg: GeneratorConfig, base_channels: int | None = None) -> None:
         super().__init__()
-        s0, ch = discriminator_widths(cfg.resolution, base_channels or cfg.base_channels)
+        pixels0, ch = discriminator_widths(cfg, base_channels or cfg.base_channels)
         layers: list[nn.Module] = []
         c_in = cfg.channels
         for i, c in enumerate(ch):
@@ -154,7 +155,7 @@ class DCGANDiscriminator(nn.Module):
             layers += [MinibatchStd(self.mbstd_group)]
             c_in += 1
         self.features = nn.Sequential(*layers, FlattenNHWC())
-        feat = c_in * s0 * s0
+        feat = c_in * pixels0
         self.out = nn.Linear(feat, 1)
         self.embed = nn.Embedding(max(cfg.num_classes, 1), feat)
         dcgan_init_(self)
@@ -195,8 +196,8 @@ class CBNDCGANGenerator(ConditionalGenerator):
 
     def __init__(self, cfg: GeneratorConfig) -> None:
         super().__init__(cfg)
-        s0, n_up, ch, n_cls = self.s0, self.n_up, self.widths, self.n_cls
-        self.fc = nn.Linear(2 * cfg.latent_dim, ch[0] * s0 * s0, bias=False)
+        n_up, ch, n_cls, (h0, w0) = self.n_up, self.widths, self.n_cls, self.map0
+        self.fc = nn.Linear(2 * cfg.latent_dim, ch[0] * h0 * w0, bias=False)
         self.bn0 = ConditionalBatchNorm2d(ch[0], n_cls)
         self.ups = nn.ModuleList(nn.ConvTranspose2d(ch[i], ch[i + 1], 4, 2, 1, bias=False) for i in range(n_up - 1))
         self.bns = nn.ModuleList(ConditionalBatchNorm2d(ch[i + 1], n_cls) for i in range(n_up - 1))
@@ -241,9 +242,9 @@ class SelfModulatedDCGANGenerator(ConditionalGenerator):
 
     def __init__(self, cfg: GeneratorConfig) -> None:
         super().__init__(cfg)
-        s0, n_up, ch, cond = self.s0, self.n_up, self.widths, 2 * cfg.latent_dim
-        self.fc = nn.Linear(cond, ch[0] * s0 * s0, bias=False)
-        self.bn0 = SelfModulatedBatchNorm(nn.BatchNorm1d(ch[0] * s0 * s0, affine=False), cond)
+        n_up, ch, cond, (h0, w0) = self.n_up, self.widths, 2 * cfg.latent_dim, self.map0
+        self.fc = nn.Linear(cond, ch[0] * h0 * w0, bias=False)
+        self.bn0 = SelfModulatedBatchNorm(nn.BatchNorm1d(ch[0] * h0 * w0, affine=False), cond)
         self.ups = nn.ModuleList(nn.ConvTranspose2d(ch[i], ch[i + 1], 4, 2, 1, bias=False) for i in range(n_up - 1))
         self.bns = nn.ModuleList(SelfModulatedBatchNorm(nn.BatchNorm2d(ch[i + 1], affine=False), cond)
                                  for i in range(n_up - 1))
@@ -255,7 +256,7 @@ class SelfModulatedDCGANGenerator(ConditionalGenerator):
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor, embedding: torch.Tensor | None = None) -> torch.Tensor:
         cond = torch.cat([z, self.class_embedding(labels, embedding)], dim=1)
-        h = F.relu(self.bn0(self.fc(cond), cond)).view(-1, self.c0, self.s0, self.s0)
+        h = F.relu(self.bn0(self.fc(cond), cond)).view(-1, self.c0, *self.map0)
         for up, bn in zip(self.ups, self.bns, strict=True):
             h = F.relu(bn(up(h), cond))
         return torch.tanh(self.out(h))
@@ -267,14 +268,14 @@ class SNDCGANDiscriminator(nn.Module):
 
     def __init__(self, cfg: GeneratorConfig, base_channels: int | None = None) -> None:
         super().__init__()
-        s0, ch = discriminator_widths(cfg.resolution, base_channels or cfg.base_channels)
+        pixels0, ch = discriminator_widths(cfg, base_channels or cfg.base_channels)
         layers: list[nn.Module] = []
         c_in = cfg.channels
         for c in ch:
             layers += [spectral_norm(nn.Conv2d(c_in, c, 4, 2, 1)), nn.LeakyReLU(0.2, inplace=True)]
             c_in = c
         self.features = nn.Sequential(*layers, FlattenNHWC())
-        feat = c_in * s0 * s0
+        feat = c_in * pixels0
         self.out = spectral_norm(nn.Linear(feat, 1))
         self.embed = spectral_norm(nn.Embedding(max(cfg.num_classes, 1), feat))
 
@@ -350,7 +351,7 @@ class MLPGenerator(ConditionalGenerator):
             c_in = width
         self.fc = layers[0]  # the first layer of z and class: where SeFa directions are read (serve/latent.py)
         self.hidden = nn.Sequential(*layers[1:])
-        self.out = nn.Linear(c_in, cfg.channels * cfg.resolution * cfg.resolution)
+        self.out = nn.Linear(c_in, cfg.channels * cfg.frame[0] * cfg.frame[1])
         glorot_init_(self)
 
     def first_map(
@@ -360,7 +361,7 @@ class MLPGenerator(ConditionalGenerator):
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor, embedding: torch.Tensor | None = None) -> torch.Tensor:
         h = self.out(self.hidden(self.first_map(z, labels, embedding)))
-        return torch.tanh(h).view(-1, self.cfg.channels, self.cfg.resolution, self.cfg.resolution)
+        return torch.tanh(h).view(-1, self.cfg.channels, *self.cfg.frame)
 
 
 class MLPDiscriminator(nn.Module):
@@ -372,7 +373,7 @@ class MLPDiscriminator(nn.Module):
         super().__init__()
         widths = [(base_channels or cfg.base_channels) * k for k in MLP_D_WIDTHS]
         layers: list[nn.Module] = [nn.Flatten()]
-        c_in = cfg.channels * cfg.resolution * cfg.resolution
+        c_in = cfg.channels * cfg.frame[0] * cfg.frame[1]
         for width in widths:
             layers += [nn.Linear(c_in, width), nn.LeakyReLU(0.2, inplace=True)]
             c_in = width
@@ -436,8 +437,8 @@ class GBlock(nn.Module):
 class ResNetGenerator(ConditionalGenerator):
     def __init__(self, cfg: GeneratorConfig) -> None:
         super().__init__(cfg)
-        s0, n_up, ch, n_cls = self.s0, self.n_up, self.widths, self.n_cls
-        self.fc = nn.Linear(2 * cfg.latent_dim, ch[0] * s0 * s0)
+        n_up, ch, n_cls, (h0, w0) = self.n_up, self.widths, self.n_cls, self.map0
+        self.fc = nn.Linear(2 * cfg.latent_dim, ch[0] * h0 * w0)
         self.blocks = nn.ModuleList(GBlock(ch[i], ch[i + 1], n_cls) for i in range(n_up))
         self.bn_out = nn.BatchNorm2d(ch[-1])
         self.conv_out = nn.Conv2d(ch[-1], cfg.channels, 3, 1, 1)
@@ -480,7 +481,7 @@ class DBlock(nn.Module):
 class ResNetDiscriminator(nn.Module):
     def __init__(self, cfg: GeneratorConfig, base_channels: int | None = None) -> None:
         super().__init__()
-        s0, ch = discriminator_widths(cfg.resolution, base_channels or cfg.base_channels)
+        pixels0, ch = discriminator_widths(cfg, base_channels or cfg.base_channels)
         blocks = [DBlock(cfg.channels, ch[0], down=True, first=True)]
         blocks += [DBlock(ch[i - 1], ch[i], down=True, first=False) for i in range(1, len(ch))]
         blocks += [DBlock(ch[-1], ch[-1], down=False, first=False)]

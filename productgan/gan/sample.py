@@ -63,14 +63,14 @@ def category_grid(
     truncation: float | None = None, pad: int = 2,
 ) -> np.ndarray:
     """One row per category, ``columns`` samples each; column j uses the same latent in every row, so the
-    grid shows what the class changes. uint8 (H, W, C), ``pad`` black pixels between images."""
-    from productgan.render import tile
+    grid shows what the class changes. uint8 (H, W, C), ``pad`` black pixels between images; cut-outs on grey."""
+    from productgan.render import flatten_alpha, tile
 
     z = latents(seed, columns, latent_dim, truncation).repeat(num_classes, 1)
     labels = torch.arange(num_classes).repeat_interleave(columns)
     device = next(generator.parameters()).device
     images = to_uint8(generator(z.to(device), labels.to(device)))
-    return tile(images, cols=columns, pad=pad)
+    return tile(flatten_alpha(images), cols=columns, pad=pad)
 
 
 def save_png(image_hwc: np.ndarray, path: str | os.PathLike[str]) -> None:

@@ -42,6 +42,7 @@ from torch import nn
 from productgan.cpu_precision import CANDIDATES as PROBED
 from productgan.data.arrays import load_manifest, load_split
 from productgan.device import autocast_dtype, cpu_has_native_bf16
+from productgan.frame import aspect_of
 from productgan.gan import distributed
 from productgan.gan.augment import DiffAugment, parse_policy
 from productgan.gan.budget import TimeBudget, warmup_steps
@@ -53,7 +54,7 @@ from productgan.gan.checkpoint import (
     save_checkpoint,
     set_aside_checkpoints,
 )
-from productgan.gan.config import GeneratorConfig, start_size
+from productgan.gan.config import GeneratorConfig, start_map
 from productgan.gan.dataset import ResidentData
 from productgan.gan.ema import EMA, recalibrate_batchnorm
 from productgan.gan.loss import LOSSES, GANLoss
@@ -117,15 +118,19 @@ class Trainer:
         self.categories = [str(c) for c in manifest["categories"]]
         if len(labels) and (labels.min() < 0 or labels.max() >= len(self.categories)):
             raise ValueError(f"{data_dir}: train labels outside 0..{len(self.categories) - 1}; re-run preprocess")
-        channels, resolution = int(images.shape[1]), int(images.shape[2])
-        start_size(resolution)  # rejects unsupported resolutions with a clear message
+        channels, height, width = (int(v) for v in images.shape[1:])
+        resolution, aspect = max(height, width), aspect_of(height, width)  # preprocess made the frame
+        try:
+            start_map(resolution, aspect)
+        except ValueError as exc:
+            raise ValueError(f"{data_dir}: {height}x{width} images: {exc}; re-run preprocess") from None
         self.num_train = len(labels)
         lineage = lineage or Lineage()
         # the model code's version: a checkpoint resumes only under the same (productgan.lineage.MODEL_CODE_ROOT)
         self.lineage = Lineage(lineage.dataset_version or manifest.get("dataset_hash"), lineage.params_hash,
                                lineage.git_commit, lineage.code_version or model_code_version())
         self.cfg = GeneratorConfig(
-            arch=params.arch, resolution=resolution, channels=channels, latent_dim=params.latent_dim,
+            arch=params.arch, resolution=resolution, aspect=aspect, channels=channels, latent_dim=params.latent_dim,
             base_channels=params.g_channels, categories=self.categories,
         )
 
@@ -164,7 +169,8 @@ class Trainer:
 
         self.fingerprint = stable_hash({
             **params.fingerprint_fields(), "dataset_version": self.lineage.dataset_version,
-            "resolution": resolution, "channels": channels, "categories": self.categories, "world": self.ctx.world,
+            "resolution": resolution, "aspect": aspect, "channels": channels, "categories": self.categories,
+            "world": self.ctx.world,
             "code": self.lineage.code_version,
         })
         self.lifecycle = RunLifecycle(params, Path(out_dir), self.lineage, self.ctx.main, track)
@@ -484,7 +490,7 @@ class Trainer:
             how = "measured earlier on this machine" if self.precision_cached else "measured"
             precision = f"{precision}: precision auto, {how}: G+D pass {probe}"
         say(f"recipe {p.recipe}: up to {p.steps} steps{budget}; {self.num_train} images at "
-            f"{self.cfg.resolution}x{self.cfg.resolution}x{self.cfg.channels}, batch {p.batch_size} x "
+            f"{self.cfg.frame[1]}x{self.cfg.frame[0]}x{self.cfg.channels}, batch {p.batch_size} x "
             f"{self.ctx.world} process(es) on {self.device} ({precision})")
         if loaded is None:
             if self.ctx.main:
@@ -496,7 +502,7 @@ class Trainer:
             self._set_time_budget(None)
             self.lifecycle.start_tracking(None, {
                 "num_train_images": self.num_train, "world_size": self.ctx.world, "device": str(self.device),
-                "resolution": self.cfg.resolution, "channels": self.cfg.channels,
+                "resolution": self.cfg.resolution, "aspect": self.cfg.aspect, "channels": self.cfg.channels,
                 "augment_policy": ",".join(self.augment.policy) or "none", "precision_used": self.precision_name,
                 "total_steps": self.total_steps, **({"time_budget_step_ms": round(self.time_budget.step_s * 1000, 3)}
                                                     if self.time_budget else {})})

@@ -13,7 +13,7 @@ they get the same ``data_dir``, ``params`` and ``cache_dir``):
 
 The metrics themselves are registered in ``catalog.py``; this module makes the samples, runs the feature
 extractors the chosen metrics need (real-reference features cached) and calls each metric. The returned dict
-is what `productgan evaluate` writes as metrics.json (see README "## Evaluate"): ``fd_domain``,
+is what `productgan evaluate` writes as metrics.json (see docs/evaluate.md): ``fd_domain``,
 ``kid``/``kid_std``, ``precision``/``recall``, ``class_accuracy`` (+ per category), ``fd_domain_per_category``,
 ``diversity_ratio_per_category``/``diversity_ratio_min``/``mode_collapse``, ``domain_classifier`` (its own
 test accuracy), the Inception FID named by its count (``fid2k``, ``fid10k``) + ``fid_meta`` (sample counts, weights

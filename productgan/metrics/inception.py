@@ -151,14 +151,19 @@ def resize_tf1_bilinear(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 
 def preprocess(images: np.ndarray | torch.Tensor, device: torch.device) -> torch.Tensor:
-    """uint8 N×C×H×W (C = 1 or 3) -> float (N, 3, 299, 299) in the graph's input range [-1, 127/128]."""
+    """uint8 N×C×H×W (C = 1, 3 or 4) -> float (N, 3, 299, 299) in the graph's input range [-1, 127/128].
+    Cut-outs (C = 4) are seen on white, as photos trained without alpha are decoded."""
     # a copy: memory-mapped arrays are read-only, which torch warns about
     x = (torch.from_numpy(np.array(images)) if not isinstance(images, torch.Tensor) else images).to(device)
-    if x.dtype != torch.uint8 or x.ndim != 4 or x.shape[1] not in (1, 3):
+    if x.dtype != torch.uint8 or x.ndim != 4 or x.shape[1] not in (1, 3, 4):
         raise ValueError(
-            f"Inception features need uint8 N×C×H×W images with C = 1 or 3, got {x.dtype} {tuple(x.shape)}"
+            f"Inception features need uint8 N×C×H×W images with C = 1, 3 or 4, got {x.dtype} {tuple(x.shape)}"
         )
-    x = x.float().expand(-1, 3, -1, -1) if x.shape[1] == 1 else x.float()
+    x = x.float()
+    if x.shape[1] == 4:
+        alpha = x[:, 3:] / 255.0
+        x = x[:, :3] * alpha + 255.0 * (1.0 - alpha)
+    x = x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x
     if tuple(x.shape[2:]) != (INPUT_SIZE, INPUT_SIZE):
         x = resize_tf1_bilinear(x, (INPUT_SIZE, INPUT_SIZE))
     return (x - 128) / 128

@@ -42,7 +42,7 @@ def evaluate_step(
         atomic_write_json(out / METRICS_FILE, result)
         grid = category_grid(generator, len(config.categories), params.grid_per_category, params.seed,
                              config.latent_dim, params.truncation, pad=0)
-        picture = name_rows(grid, list(config.categories), config.resolution, GRID_LABEL_WIDTH)
+        picture = name_rows(grid, list(config.categories), config.frame[0], GRID_LABEL_WIDTH)
         atomic_write_bytes(out / GRID_FILE, png_bytes(picture))
         run_id, missing = log_to_training_run(result, folder, generator_ref, out, params.cache_dir)
     if missing:

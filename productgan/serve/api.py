@@ -272,27 +272,27 @@ class ProductGenerator:
         return project(self.generator, target, idx, self.config.latent_dim, params, features, encoder)
 
     def photo_array(self, photo: Any) -> np.ndarray:
-        """A photo as the generator's images are: uint8 C×H×W at its resolution and channels, fitted and padded
+        """A photo as the generator's images are: uint8 C×H×W in its frame and channels, fitted and padded
         like preprocess does (aspect kept, padded with the photo's border colour)."""
         from productgan.data.decode import Refusal, decode_image
         from productgan.data.resize import fit_and_pad, to_channels
 
         cfg = self.config
         if isinstance(photo, np.ndarray):
-            if photo.shape != (cfg.channels, cfg.resolution, cfg.resolution) or photo.dtype != np.uint8:
-                raise RequestError(f"a photo array must be uint8 {(cfg.channels, cfg.resolution, cfg.resolution)}, "
+            if photo.shape != (cfg.channels, *cfg.frame) or photo.dtype != np.uint8:
+                raise RequestError(f"a photo array must be uint8 {(cfg.channels, *cfg.frame)}, "
                                    f"got {photo.dtype} {photo.shape}")
             return photo
         if isinstance(photo, str | os.PathLike):
             with open(photo, "rb") as fh:
-                decoded = decode_image(fh.read())
+                decoded = decode_image(fh.read(), keep_alpha=cfg.channels == 4)
             if isinstance(decoded, Refusal):
                 raise RequestError(f"{photo}: {decoded.reason}")
             photo = decoded
         if not isinstance(photo, Image.Image):
             raise RequestError(f"a photo must be a PIL image, a file path or a uint8 array, got {type(photo).__name__}")
-        image = photo.convert("RGB") if photo.mode not in ("L", "RGB") else photo
-        return fit_and_pad(to_channels(image, cfg.channels), cfg.resolution, "auto")
+        image = photo if photo.mode in ("L", "RGB", "RGBA") else photo.convert("RGBA")
+        return fit_and_pad(to_channels(image, cfg.channels), cfg.resolution, "auto", cfg.aspect)
 
     # --- generation ----------------------------------------------------------------------------------
 

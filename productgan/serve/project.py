@@ -123,7 +123,8 @@ def train_encoder(
     from productgan.io import atomic_write_bytes
 
     device = next(generator.parameters()).device
-    probe = generator(torch.zeros(1, latent_dim, device=device), torch.zeros(1, dtype=torch.long, device=device))
+    with torch.no_grad():
+        probe = generator(torch.zeros(1, latent_dim, device=device), torch.zeros(1, dtype=torch.long, device=device))
     channels, resolution = int(probe.shape[1]), int(probe.shape[-1])
     torch.manual_seed(params.seed)
     encoder = Encoder(channels, resolution, latent_dim, num_classes)
@@ -183,10 +184,10 @@ def project(
     from productgan.gan.sample import latents, to_uint8
 
     params = params or ProjectParams()
+    if generator.training:  # BatchNorm would use (and move) the candidates' batch statistics
+        raise ValueError("project needs the generator in eval mode: call generator.eval() first")
     t0 = time.perf_counter()
     device = next(generator.parameters()).device
-    was_training = generator.training
-    generator.eval().requires_grad_(False)
     k = params.candidates
     x = to_unit(target).to(device)
     labels = torch.full((k,), int(label), dtype=torch.long, device=device)
@@ -205,20 +206,18 @@ def project(
         total = params.pixel_weight * pixel + (params.perceptual_weight * feat if feat is not None else 0.0)
         return total, pixel, feat
 
-    try:
-        for _ in range(params.steps):
-            total, _pixel, _feat = distances(generator(z, labels))
-            prior = (z.square().mean(1) - 1.0).square()
-            loss = (total + params.latent_weight * prior).sum()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-        with torch.no_grad():
-            images = generator(z, labels)
-            total, pixel, feat = distances(images)
-            best = int(total.argmin())
-    finally:
-        generator.train(was_training).requires_grad_(True)
+    # the generator is shared (a served model answers many callers at once): gradients are taken for z alone,
+    # never accumulated in its weights, and nothing on it is switched per call
+    for _ in range(params.steps):
+        total, _pixel, _feat = distances(generator(z, labels))
+        prior = (z.square().mean(1) - 1.0).square()
+        loss = (total + params.latent_weight * prior).sum()
+        (z.grad,) = torch.autograd.grad(loss, [z])
+        opt.step()
+    with torch.no_grad():
+        images = generator(z, labels)
+        total, pixel, feat = distances(images)
+        best = int(total.argmin())
     return Projection(
         latent=z[best].detach().cpu().float().numpy(), label=int(label),
         reconstruction=to_uint8(images[best : best + 1])[0],

@@ -52,6 +52,7 @@ class Slot:
             "version": self.version,
             "categories": self.product.categories,
             "resolution": self.product.config.resolution,
+            "aspect": self.product.config.aspect,
             "channels": self.product.config.channels,
             **self.details,
         }

@@ -81,7 +81,7 @@ function buildColumns(info) {
     node.dataset.slot = model.key;
     $(".key", node).textContent = model.key;
     $(".version", node).textContent = model.version ? `version ${model.version}` : "";
-    $(".uri", node).textContent = `${model.uri} · ${model.resolution} px · ${model.categories.length} categories`;
+    $(".uri", node).textContent = `${model.uri} · ${model.resolution} px${model.aspect === "1:1" ? "" : " " + model.aspect} · ${model.categories.length} categories`;
     // headline metrics (fd_domain, kid, class_accuracy ...) in view; per-category and bookkeeping ones folded
     const rows = metricsRows(model, info.registry, champion);
     const headline = rows.filter(([name]) => !name.includes("."));
