@@ -66,6 +66,18 @@ def test_border_fill_and_the_adaptive_probability_reach_training_and_its_record(
         TrainParams(augment_fill="black")
 
 
+def test_augment_fill_auto_is_the_border_for_colour_photos_and_grey_for_grey_data(tmp_path, monkeypatch, shop):
+    """`default` on a shop's colour shots fills with their white border; on grey data (Fashion-MNIST: `make run`) it
+    keeps DiffAugment's fill, so the grey path trains exactly as before."""
+    monkeypatch.chdir(tmp_path)
+    x, y = shapes_on_white(16, 32)
+    grey = write_prepared(tmp_path / "grey", {"train": (x[:, :1].copy(), y)}, SHAPES)
+    p = tiny_params(tmp_path)
+    assert TrainParams().augment_fill == p.augment_fill == "auto"
+    assert Trainer(p, shop, tmp_path / "g1", track=False).augment.fill == "border"
+    assert Trainer(p, grey, tmp_path / "g2", track=False).augment.fill == "grey"
+
+
 @pytest.mark.parametrize("resolution", [128, 256])
 def test_colour_photos_at_gpu_sizes_train_under_bf16_autocast_and_compile(tmp_path, monkeypatch, resolution):
     """What a GPU run does (issue 32 item 4), at tiny widths on the CPU: `default` with the border fill on colour
