@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmarks.results_file import RESULTS_DIR, save_result
+from benchmarks.results_file import RESULTS_DIR, replace_section, save_result
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS_MD = REPO / "benchmarks" / "RESULTS.md"
@@ -491,13 +491,7 @@ def cmd_report(_args: argparse.Namespace) -> None:
                      "on/off, batch 256 to 4096; target 50,000 images/s on an H100).", ""]
     for extra in sorted(RESULTS_DIR.glob("train_notes*.md")):
         sections += [extra.read_text().rstrip(), ""]
-    text = "\n".join(sections)
-    old = RESULTS_MD.read_text() if RESULTS_MD.is_file() else "# Benchmarks\n"
-    start = old.find("## Train\n")
-    if start >= 0:
-        end = old.find("\n## ", start + 1)
-        old = old[:start].rstrip() + ("\n\n" + old[end + 1 :] if end >= 0 else "")
-    RESULTS_MD.write_text(old.rstrip() + "\n\n" + text)
+    replace_section(RESULTS_MD, "## Train", "\n".join(sections))
     print(f"wrote {RESULTS_MD}")
 
 

@@ -54,3 +54,31 @@ def jpeg(image: Image.Image, quality: int) -> Image.Image:
     buf = io.BytesIO()
     image.save(buf, "JPEG", quality=quality)
     return Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
+
+
+SHAPES = ["circle", "square", "triangle"]
+
+
+def shapes_on_white(n: int, size: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` tiny product shots as preprocess stores them ((n, 3, size, size) uint8, labels): a circle, square or
+    triangle (label ``i % 3``, SHAPES) in a random dark colour, near the centre with a white margin of over a
+    quarter of the size all round."""
+    rng = np.random.default_rng(seed)
+    images, labels = [], []
+    for i in range(n):
+        label = i % len(SHAPES)
+        img = Image.new("RGB", (size, size), "white")
+        draw = ImageDraw.Draw(img)
+        r = size * rng.uniform(0.15, 0.22)
+        c = size / 2 + rng.uniform(-0.05, 0.05, 2) * size
+        colour = tuple(int(v) for v in rng.integers(0, 200, 3))
+        box = [c[0] - r, c[1] - r, c[0] + r, c[1] + r]
+        if label == 0:
+            draw.ellipse(box, fill=colour)
+        elif label == 1:
+            draw.rectangle(box, fill=colour)
+        else:
+            draw.polygon([(c[0], c[1] - r), (c[0] - r, c[1] + r), (c[0] + r, c[1] + r)], fill=colour)
+        images.append(np.asarray(img).transpose(2, 0, 1))
+        labels.append(label)
+    return np.stack(images), np.asarray(labels, np.int64)

@@ -45,3 +45,14 @@ def save_result(kind: str, name: str, doc: dict[str, Any]) -> Path:
     path.write_text(json.dumps(doc, indent=2) + "\n")
     print(f"wrote {path}")
     return path
+
+
+def replace_section(markdown: Path, heading: str, text: str) -> None:
+    """Put ``text`` (starting with ``heading``, a ``## `` line) in place of that section of ``markdown`` (up to the
+    next ``## ``), or at its end when it has none."""
+    old = markdown.read_text() if markdown.is_file() else "# Benchmarks\n"
+    start = old.find(heading + "\n")
+    if start >= 0:
+        end = old.find("\n## ", start + 1)
+        old = old[:start].rstrip() + ("\n\n" + old[end + 1 :] if end >= 0 else "")
+    markdown.write_text(old.rstrip() + "\n\n" + text.rstrip() + "\n")

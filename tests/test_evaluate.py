@@ -37,6 +37,7 @@ SMALL = dict(
     kid_subsets=20,
     kid_subset_size=100,
     grid_per_category=4,
+    real_min_images=0,  # the 200 test images are the reference (the train split's stand-in has its own test)
 )
 
 
@@ -150,6 +151,24 @@ def test_inception_fid_small_n(prepared, cache_dir):
     assert meta["precision"] == "fp32" and meta["compute"].startswith("fp32, channels_last")
     assert res["meta"]["extractor_images"] == {"inception": 32}
     assert "fd_domain" not in res
+
+
+def test_a_small_held_out_split_is_replaced_by_the_whole_train_split(tmp_path, fmnist_small):
+    """A shop's 10 test photos make FID meaningless: under real_min_images the real side is the train split, the
+    Inception side all of it (fid5k-train, as the few-shot papers), and metrics.json says so and how many a side."""
+    (x, y), (xt, yt) = fmnist_small["train"], fmnist_small["test"]
+    data = write_prepared(tmp_path / "shop", {"train": (x[:40], y[:40]), "test": (xt[:10], yt[:10])},
+                          FMNIST_CATEGORIES)
+    params = small_params(metrics=["fid", "fd_domain"], fid_n=16, n=16, real_min_images=11, classifier_steps=5,
+                          inception_precision="fp32")
+    res = evaluate_samples(real_train_sampler(data), data, params, tmp_path / "cache")
+    assert res["meta"]["real_split"] == "train" and res["meta"]["real_split_asked"] == "test"
+    assert (res["meta"]["n_real"], res["meta"]["n_generated"]) == (16, 16)  # domain: n a side
+    fid = res["fid_meta"]
+    assert (fid["real_split"], fid["n_real"], fid["n_generated"]) == ("train", 40, 16)
+    kept = evaluate_samples(real_train_sampler(data), data, dataclasses.replace(params, real_min_images=10),
+                            tmp_path / "cache")
+    assert kept["meta"]["real_split"] == "test" and kept["fid_meta"]["n_real"] == 10  # 10 is enough here
 
 
 def test_inception_metrics_and_their_cache_reuse(prepared, tmp_path):

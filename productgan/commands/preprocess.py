@@ -15,7 +15,7 @@ import click
     help="Output folder; replaced as a whole when the step succeeds.",
 )
 @click.option(
-    "--resolution", type=click.Choice(["28", "32", "64", "128"]), default=None,
+    "--resolution", type=click.Choice(["28", "32", "64", "128", "256"]), default=None,
     help="The longer side of the images (default: params.yaml preprocess.resolution).",
 )
 @click.option(

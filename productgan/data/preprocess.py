@@ -55,7 +55,7 @@ class PreprocessParams:
 
     NOT_MODEL: ClassVar[frozenset[str]] = frozenset({"workers"})  # the output is byte-identical either way
 
-    resolution: int = 28  # 28, 32, 64 or 128: the longer side
+    resolution: int = 28  # 28, 32, 64, 128 or 256 (productgan.data.resize RESOLUTIONS): the longer side
     aspect: str = SQUARE  # W:H of the frame: 3:4 keeps a catalogue's portrait photos (64 -> 48x64) unpadded
     channels: int = 1  # 1 (grey), 3 (RGB) or 4 (RGBA: cut-outs trained with their alpha; photos without are opaque)
     val_fraction: float = 0.1  # share of the train split held out for validation (by content hash)

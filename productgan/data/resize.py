@@ -18,7 +18,7 @@ from productgan.frame import SQUARE, frame_size
 from productgan.render import MODES
 
 BACKGROUNDS = ("auto", "white", "black")
-RESOLUTIONS = (28, 32, 64, 128)
+RESOLUTIONS = (28, 32, 64, 128, 256)
 _REDUCING_GAP = 3.0
 
 

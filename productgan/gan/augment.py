@@ -5,6 +5,11 @@ and gradients flow through them to the generator, so D cannot memorise a few tho
 augmentations leaking into the generated images. Everything is vectorised over the batch (no per-image
 Python) and draws from the ``torch.Generator`` it is given, so a run is reproducible and resumable.
 
+Where translation and cutout uncover pixels they fill them (``fill``): ``grey`` is DiffAugment's choice (translation
+repeats the edge rows, cutout paints mid-grey, 0 in [-1, 1]); ``border`` fills both with each image's own border
+colour, its background: white on a catalogue shot, so D never learns that black or grey boxes and smeared edges
+belong to products, and G never draws them (lightweight-gan's black cutouts leak into its outputs, its issue #107).
+
 Each transform is applied to each image with probability ``p``. ``p`` is fixed, or adapted as in
 StyleGAN2-ADA (Karras et al. 2020): raised while the discriminator is over-confident on real images
 (E[sign D(real)] above ``target``), lowered otherwise. ``p`` lives on the device: no host synchronisation.
@@ -17,6 +22,7 @@ from collections.abc import Callable
 import torch
 
 POLICIES = ("color", "translation", "cutout")
+FILLS = ("grey", "border")
 
 
 def parse_policy(text: str) -> tuple[str, ...]:
@@ -50,8 +56,17 @@ def color(x: torch.Tensor, p: torch.Tensor, gen: torch.Generator) -> torch.Tenso
     return mean + (x - mean) * (1 + on * (_uniform(n, gen, dev, 0.5, 1.5) - 1))  # contrast
 
 
-def translation(x: torch.Tensor, p: torch.Tensor, gen: torch.Generator, ratio: float = 0.125) -> torch.Tensor:
-    """Shift each image by up to ``ratio`` of its size (whole pixels), edges repeated.
+def border_colour(x: torch.Tensor) -> torch.Tensor:
+    """(N, C, 1, 1): the mean of each image's outermost ring of pixels, per channel (its background colour)."""
+    x = x.float()  # a mean of hundreds of pixels: not in bf16
+    ring = torch.cat([x[:, :, 0], x[:, :, -1], x[:, :, 1:-1, 0], x[:, :, 1:-1, -1]], dim=2)  # each pixel once
+    return ring.mean(dim=2)[:, :, None, None]
+
+
+def translation(x: torch.Tensor, p: torch.Tensor, gen: torch.Generator, ratio: float = 0.125,
+                fill: str = "grey") -> torch.Tensor:
+    """Shift each image by up to ``ratio`` of its size (whole pixels); the uncovered rows and columns repeat the
+    edge (``fill`` grey) or take the image's border colour (``border``).
 
     Whole-pixel shifts need no interpolation: two gathers of clamped row and column indices give them exactly,
     in any dtype (``grid_sample`` in bf16 on channels_last CPU tensors returned non-finite values) and at
@@ -62,14 +77,21 @@ def translation(x: torch.Tensor, p: torch.Tensor, gen: torch.Generator, ratio: f
     sx, sy = int(w * ratio + 0.5), int(h * ratio + 0.5)
     shift_x = torch.randint(-sx, sx + 1, (n,), generator=gen, device=dev) * on
     shift_y = torch.randint(-sy, sy + 1, (n,), generator=gen, device=dev) * on
-    rows = (torch.arange(h, device=dev) + shift_y[:, None]).clamp_(0, h - 1)  # output row i reads row i + shift
-    cols = (torch.arange(w, device=dev) + shift_x[:, None]).clamp_(0, w - 1)
-    x = x.gather(2, rows.view(n, 1, h, 1).expand(n, c, h, w))
-    return x.gather(3, cols.view(n, 1, 1, w).expand(n, c, h, w))
+    background = border_colour(x) if fill == "border" else None
+    rows = torch.arange(h, device=dev) + shift_y[:, None]  # output row i reads row i + shift
+    cols = torch.arange(w, device=dev) + shift_x[:, None]
+    shifted = x.gather(2, rows.clamp(0, h - 1).view(n, 1, h, 1).expand(n, c, h, w))
+    shifted = shifted.gather(3, cols.clamp(0, w - 1).view(n, 1, 1, w).expand(n, c, h, w))
+    if background is None:
+        return shifted
+    inside = ((rows >= 0) & (rows < h)).view(n, 1, h, 1) & ((cols >= 0) & (cols < w)).view(n, 1, 1, w)
+    return torch.where(inside, shifted, background.to(shifted.dtype))
 
 
-def cutout(x: torch.Tensor, p: torch.Tensor, gen: torch.Generator, ratio: float = 0.5) -> torch.Tensor:
-    """Blank a square of ``ratio`` x the image size at a random place (set to 0, mid-grey in [-1, 1])."""
+def cutout(x: torch.Tensor, p: torch.Tensor, gen: torch.Generator, ratio: float = 0.5,
+           fill: str = "grey") -> torch.Tensor:
+    """Blank a square of ``ratio`` x the image size at a random place: set to 0, mid-grey in [-1, 1] (``fill``
+    grey), or to the image's border colour (``border``)."""
     n, _, h, w = x.shape
     dev = x.device
     on = _apply_mask(n, p, gen, dev).view(n, 1, 1)
@@ -79,11 +101,15 @@ def cutout(x: torch.Tensor, p: torch.Tensor, gen: torch.Generator, ratio: float 
     ys = torch.arange(h, device=dev).view(1, h, 1)
     xs = torch.arange(w, device=dev).view(1, 1, w)
     inside = ((ys - cy).abs() <= ch // 2) & ((xs - cx).abs() <= cw // 2)  # (N, H, W)
+    if fill == "border":
+        blank = (inside & (on > 0)).unsqueeze(1)
+        return torch.where(blank, border_colour(x).to(x.dtype), x)
     keep = 1.0 - inside.to(x.dtype) * on
     return x * keep.unsqueeze(1)
 
 
 _OPS = {"color": color, "translation": translation, "cutout": cutout}
+_FILLED = ("translation", "cutout")
 
 
 class DiffAugment:
@@ -97,8 +123,11 @@ class DiffAugment:
         ada_target: float = 0.0,
         ada_interval: int = 4,
         ada_speed_images: int = 100_000,
+        fill: str = "grey",
     ) -> None:
-        self.policy = policy
+        if fill not in FILLS:
+            raise ValueError(f"augmentation fill {fill!r} is unknown; use one of {', '.join(FILLS)}")
+        self.policy, self.fill = policy, fill
         self.ada_target = float(ada_target)
         self.ada_interval = int(ada_interval)
         self.ada_speed_images = int(ada_speed_images)
@@ -116,7 +145,7 @@ class DiffAugment:
 
     def __call__(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         for name in self.policy:
-            x = _OPS[name](x, self.p, gen)
+            x = _OPS[name](x, self.p, gen, fill=self.fill) if name in _FILLED else _OPS[name](x, self.p, gen)
         return x
 
     @torch.no_grad()

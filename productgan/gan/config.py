@@ -41,7 +41,7 @@ class GeneratorConfig:
 
 def start_size(resolution: int) -> tuple[int, int]:
     """(first feature-map size, number of 2x upsamplings) for a supported resolution."""
-    table = {28: (7, 2), 32: (4, 3), 64: (4, 4), 128: (4, 5)}
+    table = {28: (7, 2), 32: (4, 3), 64: (4, 4), 128: (4, 5), 256: (4, 6)}
     if resolution not in table:
         raise ValueError(f"resolution {resolution} is not supported; use one of {sorted(table)}")
     return table[resolution]

@@ -123,6 +123,9 @@ class TrainParams:
     ema_rampup: float = 0.05  # early on the half-life is at most this x the images seen; 0 = no ramp-up
     augment: str = "auto"  # DiffAugment: none | auto | comma list of color,translation,cutout
     augment_p: float = 1.0  # probability of each transform per image (start value when adaptive)
+    augment_fill: str = "auto"  # what translation and cutout uncover: grey (DiffAugment: edge rows repeated, mid-grey
+    #                             boxes) | border (each image's border colour: the white of a catalogue shot) | auto:
+    #                             border on colour data (3 or 4 channels), grey on grey data such as Fashion-MNIST
     ada_target: float = 0.0  # > 0: adapt p so that E[sign D(real)] stays near this (StyleGAN2-ADA uses 0.6)
     r1_gamma: float = 0.0  # R1 penalty weight on real images; 0 = off
     r1_every: int = 16  # lazy R1: every this many D updates (scaled up to keep its strength)
@@ -133,7 +136,7 @@ class TrainParams:
     #                         generated images pulled to those on the originals, this weight each (paper: 10); 0 = off
 
     def __post_init__(self) -> None:
-        from productgan.gan.augment import parse_policy
+        from productgan.gan.augment import FILLS, parse_policy
         from productgan.gan.loss import LOSSES
         from productgan.gan.networks import DISCRIMINATORS, GENERATORS
 
@@ -161,6 +164,8 @@ class TrainParams:
         for key in ("ema_kimg", "ema_rampup", "gp_lambda", "cr_lambda", "r1_gamma", "grad_clip"):
             require(getattr(self, key) >= 0, key, f"must be >= 0, got {getattr(self, key)}")
         require(0 <= self.augment_p <= 1, "augment_p", "must be in [0, 1]")
+        require(self.augment_fill in ("auto", *FILLS), "augment_fill",
+                f"use auto or one of {', '.join(FILLS)}, got {self.augment_fill!r}")
         require(self.r1_every >= 1, "r1_every", "must be >= 1")
         require(self.n_critic >= 1, "n_critic", "must be >= 1")
         require(0 < self.g_topk <= 1, "g_topk", "must be in (0, 1]")

@@ -139,6 +139,8 @@ class RunLifecycle:
             return
         self.tracker.log_metrics({**{k: v for k, v in row.items() if k != "step"}, **extra}, step)
         text = f"loss_d {row['loss_d']:.3f} loss_g {row['loss_g']:.3f} {row['images_per_s']:,.0f} img/s"
+        if "augment_p" in extra:  # adaptive augmentation: how strongly D is being held back
+            text += f" augment p {extra['augment_p']:.2f}"
         if self.params.max_minutes:
             text += f", {seconds / 60:.1f} of {self.params.max_minutes:g} min"
         if self._bar_shown():

@@ -156,7 +156,10 @@ class Trainer:
         policy = r.augment
         if policy == "auto":
             policy = params.auto_augment_policy if self.num_train < params.augment_auto_below else "none"
-        self.augment = DiffAugment(parse_policy(policy), self.device, r.augment_p, r.ada_target)
+        fill = r.augment_fill
+        if fill == "auto":  # colour photos lie on a background (white): fill with it; grey data: DiffAugment's
+            fill = "border" if channels >= 3 else "grey"
+        self.augment = DiffAugment(parse_policy(policy), self.device, r.augment_p, r.ada_target, fill=fill)
         self.data = ResidentData(images, labels, self.device, params.batch_size, params.seed,
                                  self.ctx.rank, self.ctx.world, params.channels_last)
         self.gen = torch.Generator(self.device)
@@ -503,7 +506,8 @@ class Trainer:
             self.lifecycle.start_tracking(None, {
                 "num_train_images": self.num_train, "world_size": self.ctx.world, "device": str(self.device),
                 "resolution": self.cfg.resolution, "aspect": self.cfg.aspect, "channels": self.cfg.channels,
-                "augment_policy": ",".join(self.augment.policy) or "none", "precision_used": self.precision_name,
+                "augment_policy": ",".join(self.augment.policy) or "none", "augment_fill_used": self.augment.fill,
+                "precision_used": self.precision_name,
                 "total_steps": self.total_steps, **({"time_budget_step_ms": round(self.time_budget.step_s * 1000, 3)}
                                                     if self.time_budget else {})})
             self._checkpoint()  # step 0: a state to restore to, and the run id for --resume
@@ -582,6 +586,7 @@ class Trainer:
             "train_minutes": round(self._seconds() / 60, 3),
             "restarts": self.restarts,
             "world_size": self.ctx.world,
+            "augment_p": float(self.augment.p) if self.augment.enabled else None,  # adaptive: where p ended
         }
 
     def _finish(self) -> TrainResult:

@@ -26,6 +26,12 @@ benchmarks/RESULTS.md); ``fid_inf`` makes the two comparable.
 Generated samples follow the category mix of the real reference: the reference is the first ``n`` images of
 a fixed permutation of ``real_split`` (all of it when ``n`` is larger), and generation asks for exactly
 their labels (cycled when ``n`` exceeds the split).
+
+A small shop's held-out split is too small to score against (67 test photos make an FID meaningless): when
+``real_split`` holds fewer than ``real_min_images`` images, the real side is the whole train split instead, as
+the few-shot GAN papers do (DiffAugment's fid5k-train), the Inception metrics' real side all of it. metrics.json
+says which split was asked for and used (``meta.real_split_asked``, ``meta.real_split``) and how many images
+each side had (``meta.n_real``/``n_generated``, ``fid_meta.n_real``/``n_generated``).
 """
 
 from __future__ import annotations
@@ -72,6 +78,9 @@ class EvaluateParams:
     n: int = 10000  # generated samples for the domain metrics; the real reference is `real_split` (up to n images,
     #                 same category mix)
     real_split: str = "test"
+    real_min_images: int = 1000  # a real_split with fewer images is replaced by the whole train split (a shop's few
+    #                              hundred test photos make FID meaningless; few-shot papers score against the train
+    #                              set); metrics.json records what was used. 0 = always real_split
     seed: int = 0  # latent seed of the generated samples (and the KID subsets, the FID∞ subsets)
     truncation: float | None = None  # None = no truncation (the standard for scoring)
     batch_size: int = 500  # generation and domain-feature batch size
@@ -110,6 +119,8 @@ class EvaluateParams:
         require(self.fid_n == FID_N_AUTO or (isinstance(self.fid_n, int) and not isinstance(self.fid_n, bool)
                                              and self.fid_n >= 2),
                 "fid_n", f"a number of at least 2 or {FID_N_AUTO!r}, got {self.fid_n!r}")
+        require(self.real_min_images >= 0, "real_min_images",
+                f"must be >= 0 (0 = always real_split), got {self.real_min_images}")
         require(self.fid_inf_points >= 2, "fid_inf_points", f"must be >= 2, got {self.fid_inf_points}")
         require(0 < self.fid_inf_min_fraction < 1, "fid_inf_min_fraction",
                 f"must lie in (0, 1), got {self.fid_inf_min_fraction}")
@@ -165,7 +176,8 @@ def timed(timings: dict[str, float], key: str) -> Iterator[None]:
 
 @dataclass
 class Reference:
-    """The real side of an evaluation: the first ``n`` images of a fixed permutation of the real split."""
+    """The real side of an evaluation: the first ``n`` images of a fixed permutation of the real split
+    (``whole``: the train split stands in for a small held-out split, and the Inception side takes all of it)."""
 
     data_dir: Path
     split: str
@@ -174,6 +186,7 @@ class Reference:
     labels: np.ndarray
     order: np.ndarray
     cache_dir: Path
+    whole: bool = False
 
     def features(self, extract: Callable[[np.ndarray], np.ndarray], identity: str, n: int) -> cache.RealFeatures:
         """Features of the first ``n`` reference images by ``extract``, from the cache when present."""
@@ -233,7 +246,7 @@ def _inception_features(params: EvaluateParams, ref: Reference, fake: np.ndarray
     from productgan.metrics.inception import RESIZE, InceptionExtractor
 
     n_fake = params.fid_samples(device)
-    n = min(n_fake, len(ref.images))
+    n = len(ref.images) if ref.whole else min(n_fake, len(ref.images))
     with timed(timings, "inception_features_real"):
         inception = InceptionExtractor(weights, device, params.inception_batch_size, params.inception_precision,
                                        cache_dir=ref.cache_dir)
@@ -251,7 +264,7 @@ def _inception_features(params: EvaluateParams, ref: Reference, fake: np.ndarray
         "n_real": int(n),
         "fid_n": params.fid_n if params.fid_n == FID_N_AUTO else int(params.fid_n),
         "device": str(device),
-        "real_split": params.real_split,
+        "real_split": ref.split,
         "real_stats_cache": "hit" if real.cached else "miss",
     }
     return Extracted(Features(real, fake_features, fake_labels[:n_fake], info=info), n, inception.images_seen)
@@ -289,14 +302,21 @@ def evaluate_samples(
             f"evaluate: the generator's categories {list(categories)} differ from {data_dir}'s {names}; "
             "evaluate a generator against the prepared data it was trained on"
         )
-    real_images, real_labels = load_split(data_dir, params.real_split)
+    split = params.real_split
+    real_images, real_labels = load_split(data_dir, split)
+    whole = split != "train" and len(real_images) < params.real_min_images
+    if whole:
+        log.info("evaluate: %s split %r has %d images (< evaluate.real_min_images %d): scoring against the whole "
+                 "train split", data_dir, split, len(real_images), params.real_min_images)
+        split = "train"
+        real_images, real_labels = load_split(data_dir, split)
     if len(real_images) < 2:
         raise ValueError(
-            f"evaluate: {data_dir} split {params.real_split!r} has {len(real_images)} images; need 2 or more"
+            f"evaluate: {data_dir} split {split!r} has {len(real_images)} images; need 2 or more"
         )
     order = np.random.default_rng(REFERENCE_SEED).permutation(len(real_images))
-    ref = Reference(data_dir, params.real_split, manifest, real_images, real_labels, order,
-                    cache.cache_root(cache_dir or params.cache_dir))
+    ref = Reference(data_dir, split, manifest, real_images, real_labels, order,
+                    cache.cache_root(cache_dir or params.cache_dir), whole)
     n_gen = max({"domain": params.n, "inception": params.fid_samples(dev)}[e] for e in extractors)
     gen_labels = np.asarray(real_labels[order], np.int64)[np.arange(n_gen) % len(real_images)]
 
@@ -307,7 +327,7 @@ def evaluate_samples(
     if fake_images.dtype != np.uint8 or fake_images.shape != expected:
         raise ValueError(
             f"evaluate: the generator made {fake_images.dtype} {fake_images.shape}, expected uint8 {expected} "
-            f"like {data_dir}/{params.real_split}_images.npy; evaluate against the data it was trained on"
+            f"like {data_dir}/{split}_images.npy; evaluate against the data it was trained on"
         )
 
     result: dict[str, Any] = {}
@@ -323,7 +343,8 @@ def evaluate_samples(
         "metrics": list(params.metrics),
         "n_generated": int(params.n) if domain else 0,
         "n_real": domain.n_real if domain else 0,
-        "real_split": params.real_split,
+        "real_split": split,
+        "real_split_asked": params.real_split,
         "seed": params.seed,
         "truncation": params.truncation,
         "precision_recall_k": params.pr_k,
