@@ -66,6 +66,25 @@ def test_border_fill_and_the_adaptive_probability_reach_training_and_its_record(
         TrainParams(augment_fill="black")
 
 
+def test_colour_photos_train_resume_bit_exactly_and_export(tmp_path, monkeypatch, shop):
+    """What `default` does on a shop's colour shots (the border fill, the augmentation's state), stopped after 2
+    steps and resumed to 4, ends with the weights of 4 steps in one go; the exported generator makes the images."""
+    monkeypatch.chdir(tmp_path)
+    settings = dict(augment="color,translation,cutout", ada_target=0.6, precision="fp32", num_threads=1)
+    straight = Trainer(tiny_params(tmp_path / "a", steps=4, **settings), shop, tmp_path / "a" / "gen", track=False)
+    assert straight.augment.fill == "border" and straight.run().step == 4
+    Trainer(tiny_params(tmp_path / "b", steps=2, **settings), shop, tmp_path / "b" / "gen", track=False).run()
+    resumed = Trainer(tiny_params(tmp_path / "b", steps=4, **settings), shop, tmp_path / "b" / "gen", resume=True,
+                      track=False)
+    assert resumed.run().step == 4
+    for a, b in ((straight.G, resumed.G), (straight.D, resumed.D), (straight.ema.model, resumed.ema.model)):
+        assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
+    assert torch.equal(straight.augment.p, resumed.augment.p)
+    generator, config = load_generator(tmp_path / "b" / "gen")
+    images = generate_uint8(generator, [0, 1], seed=0, latent_dim=config.latent_dim)
+    assert images.shape == (2, 3, 32, 32) and config.channels == 3
+
+
 def test_augment_fill_auto_is_the_border_for_colour_photos_and_grey_for_grey_data(tmp_path, monkeypatch, shop):
     """`default` on a shop's colour shots fills with their white border; on grey data (Fashion-MNIST: `make run`) it
     keeps DiffAugment's fill, so the grey path trains exactly as before."""
