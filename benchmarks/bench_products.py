@@ -157,7 +157,8 @@ def category_folder(photos: Path, out: Path, clusters: int) -> dict[str, Any]:
     """``out`` laid out as ingest reads it (one subfolder per category); what was done, for the record."""
     if out.exists():
         shutil.rmtree(out)
-    subdirs = sorted(d for d in photos.iterdir() if d.is_dir())
+    # hidden folders are not categories (a repository snapshot's .git; ingest skips them too)
+    subdirs = sorted(d for d in photos.iterdir() if d.is_dir() and not d.name.startswith("."))
     split_layout = subdirs and all(d.name in SPLIT_FOLDERS for d in subdirs)
     if split_layout:  # <split>/<category>/*.jpg -> <category>/<split>-*.jpg
         n = 0
