@@ -102,7 +102,7 @@ def test_a_time_budget_is_a_step_count_measured_once_and_the_log_shows_the_clock
     assert load_generator(tmp_path / "g")[1].meta["time_budget"]["steps"] == budget.steps
     out = capsys.readouterr()
     assert f"time budget 0.05 min = {budget.steps:,} steps" in out.err
-    assert re.search(rf"train: step \d+/{budget.steps} .* img/s, \d+\.\d of 0\.05 min", out.out)
+    assert re.search(rf"train: step \d+/{budget.steps} .* img/s( augment p \d\.\d\d)?, \d+\.\d of 0\.05 min", out.out)
     # the warm-up left no trace: the same seed and that many steps without a budget give the same weights
     same = Trainer(tiny_params(tmp_path / "n", steps=budget.steps, num_threads=1), small_data, tmp_path / "gn",
                    track=False)
