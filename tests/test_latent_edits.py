@@ -17,14 +17,12 @@ from PIL import Image
 from torch import nn
 
 from productgan.cli import cli
-from productgan.gan.config import GeneratorConfig
-from productgan.gan.networks import ConditionalGenerator
 from productgan.gan.sample import latents, to_uint8
 from productgan.render import to_pil
 from productgan.serve.api import ProductGenerator, RequestError, load
 from productgan.serve.edit import apply_edits
 from productgan.serve.edit_request import EditError, LatentEdits
-from productgan.serve.latent import first_layer_matrix, sefa_directions
+from productgan.serve.latent import sefa_directions
 from productgan.serve.project import ProjectParams, project, train_encoder
 
 
@@ -69,35 +67,6 @@ def test_sefa_directions_are_the_right_singular_vectors_of_the_z_columns(product
     again = sefa_directions(g, dim, count=5)
     assert torch.allclose(again.vectors, found.vectors, atol=1e-6)
     assert torch.equal(sefa_directions(g, dim, count=5).vectors, again.vectors)
-
-
-class ConvFirstGenerator(ConditionalGenerator):
-    """A first layer that is a transposed convolution of the 1x1 map cat(z, class embedding), with padding
-    (the op crops its own output): SeFa reads the op's response to z."""
-
-    def __init__(self, cfg: GeneratorConfig, first: nn.Module) -> None:
-        super().__init__(cfg)
-        self.fc = nn.Sequential(first, nn.BatchNorm2d(first.out_channels), nn.ReLU())
-
-    def first_map(self, z: torch.Tensor, labels: torch.Tensor, embedding: torch.Tensor | None = None) -> torch.Tensor:
-        return self.fc(torch.cat([z, self.class_embedding(labels, embedding)], dim=1)[:, :, None, None])
-
-
-@pytest.mark.parametrize("first", [nn.ConvTranspose2d(16, 6, 4, 1, 0), nn.ConvTranspose2d(16, 6, 5, 2, 1)])
-def test_sefa_reads_a_transposed_convolution_on_a_1x1_map(first):
-    torch.manual_seed(0)
-    cfg = GeneratorConfig(resolution=28, channels=1, latent_dim=8, base_channels=4, categories=["a", "b"])
-    g = ConvFirstGenerator(cfg, first).eval()
-    w = first_layer_matrix(g, 8)
-    embedding = g.embed(torch.tensor([1]))
-    jacobian = torch.autograd.functional.jacobian(
-        lambda z: first(torch.cat([z, embedding], dim=1)[:, :, None, None]).flatten(), torch.randn(1, 8))
-    assert w.shape == (jacobian.shape[0], 8)
-    assert torch.allclose(w, jacobian[:, 0].double(), atol=1e-6)
-    found = sefa_directions(g, 8, count=3)
-    eigenvalues, vectors = torch.linalg.eigh(w.T @ w)
-    assert torch.allclose((found.vectors.double() @ vectors[:, -3:].flip(1)).diagonal().abs(),
-                          torch.ones(3, dtype=torch.float64), atol=1e-5)
 
 
 @pytest.mark.parametrize(("fc", "message"), [

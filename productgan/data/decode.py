@@ -85,11 +85,11 @@ def normalize_mode(img: Image.Image, keep_alpha: bool = False) -> Image.Image:
     if mode == "P" or mode == "PA":
         has_alpha = mode == "PA" or "transparency" in img.info
         img = img.convert("RGBA" if has_alpha else "RGB")
-        return _on_white(img) if has_alpha else img
+        return on_white(img) if has_alpha else img
     if mode in ("LA", "La"):
-        return _on_white(img.convert("LA"))
+        return on_white(img.convert("LA"))
     if mode in ("RGBA", "RGBa"):
-        return _on_white(img.convert("RGBA"))
+        return on_white(img.convert("RGBA"))
     if mode.startswith("I;16") or mode == "I":
         return Image.fromarray(_integer_to_uint8(np.asarray(img)), "L")
     if mode == "F":
@@ -106,7 +106,7 @@ def normalize_mode(img: Image.Image, keep_alpha: bool = False) -> Image.Image:
     raise ValueError(f"unsupported Pillow mode {mode}")
 
 
-def _on_white(img: Image.Image) -> Image.Image:
+def on_white(img: Image.Image) -> Image.Image:
     """Composite an ``LA``/``RGBA`` image on a white background and drop the alpha channel."""
     background = Image.new(img.mode, img.size, (_WHITE,) * len(img.mode))
     return Image.alpha_composite(background, img).convert(img.mode[:-1])

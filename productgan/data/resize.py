@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
+from productgan.data.decode import on_white
 from productgan.frame import SQUARE, frame_size
 from productgan.render import MODES
 
@@ -32,8 +33,8 @@ def to_channels(img: Image.Image, channels: int) -> Image.Image:
     if img.mode == mode:
         return img
     if img.mode == "RGBA":  # to L or RGB: on white, as decode does for photos trained without alpha
-        img = Image.alpha_composite(Image.new("RGBA", img.size, (255, 255, 255, 255)), img)
-    return img.convert(mode)
+        img = on_white(img)
+    return img if img.mode == mode else img.convert(mode)
 
 
 def background_colour(img: Image.Image, background: str) -> tuple[int, ...]:

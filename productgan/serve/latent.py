@@ -35,30 +35,20 @@ class Directions:
 
 def first_layer_matrix(generator: nn.Module, latent_dim: int) -> torch.Tensor:
     """(outputs, latent_dim): how the generator's first op moves with each latent unit, the matrix SeFa
-    factorises. Every generator here feeds cat(z, class embedding) to its first layer ``fc``; its first op may be
-    a Linear (the weight's first ``latent_dim`` columns) or a ConvTranspose2d on the 1x1 map of that vector (its
-    weight for the z channels, read as the op's response to each unit of z, so stride, padding and cropping are
-    the op's own). Anything else is refused: SeFa needs a linear map from z."""
+    factorises. Every generator here feeds cat(z, class embedding) to its first layer ``fc``, whose first op is a
+    Linear: the weight's first ``latent_dim`` columns. Anything else is refused: SeFa needs a linear map from z."""
     fc = getattr(generator, "fc", None)
     first = next(iter(fc), None) if isinstance(fc, nn.Sequential) else fc
     name = type(generator).__name__
     if isinstance(first, nn.Linear) and first.in_features >= latent_dim:
         return first.weight.detach()[:, :latent_dim].double().cpu()
-    if isinstance(first, nn.ConvTranspose2d) and first.in_channels >= latent_dim:
-        param = first.weight
-        with torch.no_grad():
-            units = torch.eye(first.in_channels, dtype=param.dtype, device=param.device)[:latent_dim, :, None, None]
-            zero = torch.zeros(1, first.in_channels, 1, 1, dtype=param.dtype, device=param.device)
-            response = first(units) - first(zero)  # bias removed: the linear part alone
-        return response.flatten(1).T.double().cpu()
     found = f"{name} has no first layer `fc`" if fc is None else f"{name}.fc starts with {type(first).__name__}"
     raise ValueError(
-        f"SeFa directions need the generator's first layer `fc` to start with a Linear or a ConvTranspose2d that "
-        f"reads the {latent_dim} latent units first; {found}"
+        f"SeFa directions need the generator's first layer `fc` to start with a Linear that reads the "
+        f"{latent_dim} latent units first; {found}"
     )
 
 
-@torch.no_grad()
 def sefa_directions(generator: nn.Module, latent_dim: int, count: int = 10) -> Directions:
     """The ``count`` strongest SeFa directions (Shen & Zhou 2021): the eigenvectors of WᵀW, W the generator's
     first op restricted to z (``first_layer_matrix``), largest eigenvalue first: the latent directions the
