@@ -51,7 +51,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from benchmarks.results_file import RESULTS_DIR, replace_section, save_result
+from benchmarks.results_file import RESULTS_DIR, command, replace_section, save_result
 
 REPO = Path(__file__).resolve().parents[1]
 WORK_ROOT = Path(os.environ.get("PRODUCTGAN_BENCH_WORKDIR", REPO / ".cache" / "bench_products"))
@@ -293,15 +293,19 @@ def cmd_throughput(args: argparse.Namespace) -> None:
             rows.append(row)
             print(json.dumps(row), flush=True)
     earlier = RESULTS_DIR / f"products_{args.name}_throughput{args.save_suffix}.json"
+    measured_by = [{"when": time.strftime("%Y-%m-%d %H:%M"), "command": command(),
+                    "load_average": [round(v, 2) for v in os.getloadavg()]}]
     if earlier.is_file():  # variants measured before (same settings) stay; a variant measured again is replaced
         old = json.loads(earlier.read_text())
         if (old["threads"], old["batch"], old["precision"]) == (args.threads, args.batch, args.precision):
             names = {v["name"] for v in variants_from(args)}
             rows = [r for r in old["rows"] if r["variant"] not in names] + rows
+            measured_by = old.get("measured_by", [{k: old[k] for k in ("when", "command")}
+                                                  | {"load_average": old["machine"]["load_average"]}]) + measured_by
     median = {name: statistics.median(r["images_per_cpu_s"] for r in rows if r["variant"] == name)
               for name in dict.fromkeys(r["variant"] for r in rows)}
     doc = {"dataset": args.name, "threads": args.threads, "batch": args.batch, "steps": args.steps, "rows": rows,
-           "precision": args.precision, "median_images_per_cpu_s": median}
+           "precision": args.precision, "median_images_per_cpu_s": median, "measured_by": measured_by}
     save_result("products", f"{args.name}_throughput{args.save_suffix}", doc)
 
 
@@ -595,17 +599,20 @@ def cmd_report(_args: argparse.Namespace) -> None:
                 f"{RESOLUTION} px RGB. Command: `{doc['command']}`", ""]
     for doc in _load("products_*_throughput*.json"):
         m = doc["machine"]
+        runs = doc.get("measured_by", [{"when": doc["when"], "command": doc["command"],
+                                        "load_average": m["load_average"]}])
         out += [f"### Training throughput: `{doc['dataset']}` ({doc['when']})", "",
-                f"Machine: {m.get('cpu', '?')}, nproc {m['nproc']}, load average at the end {m['load_average']}; "
-                f"{doc['threads']} thread(s), batch {doc['batch']}, {doc['precision']}, {doc['steps']} steps per "
-                f"measurement, variants interleaved. Command: `{doc['command']}`", "",
+                f"Machine: {m.get('cpu', '?')}, nproc {m['nproc']}; {doc['threads']} thread(s), batch {doc['batch']}, "
+                f"{doc['precision']}, {doc['steps']} steps per measurement, variants interleaved. Measured by (each "
+                "command's variants; the load average at its end):", "",
+                *(f"- {r['when']}, load {r['load_average']}: `{r['command']}`" for r in runs), "",
                 "| variant | images per CPU-second (rounds) | median | steps for 1 minute of 2 cores |",
                 "|---|---|---|---|"]
         for name, median in doc["median_images_per_cpu_s"].items():
             rounds = ", ".join(f"{r['images_per_cpu_s']:.0f}" for r in doc["rows"] if r["variant"] == name)
             out.append(f"| {name} | {rounds} | {median:.0f} | {60 * CORES * median / doc['batch']:,.0f} |")
         out.append("")
-    for doc in _load("products_*_run_*.json"):
+    for doc in sorted(_load("products_*_run_*.json"), key=lambda d: (d["dataset"], d["minutes"], d["_file"])):
         m = doc["machine"]
         out += [f"### `{doc['dataset']}`: {doc['minutes']:g} minutes of {doc.get('cores', CORES)} cores per run "
                 f"({doc['when']})", "",
