@@ -122,7 +122,7 @@ class TrainParams:
     ema_kimg: float = 10.0  # EMA of G's weights (exported instead of G): half-life in 1000s of images; 0 = off
     ema_rampup: float = 0.05  # early on the half-life is at most this x the images seen; 0 = no ramp-up
     augment: str = "auto"  # DiffAugment: none | auto | comma list of color,translation,cutout
-    augment_p: float = 1.0  # probability of each transform per image (start value when adaptive)
+    augment_p: float = 1.0  # probability of each transform per image (unused when adaptive: ADA starts p at 0)
     augment_fill: str = "auto"  # what translation and cutout uncover: grey (DiffAugment: edge rows repeated, mid-grey
     #                             boxes) | border (each image's border colour: the white of a catalogue shot) | auto:
     #                             border on colour data (3 or 4 channels), grey on grey data such as Fashion-MNIST
