@@ -601,7 +601,7 @@ def cmd_report(_args: argparse.Namespace) -> None:
         m = doc["machine"]
         runs = doc.get("measured_by", [{"when": doc["when"], "command": doc["command"],
                                         "load_average": m["load_average"]}])
-        out += [f"### Training throughput: `{doc['dataset']}` ({doc['when']})", "",
+        out += [f"### Training throughput: `{doc['dataset']}`, {doc['threads']} thread(s) ({doc['when']})", "",
                 f"Machine: {m.get('cpu', '?')}, nproc {m['nproc']}; {doc['threads']} thread(s), batch {doc['batch']}, "
                 f"{doc['precision']}, {doc['steps']} steps per measurement, variants interleaved. Measured by (each "
                 "command's variants; the load average at its end):", "",
