@@ -300,8 +300,7 @@ def cmd_throughput(args: argparse.Namespace) -> None:
         if (old["threads"], old["batch"], old["precision"]) == (args.threads, args.batch, args.precision):
             names = {v["name"] for v in variants_from(args)}
             rows = [r for r in old["rows"] if r["variant"] not in names] + rows
-            measured_by = old.get("measured_by", [{k: old[k] for k in ("when", "command")}
-                                                  | {"load_average": old["machine"]["load_average"]}]) + measured_by
+            measured_by = old["measured_by"] + measured_by
     median = {name: statistics.median(r["images_per_cpu_s"] for r in rows if r["variant"] == name)
               for name in dict.fromkeys(r["variant"] for r in rows)}
     doc = {"dataset": args.name, "threads": args.threads, "batch": args.batch, "steps": args.steps, "rows": rows,
@@ -599,13 +598,11 @@ def cmd_report(_args: argparse.Namespace) -> None:
                 f"{RESOLUTION} px RGB. Command: `{doc['command']}`", ""]
     for doc in _load("products_*_throughput*.json"):
         m = doc["machine"]
-        runs = doc.get("measured_by", [{"when": doc["when"], "command": doc["command"],
-                                        "load_average": m["load_average"]}])
         out += [f"### Training throughput: `{doc['dataset']}`, {doc['threads']} thread(s) ({doc['when']})", "",
                 f"Machine: {m.get('cpu', '?')}, nproc {m['nproc']}; {doc['threads']} thread(s), batch {doc['batch']}, "
                 f"{doc['precision']}, {doc['steps']} steps per measurement, variants interleaved. Measured by (each "
                 "command's variants; the load average at its end):", "",
-                *(f"- {r['when']}, load {r['load_average']}: `{r['command']}`" for r in runs), "",
+                *(f"- {r['when']}, load {r['load_average']}: `{r['command']}`" for r in doc["measured_by"]), "",
                 "| variant | images per CPU-second (rounds) | median | steps for 1 minute of 2 cores |",
                 "|---|---|---|---|"]
         for name, median in doc["median_images_per_cpu_s"].items():
