@@ -45,6 +45,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -285,6 +286,9 @@ def measure_throughput(data: Path, variant: dict[str, Any], steps: int, batch: i
 
 def cmd_throughput(args: argparse.Namespace) -> None:
     data = workdir(args.name) / "prepared"
+    name = f"{args.name}_throughput{args.save_suffix}"
+    settings = {"threads": args.threads, "batch": args.batch, "precision": args.precision}
+    earlier_result(name, settings)
     rows = []
     for rnd in range(args.rounds):  # interleaved: a passing load falls on every variant alike
         for v in variants_from(args):
@@ -292,21 +296,41 @@ def cmd_throughput(args: argparse.Namespace) -> None:
                    **measure_throughput(data, v, args.steps, args.batch, args.threads, args.precision)}
             rows.append(row)
             print(json.dumps(row), flush=True)
-    earlier = RESULTS_DIR / f"products_{args.name}_throughput{args.save_suffix}.json"
+    doc = with_earlier_rows(name, {"dataset": args.name, "steps": args.steps, "rows": rows}, settings,
+                            measured_again={r["variant"] for r in rows}, key=lambda r: r["variant"])
+    doc["median_images_per_cpu_s"] = {
+        variant: statistics.median(r["images_per_cpu_s"] for r in doc["rows"] if r["variant"] == variant)
+        for variant in dict.fromkeys(r["variant"] for r in doc["rows"])}
+    save_result("products", name, doc)
+
+
+def earlier_result(name: str, settings: dict[str, Any]) -> dict[str, Any] | None:
+    """results/products_<name>.json, whose rows a new measurement joins; None when there is none. One measured
+    with other ``settings`` is never mixed in: called before anything is measured, this stops and names the way
+    out."""
+    path = RESULTS_DIR / f"products_{name}.json"
+    if not path.is_file():
+        return None
+    old = json.loads(path.read_text())
+    differ = {k: (old.get(k), v) for k, v in settings.items() if old.get(k) != v}
+    if differ:
+        sys.exit(f"{path} holds rows measured with other settings ({differ}, earlier first): pass --save-suffix "
+                 "to keep both, or move that file away")
+    return old
+
+
+def with_earlier_rows(name: str, doc: dict[str, Any], settings: dict[str, Any], measured_again: set[Any],
+                      key: Callable[[dict[str, Any]], Any]) -> dict[str, Any]:
+    """``doc`` and ``settings`` with the earlier file's rows that this command did not measure again, so that a
+    bench run in parts (a variant, a seed at a time) loses nothing; ``measured_by`` keeps every command that
+    measured a row, with its time and load."""
     measured_by = [{"when": time.strftime("%Y-%m-%d %H:%M"), "command": command(),
                     "load_average": [round(v, 2) for v in os.getloadavg()]}]
-    if earlier.is_file():  # variants measured before (same settings) stay; a variant measured again is replaced
-        old = json.loads(earlier.read_text())
-        if (old["threads"], old["batch"], old["precision"]) == (args.threads, args.batch, args.precision):
-            names = {v["name"] for v in variants_from(args)}
-            rows = [r for r in old["rows"] if r["variant"] not in names] + rows
-            measured_by = old["measured_by"] + measured_by
-    median = {name: statistics.median(r["images_per_cpu_s"] for r in rows if r["variant"] == name)
-              for name in dict.fromkeys(r["variant"] for r in rows)}
-    doc = {"dataset": args.name, "threads": args.threads, "batch": args.batch, "steps": args.steps, "rows": rows,
-           "precision": args.precision, "median_images_per_cpu_s": median, "measured_by": measured_by}
-    save_result("products", f"{args.name}_throughput{args.save_suffix}", doc)
-
+    old = earlier_result(name, settings)
+    if old is None:
+        return {**doc, **settings, "measured_by": measured_by}
+    rows = [r for r in old["rows"] if key(r) not in measured_again] + doc["rows"]
+    return {**doc, **settings, "rows": rows, "measured_by": old["measured_by"] + measured_by}
 
 
 # --------------------------------------------------------------------------------------------- run
@@ -383,6 +407,9 @@ def train_and_evaluate(work: Path, minutes: float, variant: dict[str, Any], seed
 
 def cmd_run(args: argparse.Namespace) -> None:
     work = workdir(args.name)
+    name = f"{args.name}_run_{args.minutes:g}min{args.save_suffix}"
+    settings = {"minutes": args.minutes, "cores": CORES, "batch": args.batch, "precision": args.precision}
+    earlier_result(name, settings)
     variants = variants_from(args)
     budget = step_budget(args.throughput or args.name, args.minutes, variants, args.batch)
     print(f"step budgets for {args.minutes:g} minutes of {CORES} cores: {budget}", flush=True)
@@ -418,9 +445,11 @@ def cmd_run(args: argparse.Namespace) -> None:
             print(json.dumps(rows[-1]), flush=True)
     if floor is not None and floor.returncode:
         sys.exit(f"the floor failed (exit {floor.returncode})")
-    doc = {"dataset": args.name, "minutes": args.minutes, "cores": CORES, "batch": args.batch,
-           "precision": args.precision, "budget_steps": budget, "rows": rows}
-    save_result("products", f"{args.name}_run_{args.minutes:g}min{args.save_suffix}", doc)
+    doc = with_earlier_rows(name, {"dataset": args.name, "rows": rows}, settings,
+                            measured_again={(r["variant"], r["seed"]) for r in rows},
+                            key=lambda r: (r["variant"], r["seed"]))
+    doc["budget_steps"] = {r["variant"]: r["steps"] for r in doc["rows"]}
+    save_result("products", name, doc)
 
 
 
@@ -581,6 +610,10 @@ def run_table(doc: dict[str, Any]) -> list[str]:
     return lines
 
 
+def measured_by_lines(doc: dict[str, Any]) -> list[str]:
+    return [f"- {r['when']}, load {r['load_average']}: `{r['command']}`" for r in doc["measured_by"]]
+
+
 def cmd_report(_args: argparse.Namespace) -> None:
     out = [SECTION, "", "Written by `python -m benchmarks.bench_products report` from "
            "benchmarks/results/products_*.json (`bench_products.py` says how each number is made). Inception FID, "
@@ -602,7 +635,7 @@ def cmd_report(_args: argparse.Namespace) -> None:
                 f"Machine: {m.get('cpu', '?')}, nproc {m['nproc']}; {doc['threads']} thread(s), batch {doc['batch']}, "
                 f"{doc['precision']}, {doc['steps']} steps per measurement, variants interleaved. Measured by (each "
                 "command's variants; the load average at its end):", "",
-                *(f"- {r['when']}, load {r['load_average']}: `{r['command']}`" for r in doc["measured_by"]), "",
+                *measured_by_lines(doc), "",
                 "| variant | images per CPU-second (rounds) | median | steps for 1 minute of 2 cores |",
                 "|---|---|---|---|"]
         for name, median in doc["median_images_per_cpu_s"].items():
@@ -615,7 +648,8 @@ def cmd_report(_args: argparse.Namespace) -> None:
                 f"({doc['when']})", "",
                 f"Machine: {m.get('cpu', '?')}, nproc {m['nproc']}; each run trained its step budget "
                 f"({', '.join(f'{k} {v:,}' for k, v in doc['budget_steps'].items())}) at one thread, batch "
-                f"{doc['batch']}, {doc['precision']}. Command: `{doc['command']}`", ""]
+                f"{doc['batch']}, {doc['precision']}. Measured by (the load average at each command's end):", "",
+                *measured_by_lines(doc), ""]
         out += run_table(doc) + [""]
     for doc in _load("products_*_gpu_*.json"):
         out += [f"### GPU: `{doc['dataset']}` at {doc['resolution']} px ({doc['machine'].get('gpu')})", "",

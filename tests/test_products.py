@@ -143,3 +143,28 @@ def test_the_gpu_benchmark_command_runs_end_to_end_on_a_cpu_at_tiny_size(tmp_pat
     assert doc["resolution"] == 128 and doc["train"]["step"] == 2 and doc["train"]["images_per_s"] > 0
     assert doc["metrics"]["class_accuracy"] is not None and doc["fid_meta"] is None  # no Inception metric asked
     assert (results / "products_tiny_gpu_default_128px.png").is_file()
+
+
+def test_a_bench_run_in_parts_keeps_the_earlier_rows_and_refuses_other_settings(tmp_path, monkeypatch):
+    """A second seed measured later joins the file of the first (rows of the same variant and seed are replaced,
+    every command is kept in ``measured_by``); a file measured with other settings stops the command before it
+    measures anything, naming the file and --save-suffix."""
+    from benchmarks import bench_products
+
+    monkeypatch.setattr(bench_products, "RESULTS_DIR", tmp_path)
+    settings = {"minutes": 30.0, "cores": 2, "batch": 64, "precision": "bf16"}
+
+    def measured(rows: list[dict]) -> dict:
+        doc = bench_products.with_earlier_rows("w_run_30min", {"dataset": "w", "rows": rows}, settings,
+                                               measured_again={(r["variant"], r["seed"]) for r in rows},
+                                               key=lambda r: (r["variant"], r["seed"]))
+        (tmp_path / "products_w_run_30min.json").write_text(json.dumps(doc))
+        return doc
+
+    measured([{"variant": "a", "seed": 0, "fid2k": 80.0}, {"variant": "b", "seed": 0, "fid2k": 70.0}])
+    doc = measured([{"variant": "a", "seed": 1, "fid2k": 81.0}, {"variant": "b", "seed": 0, "fid2k": 69.0}])
+    assert [(r["variant"], r["seed"], r["fid2k"]) for r in doc["rows"]] == [("a", 0, 80.0), ("a", 1, 81.0),
+                                                                              ("b", 0, 69.0)]
+    assert len(doc["measured_by"]) == 2 and doc["batch"] == 64
+    with pytest.raises(SystemExit, match="products_w_run_30min.json.*--save-suffix"):
+        bench_products.earlier_result("w_run_30min", {**settings, "batch": 32})
