@@ -297,7 +297,7 @@ def cmd_throughput(args: argparse.Namespace) -> None:
             rows.append(row)
             print(json.dumps(row), flush=True)
     doc = with_earlier_rows(name, {"dataset": args.name, "steps": args.steps, "rows": rows}, settings,
-                            measured_again={r["variant"] for r in rows}, key=lambda r: r["variant"])
+                            key=lambda r: r["variant"])
     doc["median_images_per_cpu_s"] = {
         variant: statistics.median(r["images_per_cpu_s"] for r in doc["rows"] if r["variant"] == variant)
         for variant in dict.fromkeys(r["variant"] for r in doc["rows"])}
@@ -319,16 +319,18 @@ def earlier_result(name: str, settings: dict[str, Any]) -> dict[str, Any] | None
     return old
 
 
-def with_earlier_rows(name: str, doc: dict[str, Any], settings: dict[str, Any], measured_again: set[Any],
+def with_earlier_rows(name: str, doc: dict[str, Any], settings: dict[str, Any],
                       key: Callable[[dict[str, Any]], Any]) -> dict[str, Any]:
-    """``doc`` and ``settings`` with the earlier file's rows that this command did not measure again, so that a
-    bench run in parts (a variant, a seed at a time) loses nothing; ``measured_by`` keeps every command that
-    measured a row, with its time and load."""
+    """``doc`` and ``settings`` with the earlier file's rows whose ``key`` this command did not measure again, so
+    that a bench run in parts (a variant, a seed at a time) loses nothing; ``measured_by`` keeps every command that
+    measured a row, with its time and load. The file is read again here, not kept from the check before measuring:
+    another command may have added rows since."""
     measured_by = [{"when": time.strftime("%Y-%m-%d %H:%M"), "command": command(),
                     "load_average": [round(v, 2) for v in os.getloadavg()]}]
     old = earlier_result(name, settings)
     if old is None:
         return {**doc, **settings, "measured_by": measured_by}
+    measured_again = {key(r) for r in doc["rows"]}
     rows = [r for r in old["rows"] if key(r) not in measured_again] + doc["rows"]
     return {**doc, **settings, "rows": rows, "measured_by": old["measured_by"] + measured_by}
 
@@ -446,9 +448,7 @@ def cmd_run(args: argparse.Namespace) -> None:
     if floor is not None and floor.returncode:
         sys.exit(f"the floor failed (exit {floor.returncode})")
     doc = with_earlier_rows(name, {"dataset": args.name, "rows": rows}, settings,
-                            measured_again={(r["variant"], r["seed"]) for r in rows},
                             key=lambda r: (r["variant"], r["seed"]))
-    doc["budget_steps"] = {r["variant"]: r["steps"] for r in doc["rows"]}
     save_result("products", name, doc)
 
 
@@ -644,10 +644,11 @@ def cmd_report(_args: argparse.Namespace) -> None:
         out.append("")
     for doc in sorted(_load("products_*_run_*.json"), key=lambda d: (d["dataset"], d["minutes"], d["_file"])):
         m = doc["machine"]
+        budget = {r["variant"]: r["steps"] for r in doc["rows"]}  # each row keeps the step budget it trained
         out += [f"### `{doc['dataset']}`: {doc['minutes']:g} minutes of {doc.get('cores', CORES)} cores per run "
                 f"({doc['when']})", "",
                 f"Machine: {m.get('cpu', '?')}, nproc {m['nproc']}; each run trained its step budget "
-                f"({', '.join(f'{k} {v:,}' for k, v in doc['budget_steps'].items())}) at one thread, batch "
+                f"({', '.join(f'{k} {v:,}' for k, v in budget.items())}) at one thread, batch "
                 f"{doc['batch']}, {doc['precision']}. Measured by (the load average at each command's end):", "",
                 *measured_by_lines(doc), ""]
         out += run_table(doc) + [""]

@@ -156,7 +156,6 @@ def test_a_bench_run_in_parts_keeps_the_earlier_rows_and_refuses_other_settings(
 
     def measured(rows: list[dict]) -> dict:
         doc = bench_products.with_earlier_rows("w_run_30min", {"dataset": "w", "rows": rows}, settings,
-                                               measured_again={(r["variant"], r["seed"]) for r in rows},
                                                key=lambda r: (r["variant"], r["seed"]))
         (tmp_path / "products_w_run_30min.json").write_text(json.dumps(doc))
         return doc
