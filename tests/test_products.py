@@ -67,9 +67,10 @@ def test_border_fill_and_the_adaptive_probability_reach_training_and_its_record(
 
 
 def test_colour_photos_train_resume_bit_exactly_and_export(tmp_path, monkeypatch, shop):
-    """What `default` does on a shop's colour shots (the border fill, the augmentation's state), with the setting
-    docs/own-photos.md recommends for runs of 30 minutes (minibatch-stddev D, ADA), stopped after 2 steps and
-    resumed to 4, ends with the weights of 4 steps in one go; the exported generator makes the images."""
+    """What `default` does on a shop's colour shots (the border fill, the augmentation's state), with the
+    minibatch-stddev D and ADA that docs/own-photos.md recommends for runs of 30 minutes and every DiffAugment
+    transform, stopped after 2 steps and resumed to 4, ends with the weights of 4 steps in one go; the exported
+    generator makes the images."""
     monkeypatch.chdir(tmp_path)
     settings = dict(augment="color,translation,cutout", ada_target=0.6, d_arch="dcgan_mbstd", precision="fp32",
                     num_threads=1)
